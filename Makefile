@@ -1,0 +1,67 @@
+# stardetr build. `make run` and `make test` work on a fresh Debian 12 machine with no other step.
+SHELL := /bin/bash
+.DEFAULT_GOAL := build
+
+include scripts/versions.env
+
+GOARCH   ?= $(shell go env GOARCH)
+ORT_ARCH := $(if $(filter arm64,$(GOARCH)),arm64,x64)
+BUILD    := build/$(GOARCH)
+ORT_DIR  := third_party/onnxruntime/$(ORT_VERSION)
+ORT_LIB  := $(ORT_DIR)/$(ORT_ARCH)/libonnxruntime.so.1
+PLUGIN   := $(BUILD)/libstardetr_carafe.so
+MODELS   := build/models
+PY       := /usr/bin/python3
+# gocv with only core, imgproc, imgcodecs and videoio: links 4 OpenCV libraries, compiles against 4.6.
+GOTAGS   := gocv_specific_modules,gocv_videoio
+VERSION  ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo 0.0.0-dev)
+LDFLAGS  := -X github.com/stardetr/stardetr/daemon.Version=$(VERSION)
+BIN      := bin/stardetr
+SETUP_STAMP := build/.setup-$(ORT_VERSION)
+
+# Tests and the daemon find the runtime pieces through these (see internal/testenv and model).
+export STARDETR_ONNXRUNTIME ?= $(abspath $(ORT_LIB))
+export STARDETR_PLUGIN      ?= $(abspath $(PLUGIN))
+export STARDETR_MODELS      ?= $(abspath $(MODELS))
+export OMP_NUM_THREADS      ?= 2
+export OMP_WAIT_POLICY      ?= PASSIVE
+
+.PHONY: setup build plugin models run test test-go bench vet fmt clean
+
+setup:
+	scripts/setup
+	@mkdir -p build && touch $(SETUP_STAMP)
+
+$(SETUP_STAMP): scripts/setup scripts/versions.env
+	scripts/setup
+	@mkdir -p build && touch $@
+
+build: $(SETUP_STAMP) $(BIN)
+
+$(BIN): $(SETUP_STAMP) $(shell find . -name '*.go' -not -path './build/*' -not -path './third_party/*') go.mod go.sum
+	@mkdir -p $(dir $@)
+	go build -tags $(GOTAGS) -ldflags "$(LDFLAGS)" -o $@ ./cmd/stardetr
+
+include model/carafe/carafe.mk
+include model/reference/reference.mk
+
+run: build plugin models
+	$(BIN) run --config configs/demo.yaml
+
+vet:
+	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
+	go vet -tags $(GOTAGS) ./...
+
+test-go: $(SETUP_STAMP) plugin models
+	go test -tags $(GOTAGS) -count=1 ./...
+
+test: build plugin models vet test-carafe test-reference test-go
+
+bench: build plugin models bench-carafe
+	go test -tags $(GOTAGS) -run '^$$' -bench . -benchmem ./...
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin build dist

@@ -1,0 +1,109 @@
+// Package testenv finds the real runtime pieces that stardetr's tests use: the ONNX Runtime
+// library that scripts/setup extracts, the CARAFE plugin that `make plugin` builds and the
+// reference models that `make models` exports. A missing piece fails the test with the make
+// target that produces it; tests never skip silently.
+package testenv
+
+import (
+	"os"
+	"path/filepath"
+	"runtime"
+	"testing"
+)
+
+// RepoRoot returns the directory holding go.mod, found by walking up from the working directory.
+func RepoRoot(t testing.TB) string {
+	t.Helper()
+	dir, err := os.Getwd()
+	if err != nil {
+		t.Fatalf("testenv: working directory: %v", err)
+	}
+	for {
+		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
+			return dir
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			t.Fatalf("testenv: no go.mod above the working directory")
+		}
+		dir = parent
+	}
+}
+
+// find returns the path from the environment variable env, or def relative to the repo root,
+// and fails the test naming the make target when the file is absent.
+func find(t testing.TB, env, def, target string) string {
+	t.Helper()
+	p := os.Getenv(env)
+	if p == "" {
+		p = filepath.Join(RepoRoot(t), def)
+	}
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("testenv: %s not found (%v): run `%s` first, or set %s", p, err, target, env)
+	}
+	return p
+}
+
+// ORTArch is the folder name onnxruntime-node uses for this architecture.
+func ORTArch() string {
+	if runtime.GOARCH == "arm64" {
+		return "arm64"
+	}
+	return "x64"
+}
+
+// ONNXRuntime returns the path of the ONNX Runtime shared library (STARDETR_ONNXRUNTIME).
+func ONNXRuntime(t testing.TB) string {
+	t.Helper()
+	return find(t, "STARDETR_ONNXRUNTIME",
+		filepath.Join("third_party", "onnxruntime", ortVersion(t), ORTArch(), "libonnxruntime.so.1"), "make setup")
+}
+
+// Plugin returns the path of the CARAFE custom-op library (STARDETR_PLUGIN).
+func Plugin(t testing.TB) string {
+	t.Helper()
+	return find(t, "STARDETR_PLUGIN",
+		filepath.Join("build", runtime.GOARCH, "libstardetr_carafe.so"), "make plugin")
+}
+
+// Model returns the path of a file under the exported models folder (STARDETR_MODELS).
+func Model(t testing.TB, name string) string {
+	t.Helper()
+	dir := os.Getenv("STARDETR_MODELS")
+	if dir == "" {
+		dir = filepath.Join(RepoRoot(t), "build", "models")
+	}
+	p := filepath.Join(dir, name)
+	if _, err := os.Stat(p); err != nil {
+		t.Fatalf("testenv: model %s not found (%v): run `make models` first, or set STARDETR_MODELS", p, err)
+	}
+	return p
+}
+
+// ortVersion reads ORT_VERSION from scripts/versions.env, the one place versions are pinned.
+func ortVersion(t testing.TB) string {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join(RepoRoot(t), "scripts", "versions.env"))
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	for _, line := range splitLines(string(b)) {
+		if len(line) > len("ORT_VERSION=") && line[:len("ORT_VERSION=")] == "ORT_VERSION=" {
+			return line[len("ORT_VERSION="):]
+		}
+	}
+	t.Fatalf("testenv: ORT_VERSION missing from scripts/versions.env")
+	return ""
+}
+
+func splitLines(s string) []string {
+	var out []string
+	start := 0
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\n' {
+			out = append(out, s[start:i])
+			start = i + 1
+		}
+	}
+	return append(out, s[start:])
+}
