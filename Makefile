@@ -26,7 +26,7 @@ export STARDETR_MODELS      ?= $(abspath $(MODELS))
 export OMP_NUM_THREADS      ?= 2
 export OMP_WAIT_POLICY      ?= PASSIVE
 
-.PHONY: setup build plugin models run test test-go bench vet fmt clean
+.PHONY: setup build plugin models demo-clip run test test-go bench vet fmt clean
 
 setup:
 	scripts/setup
@@ -45,7 +45,15 @@ $(BIN): $(SETUP_STAMP) $(shell find . -name '*.go' -not -path './build/*' -not -
 include model/carafe/carafe.mk
 include model/reference/reference.mk
 
-run: build plugin models
+# The demo's clip: generated, 10 s of ffmpeg's moving test pattern at 10 fps (~200 KB).
+DEMO_CLIP := build/demo/clip.mp4
+$(DEMO_CLIP): $(SETUP_STAMP)
+	@mkdir -p $(dir $@)
+	ffmpeg -hide_banner -loglevel error -y -f lavfi -i testsrc2=size=640x360:rate=10 -t 10 -c:v libx264 -pix_fmt yuv420p $@
+
+demo-clip: $(DEMO_CLIP)
+
+run: build plugin models $(DEMO_CLIP)
 	$(BIN) run --config configs/demo.yaml
 
 vet:

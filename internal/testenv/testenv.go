@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 	"testing"
 )
 
@@ -87,23 +88,11 @@ func ortVersion(t testing.TB) string {
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
-	for _, line := range splitLines(string(b)) {
-		if len(line) > len("ORT_VERSION=") && line[:len("ORT_VERSION=")] == "ORT_VERSION=" {
-			return line[len("ORT_VERSION="):]
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "ORT_VERSION="); ok {
+			return v
 		}
 	}
 	t.Fatalf("testenv: ORT_VERSION missing from scripts/versions.env")
 	return ""
-}
-
-func splitLines(s string) []string {
-	var out []string
-	start := 0
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\n' {
-			out = append(out, s[start:i])
-			start = i + 1
-		}
-	}
-	return append(out, s[start:])
 }

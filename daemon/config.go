@@ -1,0 +1,260 @@
+package daemon
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"reflect"
+	"strings"
+	"time"
+
+	"github.com/go-viper/mapstructure/v2"
+	"github.com/spf13/viper"
+
+	"github.com/stardetr/stardetr/camera"
+	"github.com/stardetr/stardetr/model"
+	"github.com/stardetr/stardetr/pipeline"
+	"github.com/stardetr/stardetr/publish"
+)
+
+// DefaultConfigPath is where the package installs the configuration.
+const DefaultConfigPath = "/etc/stardetr/config.yaml"
+
+// EnvPrefix prefixes environment overrides: STARDETR_MODEL_THREADS=2 sets model.threads.
+const EnvPrefix = "STARDETR"
+
+// Config is the whole configuration file. Each library owns its section's type, defaults
+// and validation; this struct only composes them.
+type Config struct {
+	// DeviceID names this box in MQTT topics; empty: the hostname.
+	DeviceID string `mapstructure:"device_id"`
+	// StateDir holds the TensorRT engine cache, the MQTT queue and the message counters.
+	StateDir string `mapstructure:"state_dir"`
+	// LogLevel is debug, info, warn or error.
+	LogLevel string `mapstructure:"log_level"`
+	// Model is the detector.
+	Model model.Config `mapstructure:"model"`
+	// Cameras are the sources, each with its publish policy.
+	Cameras []CameraConfig `mapstructure:"cameras"`
+	// MQTT is the broker connection and the offline queue.
+	MQTT publish.Config `mapstructure:"mqtt"`
+	// HTTP serves /healthz, /metrics and /snapshot/<camera>.jpg.
+	HTTP HTTPConfig `mapstructure:"http"`
+	// Watchdog bounds one frame's processing: past it the pipeline counts as stuck, the
+	// systemd watchdog pings stop and /healthz fails.
+	Watchdog WatchdogConfig `mapstructure:"watchdog"`
+}
+
+// CameraConfig is one entry of `cameras:`: the camera's own keys plus its publish policy.
+type CameraConfig struct {
+	camera.Config `mapstructure:",squash"`
+	Publish       pipeline.Policy `mapstructure:"publish"`
+}
+
+// HTTPConfig is the `http:` section.
+type HTTPConfig struct {
+	// Listen is host:port; empty disables the HTTP server.
+	Listen string `mapstructure:"listen"`
+}
+
+// WatchdogConfig is the `watchdog:` section.
+type WatchdogConfig struct {
+	// FrameTimeout is the longest one frame may spend in the pipeline before it counts as stuck.
+	FrameTimeout time.Duration `mapstructure:"frame_timeout"`
+	// RetryBudget is how long a camera may retry before /healthz reports it unhealthy.
+	RetryBudget time.Duration `mapstructure:"retry_budget"`
+}
+
+// DefaultConfig returns every default of the configuration; cameras get theirs when decoded.
+func DefaultConfig() Config {
+	return Config{
+		StateDir: "/var/lib/stardetr",
+		LogLevel: "info",
+		Model:    model.DefaultConfig(),
+		MQTT:     publish.DefaultConfig(),
+		HTTP:     HTTPConfig{Listen: "127.0.0.1:9110"},
+		Watchdog: WatchdogConfig{FrameTimeout: 30 * time.Second, RetryBudget: 5 * time.Minute},
+	}
+}
+
+func defaultCamera() CameraConfig {
+	return CameraConfig{Config: camera.DefaultConfig(), Publish: pipeline.DefaultPolicy()}
+}
+
+// LoadConfig reads the YAML file at path, applies STARDETR_* environment overrides, fills the
+// defaults and resolves relative paths against the file's folder. It rejects unknown keys;
+// it does not validate values (see Validate).
+func LoadConfig(path string) (Config, error) {
+	cfg := DefaultConfig()
+	v := viper.New()
+	v.SetConfigFile(path)
+	v.SetConfigType("yaml")
+	if err := v.ReadInConfig(); err != nil {
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			return cfg, fmt.Errorf("config %s: %w: give an existing file with --config", path, pe.Err)
+		}
+		return cfg, fmt.Errorf("config %s: %w", path, err)
+	}
+	v.SetEnvPrefix(EnvPrefix)
+	v.SetEnvKeyReplacer(strings.NewReplacer(".", "_"))
+	for _, key := range scalarKeys(reflect.TypeOf(cfg), "") {
+		if err := v.BindEnv(key); err != nil {
+			return cfg, fmt.Errorf("config: bind environment for %s: %w", key, err)
+		}
+	}
+	// Cameras are a list: each element starts from the camera defaults, then the file's keys.
+	if raw, ok := v.Get("cameras").([]any); ok {
+		cfg.Cameras = make([]CameraConfig, len(raw))
+		for i := range cfg.Cameras {
+			cfg.Cameras[i] = defaultCamera()
+		}
+	}
+	err := v.Unmarshal(&cfg, func(dc *mapstructure.DecoderConfig) { dc.ErrorUnused = true })
+	if err != nil {
+		return cfg, fmt.Errorf("config %s: %s", path, describeDecodeError(err))
+	}
+	cfg.resolvePaths(filepath.Dir(path))
+	return cfg, nil
+}
+
+// scalarKeys lists the dotted keys of every non-list field, for environment binding.
+func scalarKeys(t reflect.Type, prefix string) []string {
+	var keys []string
+	for i := range t.NumField() {
+		f := t.Field(i)
+		tag := strings.Split(f.Tag.Get("mapstructure"), ",")[0]
+		if tag == "" || tag == "-" {
+			continue
+		}
+		key := prefix + tag
+		switch f.Type.Kind() {
+		case reflect.Struct:
+			if f.Type == reflect.TypeOf(time.Duration(0)) {
+				keys = append(keys, key)
+			} else {
+				keys = append(keys, scalarKeys(f.Type, key+".")...)
+			}
+		case reflect.Slice, reflect.Map:
+			if f.Type.Elem().Kind() == reflect.String {
+				keys = append(keys, key) // a comma-separated list in the environment
+			}
+		default:
+			keys = append(keys, key)
+		}
+	}
+	return keys
+}
+
+// describeDecodeError turns mapstructure's errors into one line per problem, each naming the key.
+func describeDecodeError(err error) string {
+	msg := err.Error()
+	msg = strings.ReplaceAll(msg, "decoding failed due to the following error(s):\n\n", "")
+	var lines []string
+	for _, l := range strings.Split(msg, "\n") {
+		l = strings.TrimSpace(strings.TrimPrefix(strings.TrimSpace(l), "*"))
+		if l == "" {
+			continue
+		}
+		if strings.Contains(l, "has invalid keys:") {
+			l += " (unknown key: check its spelling and indentation against the README's configuration section)"
+		}
+		lines = append(lines, l)
+	}
+	return strings.Join(lines, "; ")
+}
+
+// resolvePaths makes relative file paths relative to the config file's folder.
+func (c *Config) resolvePaths(dir string) {
+	abs := func(p *string) {
+		if *p != "" && !filepath.IsAbs(*p) {
+			*p = filepath.Join(dir, *p)
+		}
+	}
+	abs(&c.StateDir)
+	abs(&c.Model.Path)
+	abs(&c.Model.Plugin)
+	abs(&c.Model.ONNXRuntime)
+	abs(&c.Model.TensorRT.CacheDir)
+	abs(&c.MQTT.PasswordFile)
+	abs(&c.MQTT.TLS.CA)
+	abs(&c.MQTT.TLS.Cert)
+	abs(&c.MQTT.TLS.Key)
+	for i := range c.Cameras {
+		u := c.Cameras[i].URL
+		if isFilePath(u) {
+			abs(&c.Cameras[i].URL)
+		}
+	}
+}
+
+// isFilePath reports whether a camera URL names a video file (not a device, URL or pipeline).
+func isFilePath(u string) bool {
+	k, err := camera.KindOf(u)
+	return err == nil && k == camera.KindFile
+}
+
+// Validate checks every section and returns all problems at once, each naming its key.
+func (c *Config) Validate() error {
+	var errs []error
+	if c.DeviceID != "" && strings.ContainsAny(c.DeviceID, "+#/ ") {
+		errs = append(errs, fmt.Errorf("device_id: %q contains +, #, / or a space, which MQTT topics cannot carry", c.DeviceID))
+	}
+	if c.StateDir == "" {
+		errs = append(errs, errors.New("state_dir: required: a writable folder for the queue and caches"))
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		errs = append(errs, fmt.Errorf("log_level: %q is not a level: use debug, info, warn or error", c.LogLevel))
+	}
+	if err := c.Model.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if len(c.Cameras) == 0 {
+		errs = append(errs, errors.New("cameras: none configured: add at least one camera with a name and a url"))
+	}
+	names := map[string]int{}
+	for i := range c.Cameras {
+		path := fmt.Sprintf("cameras[%d]", i)
+		if err := c.Cameras[i].Config.Validate(path); err != nil {
+			errs = append(errs, err)
+		}
+		if err := c.Cameras[i].Publish.Validate(path + ".publish"); err != nil {
+			errs = append(errs, err)
+		}
+		if j, dup := names[c.Cameras[i].Name]; dup && c.Cameras[i].Name != "" {
+			errs = append(errs, fmt.Errorf("%s.name: %q is already the name of cameras[%d]: names must be unique", path, c.Cameras[i].Name, j))
+		}
+		names[c.Cameras[i].Name] = i
+	}
+	if err := c.MQTT.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	if c.HTTP.Listen != "" {
+		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
+			errs = append(errs, fmt.Errorf("http.listen: %q is not host:port (%v): use e.g. 127.0.0.1:9110, or \"\" to disable", c.HTTP.Listen, err))
+		}
+	}
+	if c.Watchdog.FrameTimeout < time.Second {
+		errs = append(errs, fmt.Errorf("watchdog.frame_timeout: %s is too short: use at least 1s", c.Watchdog.FrameTimeout))
+	}
+	if c.Watchdog.RetryBudget < 0 {
+		errs = append(errs, fmt.Errorf("watchdog.retry_budget: %s is negative", c.Watchdog.RetryBudget))
+	}
+	return errors.Join(errs...)
+}
+
+// deviceID returns the configured device id or the hostname.
+func (c *Config) deviceID() (string, error) {
+	if c.DeviceID != "" {
+		return c.DeviceID, nil
+	}
+	h, err := os.Hostname()
+	if err != nil {
+		return "", fmt.Errorf("device_id: empty and the hostname is unreadable (%v): set device_id", err)
+	}
+	return strings.NewReplacer("+", "_", "#", "_", "/", "_", " ", "_").Replace(h), nil
+}

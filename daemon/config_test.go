@@ -1,0 +1,153 @@
+package daemon
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func writeConfig(t *testing.T, body string) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "config.yaml")
+	if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+const minimal = `
+model:
+  path: model.onnx
+cameras:
+  - name: front
+    url: clip.mp4
+  - name: back
+    url: rtsp://10.0.0.5/stream
+    loop: false
+    publish: {policy: every, interval: 0s, min_score: 0.5}
+`
+
+func TestLoadConfigDefaultsAndPaths(t *testing.T) {
+	p := writeConfig(t, minimal)
+	cfg, err := LoadConfig(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := filepath.Dir(p)
+	if cfg.Model.Path != filepath.Join(dir, "model.onnx") {
+		t.Errorf("model.path = %s, want it resolved against the config's folder", cfg.Model.Path)
+	}
+	if cfg.Model.Conf != 0.25 || cfg.Model.MaxDet != 100 || cfg.MQTT.QoS != 1 || cfg.HTTP.Listen != "127.0.0.1:9110" {
+		t.Errorf("defaults not applied: conf %v max_det %d qos %d listen %q", cfg.Model.Conf, cfg.Model.MaxDet, cfg.MQTT.QoS, cfg.HTTP.Listen)
+	}
+	front, back := cfg.Cameras[0], cfg.Cameras[1]
+	if front.URL != filepath.Join(dir, "clip.mp4") || back.URL != "rtsp://10.0.0.5/stream" {
+		t.Errorf("camera urls: %q, %q", front.URL, back.URL)
+	}
+	if !front.Loop || front.StallTimeout != 5*time.Second || front.Publish.Mode != "detections" || front.Publish.Interval != time.Second {
+		t.Errorf("camera defaults not applied to an entry that does not set them: %+v", front)
+	}
+	if back.Loop || back.Publish.Mode != "every" || back.Publish.Interval != 0 || back.Publish.MinScore != 0.5 {
+		t.Errorf("camera keys from the file lost: %+v", back)
+	}
+}
+
+func TestLoadConfigEnvironmentOverrides(t *testing.T) {
+	t.Setenv("STARDETR_MODEL_THREADS", "3")
+	t.Setenv("STARDETR_MQTT_QOS", "0")
+	t.Setenv("STARDETR_DEVICE_ID", "box7")
+	t.Setenv("STARDETR_MQTT_BROKERS", "mqtt://a:1883,mqtts://b:8883")
+	cfg, err := LoadConfig(writeConfig(t, minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Model.Threads != 3 || cfg.MQTT.QoS != 0 || cfg.DeviceID != "box7" {
+		t.Errorf("environment not applied: threads %d qos %d device %q", cfg.Model.Threads, cfg.MQTT.QoS, cfg.DeviceID)
+	}
+	if got := strings.Join(cfg.MQTT.Brokers, " "); got != "mqtt://a:1883 mqtts://b:8883" {
+		t.Errorf("brokers from the environment: %q", got)
+	}
+}
+
+func TestLoadConfigRejectsUnknownKeys(t *testing.T) {
+	for _, tc := range []struct{ body, key string }{
+		{"modle:\n  path: x\n", "modle"},
+		{"model:\n  path: x\n  treads: 2\n", "treads"},
+		{"cameras:\n  - name: a\n    url: x.mp4\n    lop: true\n", "lop"},
+		{"mqtt:\n  tls:\n    verify: false\n", "verify"},
+	} {
+		_, err := LoadConfig(writeConfig(t, tc.body))
+		if err == nil || !strings.Contains(err.Error(), tc.key) || !strings.Contains(err.Error(), "unknown key") {
+			t.Errorf("config with key %q: error %v, want it named as unknown", tc.key, err)
+		}
+	}
+}
+
+func TestLoadConfigMissingFile(t *testing.T) {
+	_, err := LoadConfig(filepath.Join(t.TempDir(), "nope.yaml"))
+	if err == nil || !strings.Contains(err.Error(), "nope.yaml") || !strings.Contains(err.Error(), "--config") {
+		t.Fatalf("missing file: %v", err)
+	}
+}
+
+func TestValidateNamesEveryProblem(t *testing.T) {
+	clip, err := filepath.Abs(filepath.Join("..", "camera", "testdata", "testsrc-320x240-10fps.mp4"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := LoadConfig(writeConfig(t, `
+device_id: "a/b"
+log_level: loud
+model:
+  path: m.onnx
+  conf: 1.5
+cameras:
+  - name: front
+    url: `+clip+`
+    fps: -5
+  - name: front
+    url: "ftp://x/y"
+    publish: {policy: sometimes}
+mqtt:
+  brokers: ["foo://x"]
+  topic_prefix: "a/#"
+http:
+  listen: "nonsense"
+`))
+	if err != nil {
+		t.Fatal(err)
+	}
+	err = cfg.Validate()
+	if err == nil {
+		t.Fatal("want errors")
+	}
+	for _, want := range []string{
+		"device_id:", "log_level:", "model.conf:", "cameras[0].fps", `cameras[1].name: "front" is already the name of cameras[0]`,
+		"cameras[1].url", "cameras[1].publish.policy", "mqtt.brokers[0]", "mqtt.topic_prefix", "http.listen:",
+	} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("errors do not name %q:\n%v", want, err)
+		}
+	}
+}
+
+func TestValidateNeedsCameras(t *testing.T) {
+	cfg, err := LoadConfig(writeConfig(t, "model:\n  path: m.onnx\n"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "cameras: none configured") {
+		t.Fatalf("no cameras: %v", err)
+	}
+}
+
+// The shipped example and demo configs load; the example is valid apart from the files it names.
+func TestShippedConfigsLoad(t *testing.T) {
+	for _, name := range []string{"example.yaml", "demo.yaml"} {
+		if _, err := LoadConfig(filepath.Join("..", "configs", name)); err != nil {
+			t.Errorf("configs/%s: %v", name, err)
+		}
+	}
+}

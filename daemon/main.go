@@ -1,0 +1,62 @@
+// Package daemon is the stardetr command: it reads the whole configuration, builds the
+// camera sources, the model, the publisher and the pipeline from it, and owns their lifecycle
+// (signals, systemd notify and watchdog, HTTP endpoints). It is the only package that knows
+// every other one.
+package daemon
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os/signal"
+	"syscall"
+)
+
+// Version is the stardetr version, set at link time by the Makefile.
+var Version = "0.0.0-dev"
+
+// command is one subcommand of stardetr.
+type command struct {
+	name  string
+	usage string
+	run   func(ctx context.Context, args []string, stdout, stderr io.Writer) int
+}
+
+func commands() []command {
+	return []command{
+		{"run", "run the detector service (--config FILE)", cmdRun},
+		{"check", "validate a config file and its model, listing every problem (--config FILE)", cmdCheck},
+		{"infer", "detect objects in one image (--model M --image I [--conf 0.25] [--json])", cmdInfer},
+		{"bench", "time a model: load, preprocess, run, decode vs a bare Run() (--model M)", cmdBench},
+		{"version", "print the versions of stardetr, ONNX Runtime, OpenCV and the CARAFE plugin", cmdVersion},
+	}
+}
+
+// Main runs the command line args and returns the process exit code.
+func Main(args []string, stdout, stderr io.Writer) int {
+	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
+		usage(stderr)
+		if len(args) == 0 {
+			return 2
+		}
+		return 0
+	}
+	for _, c := range commands() {
+		if c.name == args[0] {
+			ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+			defer stop()
+			return c.run(ctx, args[1:], stdout, stderr)
+		}
+	}
+	fmt.Fprintf(stderr, "stardetr: unknown command %q\n\n", args[0])
+	usage(stderr)
+	return 2
+}
+
+func usage(w io.Writer) {
+	fmt.Fprintf(w, "stardetr %s: a camera object detector service (RT-DETR StarNet+FreqFusion, ONNX Runtime, MQTT)\n\nusage: stardetr <command> [flags]\n\ncommands:\n", Version)
+	for _, c := range commands() {
+		fmt.Fprintf(w, "  %-8s %s\n", c.name, c.usage)
+	}
+	fmt.Fprintf(w, "\nRun 'stardetr <command> -h' for the flags of a command.\n")
+}

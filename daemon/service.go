@@ -1,0 +1,300 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+
+	"github.com/stardetr/stardetr/camera"
+	"github.com/stardetr/stardetr/model"
+	"github.com/stardetr/stardetr/pipeline"
+	"github.com/stardetr/stardetr/publish"
+)
+
+// service is a running stardetr: every component, built from one configuration, and the
+// goroutines that tie them to systemd and HTTP. startService builds it whole or not at all.
+type service struct {
+	cfg        Config
+	configPath string
+	log        *slog.Logger
+	notify     notifier
+	deviceID   string
+
+	det  *model.Detector
+	pub  *publish.Publisher
+	pipe *pipeline.Pipeline
+	srv  *http.Server
+
+	cancelPipe context.CancelFunc
+	pipeDone   chan struct{}
+	cancelLoop context.CancelFunc
+	loops      sync.WaitGroup
+	fatal      chan error
+}
+
+func startService(ctx context.Context, cfg Config, configPath string, log *slog.Logger) (s *service, err error) {
+	s = &service{cfg: cfg, configPath: configPath, log: log, notify: notifier{log: log}, fatal: make(chan error, 1)}
+	var undo []func()
+	defer func() {
+		if err != nil {
+			for i := len(undo) - 1; i >= 0; i-- {
+				undo[i]()
+			}
+		}
+	}()
+	if s.deviceID, err = cfg.deviceID(); err != nil {
+		return nil, err
+	}
+	if err = os.MkdirAll(cfg.StateDir, 0o750); err != nil {
+		return nil, fmt.Errorf("state_dir %s: %w: create it or point state_dir at a writable folder", cfg.StateDir, err)
+	}
+
+	t0 := time.Now()
+	s.det, err = model.Open(ctx, cfg.Model, cfg.StateDir, log.With("component", "model"))
+	if err != nil {
+		return nil, err
+	}
+	undo = append(undo, func() { s.det.Close() })
+	info := s.det.Info()
+	log.Info("model loaded", "path", cfg.Model.Path, "provider", info.Provider, "input", fmt.Sprintf("%dx%d", info.Width, info.Height),
+		"classes", len(info.Names), "carafe", info.HasCARAFE, "took", time.Since(t0).Round(time.Millisecond))
+
+	started := time.Now()
+	s.pub, err = publish.New(cfg.MQTT, publish.Options{DeviceID: s.deviceID, StateDir: cfg.StateDir, Logger: log.With("component", "mqtt"),
+		Stats: func() publish.Stats { return statsMessage(s.pipe.Stats(), info.Provider, started) }})
+	if err != nil {
+		return nil, err
+	}
+
+	cams, err := buildCameras(cfg.Cameras, log)
+	if err != nil {
+		return nil, err
+	}
+	s.pipe = pipeline.New(s.det, &messageSink{pub: s.pub, model: info, log: log}, log.With("component", "pipeline"))
+	if err = s.pipe.Update(cams); err != nil {
+		return nil, err
+	}
+	// The publisher starts once the pipeline exists: its stats callback reads the pipeline.
+	if err = s.pub.Start(ctx); err != nil {
+		return nil, err
+	}
+	undo = append(undo, func() {
+		c, cancel := context.WithTimeout(context.Background(), stopTimeout)
+		defer cancel()
+		_ = s.pub.Close(c)
+	})
+
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		s.pipe.Collector(), s.pub, providerGauge(info.Provider))
+	if cfg.HTTP.Listen != "" {
+		ln, lerr := net.Listen("tcp", cfg.HTTP.Listen)
+		if lerr != nil {
+			return nil, fmt.Errorf("http.listen %s: %w: pick a free port or set http.listen to \"\"", cfg.HTTP.Listen, lerr)
+		}
+		s.srv = &http.Server{Handler: s.routes(reg), ReadHeaderTimeout: 5 * time.Second}
+		go func() {
+			if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+				s.fatal <- fmt.Errorf("http server: %w", err)
+			}
+		}()
+		log.Info("http listening", "addr", ln.Addr().String(), "endpoints", "/healthz /metrics /snapshot/<camera>.jpg")
+	}
+
+	pctx, cancelPipe := context.WithCancel(context.Background())
+	s.cancelPipe = cancelPipe
+	s.pipeDone = make(chan struct{})
+	go func() {
+		defer close(s.pipeDone)
+		if err := s.pipe.Run(pctx); err != nil {
+			s.fatal <- err
+		}
+	}()
+	lctx, cancelLoop := context.WithCancel(context.Background())
+	s.cancelLoop = cancelLoop
+	s.loop(lctx, watchdogInterval(), s.pingWatchdog)
+	s.loop(lctx, 5*time.Second, s.reportStatus)
+	s.notify.ready()
+	log.Info("stardetr running", "version", Version, "device", s.deviceID, "cameras", len(cams))
+	return s, nil
+}
+
+// loop runs fn every interval in a goroutine the service owns; interval 0 disables it.
+func (s *service) loop(ctx context.Context, interval time.Duration, fn func()) {
+	if interval <= 0 {
+		return
+	}
+	s.loops.Add(1)
+	go func() {
+		defer s.loops.Done()
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-ctx.Done():
+				return
+			case <-t.C:
+				fn()
+			}
+		}
+	}()
+}
+
+// pingWatchdog feeds systemd's watchdog only while the pipeline makes progress, so a stuck
+// inference gets the service restarted.
+func (s *service) pingWatchdog() {
+	if s.pipe.Progressing(s.cfg.Watchdog.FrameTimeout) {
+		s.notify.watchdog()
+	} else {
+		s.log.Error("pipeline stuck: a frame has been processing for longer than watchdog.frame_timeout; withholding the systemd watchdog ping",
+			"frame_timeout", s.cfg.Watchdog.FrameTimeout)
+	}
+}
+
+func (s *service) reportStatus() {
+	st := s.pipe.Stats()
+	parts := make([]string, 0, len(st.Cameras))
+	for _, c := range st.Cameras {
+		parts = append(parts, fmt.Sprintf("%s %s %.1f fps", c.Name, c.State.Phase, c.FPS))
+	}
+	s.notify.status("%s", strings.Join(parts, ", "))
+}
+
+// stop ends the service: stop capture, finish the frame in flight, flush or persist the
+// queued messages, publish "stopped", close the model. It returns the exit code.
+func (s *service) stop() int {
+	s.notify.stopping()
+	s.log.Info("stopping")
+	code := 0
+	deadline := time.Now().Add(stopTimeout)
+	s.cancelPipe()
+	select {
+	case <-s.pipeDone:
+	case <-time.After(time.Until(deadline) / 2):
+		s.log.Error("pipeline did not stop in time: the frame in flight is abandoned")
+		code = 1
+	}
+	s.cancelLoop()
+	s.loops.Wait()
+	if s.srv != nil {
+		c, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+		_ = s.srv.Shutdown(c)
+		cancel()
+	}
+	c, cancel := context.WithDeadline(context.Background(), deadline)
+	if err := s.pub.Close(c); err != nil {
+		s.log.Error("mqtt close", "err", err)
+		code = 1
+	}
+	cancel()
+	if code == 0 {
+		// The model is closed only when the pipeline has stopped using it.
+		if err := s.det.Close(); err != nil {
+			s.log.Error("model close", "err", err)
+		}
+	}
+	s.log.Info("stopped", "code", code)
+	return code
+}
+
+func (s *service) routes(reg *prometheus.Registry) http.Handler {
+	mux := http.NewServeMux()
+	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
+	mux.HandleFunc("GET /healthz", s.healthz)
+	mux.HandleFunc("GET /snapshot/{file}", s.snapshot)
+	return mux
+}
+
+type health struct {
+	OK      bool           `json:"ok"`
+	Model   string         `json:"model"`
+	Cameras []cameraHealth `json:"cameras"`
+}
+
+type cameraHealth struct {
+	Name      string  `json:"name"`
+	OK        bool    `json:"ok"`
+	State     string  `json:"state"`
+	Since     string  `json:"since"`
+	LastError string  `json:"last_error,omitempty"`
+	FPS       float64 `json:"fps"`
+}
+
+// healthz answers 200 only when every camera streams or retries within its budget and the
+// model runs; the body says which part is not.
+func (s *service) healthz(w http.ResponseWriter, r *http.Request) {
+	h := s.health()
+	w.Header().Set("Content-Type", "application/json")
+	if !h.OK {
+		w.WriteHeader(http.StatusServiceUnavailable)
+	}
+	_ = json.NewEncoder(w).Encode(h)
+}
+
+func (s *service) health() health {
+	h := health{OK: true, Model: "ok"}
+	if !s.pipe.Progressing(s.cfg.Watchdog.FrameTimeout) {
+		h.OK, h.Model = false, "stuck: a frame has been processing longer than watchdog.frame_timeout"
+	} else if e := s.pipe.ModelError(); e != "" {
+		h.OK, h.Model = false, "failing: "+e
+	}
+	for _, c := range s.pipe.Stats().Cameras {
+		ch := cameraHealth{Name: c.Name, State: string(c.State.Phase), LastError: c.State.LastError, FPS: c.FPS}
+		if !c.State.Since.IsZero() {
+			ch.Since = c.State.Since.UTC().Format(time.RFC3339)
+		}
+		switch c.State.Phase {
+		case camera.PhaseStreaming:
+			ch.OK = true
+		case camera.PhaseConnecting, camera.PhaseRetrying:
+			ch.OK = time.Since(c.LastFrame) < s.cfg.Watchdog.RetryBudget
+		}
+		if !ch.OK {
+			h.OK = false
+		}
+		h.Cameras = append(h.Cameras, ch)
+	}
+	return h
+}
+
+func (s *service) snapshot(w http.ResponseWriter, r *http.Request) {
+	name, ok := strings.CutSuffix(r.PathValue("file"), ".jpg")
+	if !ok {
+		http.Error(w, "use /snapshot/<camera>.jpg", http.StatusNotFound)
+		return
+	}
+	jpg, err := s.pipe.Snapshot(name)
+	switch {
+	case errors.Is(err, pipeline.ErrNoCamera):
+		http.Error(w, fmt.Sprintf("no camera named %q", name), http.StatusNotFound)
+	case err != nil:
+		http.Error(w, err.Error(), http.StatusInternalServerError)
+	case jpg == nil:
+		http.Error(w, fmt.Sprintf("camera %q has no processed frame yet", name), http.StatusServiceUnavailable)
+	default:
+		w.Header().Set("Content-Type", "image/jpeg")
+		_, _ = w.Write(jpg)
+	}
+}
+
+func providerGauge(provider string) prometheus.Collector {
+	g := prometheus.NewGauge(prometheus.GaugeOpts{
+		Name:        "stardetr_model_provider",
+		Help:        "The execution provider the model runs on (value 1, provider as label).",
+		ConstLabels: prometheus.Labels{"provider": provider},
+	})
+	g.Set(1)
+	return g
+}

@@ -1,0 +1,60 @@
+package pipeline
+
+import (
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/stardetr/stardetr/camera"
+)
+
+var (
+	descFrames = prometheus.NewDesc("stardetr_frames_processed_total",
+		"Frames that went through the model.", []string{"camera"}, nil)
+	descDrops = prometheus.NewDesc("stardetr_frames_dropped_total",
+		"Frames replaced in the latest-frame hand-off before the model could take them.", []string{"camera"}, nil)
+	descPublished = prometheus.NewDesc("stardetr_messages_handed_total",
+		"Detection messages handed to the publisher.", []string{"camera"}, nil)
+	descFPS = prometheus.NewDesc("stardetr_camera_fps",
+		"Smoothed rate of processed frames.", []string{"camera"}, nil)
+	descReconnects = prometheus.NewDesc("stardetr_camera_reconnects_total",
+		"Times the camera source was reopened.", []string{"camera"}, nil)
+	descStreaming = prometheus.NewDesc("stardetr_camera_streaming",
+		"1 while the camera delivers frames, 0 while it connects or retries.", []string{"camera"}, nil)
+	descErrors = prometheus.NewDesc("stardetr_model_errors_total",
+		"Frames whose preprocessing or inference failed.", nil, nil)
+)
+
+// Collector exposes the pipeline's metrics (frames, drops, fps, reconnects and the stage
+// latency histograms) for a Prometheus registry.
+func (p *Pipeline) Collector() prometheus.Collector { return collector{p} }
+
+type collector struct{ p *Pipeline }
+
+func (c collector) Describe(ch chan<- *prometheus.Desc) {
+	for _, d := range []*prometheus.Desc{descFrames, descDrops, descPublished, descFPS, descReconnects, descStreaming, descErrors} {
+		ch <- d
+	}
+	for _, h := range c.p.st.hist {
+		h.Describe(ch)
+	}
+}
+
+func (c collector) Collect(ch chan<- prometheus.Metric) {
+	for _, cs := range c.p.snapshotCams(nil) {
+		name := cs.cam.Name
+		st := cs.cam.Source.State()
+		streaming := 0.0
+		if st.Phase == camera.PhaseStreaming {
+			streaming = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descFrames, prometheus.CounterValue, float64(cs.processedN.Load()), name)
+		ch <- prometheus.MustNewConstMetric(descDrops, prometheus.CounterValue, float64(cs.drops.Load()), name)
+		ch <- prometheus.MustNewConstMetric(descPublished, prometheus.CounterValue, float64(cs.published.Load()), name)
+		ch <- prometheus.MustNewConstMetric(descFPS, prometheus.GaugeValue, float64frombits(cs.fpsBits.Load()), name)
+		ch <- prometheus.MustNewConstMetric(descReconnects, prometheus.CounterValue, float64(st.Reconnects), name)
+		ch <- prometheus.MustNewConstMetric(descStreaming, prometheus.GaugeValue, streaming, name)
+	}
+	ch <- prometheus.MustNewConstMetric(descErrors, prometheus.CounterValue, float64(c.p.st.errors.Load()))
+	for _, h := range c.p.st.hist {
+		h.Collect(ch)
+	}
+}

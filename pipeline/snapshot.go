@@ -1,0 +1,64 @@
+package pipeline
+
+import (
+	"fmt"
+	"image"
+	"image/color"
+
+	"gocv.io/x/gocv"
+)
+
+// ErrNoCamera is returned by Snapshot for a camera name that is not configured.
+var ErrNoCamera = fmt.Errorf("no such camera")
+
+// Snapshot returns the camera's last processed frame as a JPEG with its detections drawn,
+// or nil and no error when no frame was processed yet.
+func (p *Pipeline) Snapshot(name string) ([]byte, error) {
+	p.mu.Lock()
+	cs, ok := p.cams[name]
+	p.mu.Unlock()
+	if !ok {
+		return nil, fmt.Errorf("snapshot of %q: %w", name, ErrNoCamera)
+	}
+	cs.snapMu.Lock()
+	if cs.snap == nil {
+		cs.snapMu.Unlock()
+		return nil, nil
+	}
+	img := cs.snap.Mat.Clone()
+	dets := toCopies(cs)
+	cs.snapMu.Unlock()
+	defer img.Close()
+
+	green := color.RGBA{G: 255, A: 255}
+	for _, d := range dets {
+		r := image.Rect(int(d.box[0]), int(d.box[1]), int(d.box[2]), int(d.box[3]))
+		if err := gocv.Rectangle(&img, r, green, 2); err != nil {
+			return nil, fmt.Errorf("snapshot of %q: draw box: %w", name, err)
+		}
+		y := max(r.Min.Y-4, 12)
+		if err := gocv.PutText(&img, d.label, image.Pt(r.Min.X, y), gocv.FontHersheySimplex, 0.45, green, 1); err != nil {
+			return nil, fmt.Errorf("snapshot of %q: draw label: %w", name, err)
+		}
+	}
+	buf, err := gocv.IMEncode(gocv.JPEGFileExt, img)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot of %q: encode JPEG: %w", name, err)
+	}
+	defer buf.Close()
+	return append([]byte(nil), buf.GetBytes()...), nil
+}
+
+type detectionCopy struct {
+	label string
+	box   [4]float32
+}
+
+// toCopies copies the snapshot's detections with their labels; cs.snapMu is held.
+func toCopies(cs *camState) []detectionCopy {
+	out := make([]detectionCopy, len(cs.snapDets))
+	for i, d := range cs.snapDets {
+		out[i] = detectionCopy{label: fmt.Sprintf("%s %.2f", d.Label, d.Score), box: d.Box}
+	}
+	return out
+}

@@ -1,0 +1,118 @@
+package pipeline
+
+import (
+	"math"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/stardetr/stardetr/camera"
+)
+
+func float64bits(f float64) uint64     { return math.Float64bits(f) }
+func float64frombits(b uint64) float64 { return math.Float64frombits(b) }
+
+// Stage names, in pipeline order.
+var Stages = [...]string{"capture", "preprocess", "infer", "decode", "publish"}
+
+const latencyWindow = 256
+
+// stageStats keeps the last latencyWindow latencies of every stage for percentiles.
+type stageStats struct {
+	mu     sync.Mutex
+	ring   [len(Stages)][latencyWindow]float64 // seconds
+	n      int
+	errors atomic.Uint64
+	hist   [len(Stages)]prometheus.Histogram
+}
+
+func newStageStats() *stageStats {
+	s := &stageStats{}
+	for k, name := range Stages {
+		s.hist[k] = prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name:        "stardetr_stage_seconds",
+			Help:        "Time a frame spent in each pipeline stage.",
+			ConstLabels: prometheus.Labels{"stage": name},
+			Buckets:     []float64{.001, .0025, .005, .01, .025, .05, .1, .25, .5, 1, 2.5, 5, 10},
+		})
+	}
+	return s
+}
+
+func (s *stageStats) observe(l *Latency) {
+	v := [len(Stages)]time.Duration{l.Capture, l.Preprocess, l.Infer, l.Decode, l.Publish}
+	s.mu.Lock()
+	i := s.n % latencyWindow
+	for k := range v {
+		s.ring[k][i] = v[k].Seconds()
+	}
+	s.n++
+	s.mu.Unlock()
+	for k := range v {
+		s.hist[k].Observe(v[k].Seconds())
+	}
+}
+
+// Percentiles are one stage's latency percentiles over the recent window, in milliseconds.
+type Percentiles struct {
+	P50, P90, P99, Max float64
+}
+
+// CameraStats is one camera's counters and state.
+type CameraStats struct {
+	Name      string
+	State     camera.State
+	FPS       float64 // smoothed rate of processed frames
+	Processed uint64
+	Published uint64
+	Dropped   uint64 // frames replaced in the hand-off before inference could take them
+	// LastFrame is the capture time of the newest frame, or when the camera started if it
+	// has delivered none yet.
+	LastFrame time.Time
+}
+
+// Stats is a snapshot of the pipeline's counters.
+type Stats struct {
+	Cameras      []CameraStats
+	Latency      map[string]Percentiles // by stage name
+	ModelErrors  uint64
+	LastInferred time.Time // zero if no frame was inferred yet
+}
+
+// Stats returns the pipeline's counters now. It allocates; call it from stats reporting, not
+// per frame.
+func (p *Pipeline) Stats() Stats {
+	var st Stats
+	for _, cs := range p.snapshotCams(nil) {
+		st.Cameras = append(st.Cameras, CameraStats{
+			Name:      cs.cam.Name,
+			State:     cs.cam.Source.State(),
+			FPS:       float64frombits(cs.fpsBits.Load()),
+			Processed: cs.processedN.Load(),
+			Published: cs.published.Load(),
+			Dropped:   cs.drops.Load(),
+			LastFrame: time.Unix(0, cs.lastFrame.Load()),
+		})
+	}
+	st.ModelErrors = p.st.errors.Load()
+	if ns := p.lastRun.Load(); ns != 0 {
+		st.LastInferred = time.Unix(0, ns)
+	}
+	st.Latency = map[string]Percentiles{}
+	p.st.mu.Lock()
+	n := min(p.st.n, latencyWindow)
+	if n > 0 {
+		buf := make([]float64, n)
+		for k, name := range Stages {
+			copy(buf, p.st.ring[k][:n])
+			slices.Sort(buf)
+			at := func(q float64) float64 { return 1000 * buf[int(q*float64(n-1)+0.5)] }
+			st.Latency[name] = Percentiles{P50: at(0.5), P90: at(0.9), P99: at(0.99), Max: 1000 * buf[n-1]}
+		}
+	}
+	p.st.mu.Unlock()
+	return st
+}
