@@ -44,6 +44,7 @@ $(BIN): $(SETUP_STAMP) $(shell find . -name '*.go' -not -path './build/*' -not -
 
 include model/carafe/carafe.mk
 include model/reference/reference.mk
+include packaging/packaging.mk
 
 # The demo's clip: generated, 10 s of ffmpeg's moving test pattern at 10 fps (~200 KB).
 DEMO_CLIP := build/demo/clip.mp4
@@ -62,6 +63,8 @@ vet:
 
 test-go: $(SETUP_STAMP) plugin models
 	go test -tags $(GOTAGS) -count=1 ./...
+	# gocv's matprofile build counts every Mat: no Mat leaks across reconnects and shutdown.
+	go test -tags $(GOTAGS),matprofile -count=1 -run MatProfile ./camera/...
 
 test: build plugin models vet test-carafe test-reference test-go
 

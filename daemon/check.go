@@ -62,4 +62,3 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fmt.Fprintf(stdout, "config %s: ok (%d cameras)\n", *path, len(cfg.Cameras))
 	return 0
 }
-

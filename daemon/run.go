@@ -74,7 +74,7 @@ func cameraKey(c CameraConfig) string { return fmt.Sprintf("%#v", c) }
 func buildCameras(cfgs []CameraConfig, log *slog.Logger) ([]pipeline.Camera, error) {
 	cams := make([]pipeline.Camera, 0, len(cfgs))
 	for i, c := range cfgs {
-		src, err := camera.NewSource(c.Config, log.With("camera", c.Name))
+		src, err := camera.NewSource(c.Config, log)
 		if err != nil {
 			return nil, fmt.Errorf("cameras[%d] (%s): %w", i, c.Name, err)
 		}

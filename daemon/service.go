@@ -61,18 +61,15 @@ func startService(ctx context.Context, cfg Config, configPath string, log *slog.
 		return nil, fmt.Errorf("state_dir %s: %w: create it or point state_dir at a writable folder", cfg.StateDir, err)
 	}
 
-	t0 := time.Now()
 	s.det, err = model.Open(ctx, cfg.Model, cfg.StateDir, log.With("component", "model"))
 	if err != nil {
 		return nil, err
 	}
-	undo = append(undo, func() { s.det.Close() })
+	undo = append(undo, func() { _ = s.det.Close() })
 	info := s.det.Info()
-	log.Info("model loaded", "path", cfg.Model.Path, "provider", info.Provider, "input", fmt.Sprintf("%dx%d", info.Width, info.Height),
-		"classes", len(info.Names), "carafe", info.HasCARAFE, "took", time.Since(t0).Round(time.Millisecond))
 
 	started := time.Now()
-	s.pub, err = publish.New(cfg.MQTT, publish.Options{DeviceID: s.deviceID, StateDir: cfg.StateDir, Logger: log.With("component", "mqtt"),
+	s.pub, err = publish.New(cfg.MQTT, publish.Options{DeviceID: s.deviceID, StateDir: cfg.StateDir, Logger: log,
 		Stats: func() publish.Stats { return statsMessage(s.pipe.Stats(), info.Provider, started) }})
 	if err != nil {
 		return nil, err

@@ -1,0 +1,134 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"strings"
+
+	"gocv.io/x/gocv"
+
+	"github.com/stardetr/stardetr/model"
+)
+
+// modelFlags registers the flags that infer and bench share and returns the config they fill.
+func modelFlags(fs *flag.FlagSet) *model.Config {
+	cfg := model.DefaultConfig()
+	fs.StringVar(&cfg.Path, "model", "", "ONNX model file (ultralytics RT-DETR export)")
+	fs.StringVar(&cfg.ONNXRuntime, "onnxruntime", "", "ONNX Runtime library (default: $STARDETR_ONNXRUNTIME, next to the binary, the source tree's build folders, "+model.SystemLibDir+")")
+	fs.StringVar(&cfg.Plugin, "plugin", "", "CARAFE plugin library (default: $STARDETR_PLUGIN, next to the binary, the source tree's build folder, "+model.SystemLibDir+")")
+	fs.IntVar(&cfg.Threads, "threads", 0, "ONNX Runtime intra-op threads (0: ONNX Runtime decides)")
+	fs.Func("providers", "execution providers in order, comma-separated (default: tensorrt,cuda where available, then cpu)", func(s string) error {
+		cfg.Providers = strings.Split(s, ",")
+		return nil
+	})
+	fs.Func("imgsz", "input size H,W or N for a model with dynamic spatial axes", func(s string) error {
+		cfg.Imgsz = nil
+		for _, p := range strings.Split(s, ",") {
+			var v int
+			if _, err := fmt.Sscan(strings.TrimSpace(p), &v); err != nil {
+				return fmt.Errorf("--imgsz %q: give N or H,W", s)
+			}
+			cfg.Imgsz = append(cfg.Imgsz, v)
+		}
+		return nil
+	})
+	return &cfg
+}
+
+// parseFlags parses args, printing usage errors to stderr; ok is false with the exit code.
+func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) (code int, ok bool) {
+	fs.SetOutput(stderr)
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return 0, false
+		}
+		return 2, false
+	}
+	if fs.NArg() > 0 {
+		fmt.Fprintf(stderr, "stardetr %s: unexpected argument %q\n", fs.Name(), fs.Arg(0))
+		fs.Usage()
+		return 2, false
+	}
+	return 0, true
+}
+
+func cliLogger(stderr io.Writer) *slog.Logger {
+	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
+}
+
+// readImage reads an image file as a BGR Mat; the caller closes it.
+func readImage(path string) (gocv.Mat, error) {
+	if _, err := os.Stat(path); err != nil {
+		return gocv.Mat{}, fmt.Errorf("image %s: %w", path, err)
+	}
+	img := gocv.IMRead(path, gocv.IMReadColor)
+	if img.Empty() {
+		img.Close()
+		return gocv.Mat{}, fmt.Errorf("image %s: OpenCV cannot decode it: give a JPEG, PNG, BMP or PPM file", path)
+	}
+	return img, nil
+}
+
+func cmdInfer(ctx context.Context, args []string, stdout, stderr io.Writer) int {
+	fs := flag.NewFlagSet("infer", flag.ContinueOnError)
+	cfg := modelFlags(fs)
+	image := fs.String("image", "", "image file to detect objects in")
+	fs.Float64Var(&cfg.Conf, "conf", cfg.Conf, "score threshold: keep detections with score > conf")
+	fs.IntVar(&cfg.MaxDet, "max-det", cfg.MaxDet, "most detections to print")
+	asJSON := fs.Bool("json", false, "print a JSON list of {class_id, label, score, box: [x1, y1, x2, y2]}")
+	fs.Usage = func() {
+		fmt.Fprintln(stderr, "usage: stardetr infer --model M --image I [--conf 0.25] [--json] [flags]")
+		fs.PrintDefaults()
+	}
+	if code, ok := parseFlags(fs, args, stderr); !ok {
+		return code
+	}
+	if cfg.Path == "" || *image == "" {
+		fmt.Fprintln(stderr, "stardetr infer: --model and --image are required")
+		fs.Usage()
+		return 2
+	}
+	// The image first: a bad path should not wait for a model to load.
+	frame, err := readImage(*image)
+	if err != nil {
+		fmt.Fprintln(stderr, "stardetr infer:", err)
+		return 1
+	}
+	defer frame.Close()
+	d, err := model.Open(ctx, *cfg, "", cliLogger(stderr))
+	if err != nil {
+		fmt.Fprintln(stderr, "stardetr infer:", err)
+		return 1
+	}
+	defer d.Close()
+	dets, _, err := d.Detect(frame, nil)
+	if err != nil {
+		fmt.Fprintln(stderr, "stardetr infer:", err)
+		return 1
+	}
+	if *asJSON {
+		if dets == nil {
+			dets = []model.Detection{}
+		}
+		b, err := json.Marshal(dets)
+		if err != nil {
+			fmt.Fprintln(stderr, "stardetr infer:", err)
+			return 1
+		}
+		fmt.Fprintln(stdout, string(b))
+		return 0
+	}
+	info := d.Info()
+	fmt.Fprintf(stdout, "%s: %dx%d, model %s (%s), %d detection(s) with score > %g\n",
+		*image, frame.Cols(), frame.Rows(), info.Model, info.Provider, len(dets), cfg.Conf)
+	for _, det := range dets {
+		fmt.Fprintf(stdout, "%-16s %.4f  [%.1f, %.1f, %.1f, %.1f]\n", det.Label, det.Score, det.Box[0], det.Box[1], det.Box[2], det.Box[3])
+	}
+	return 0
+}

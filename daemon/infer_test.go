@@ -1,0 +1,101 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"io"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/stardetr/stardetr/internal/testenv"
+	"github.com/stardetr/stardetr/model"
+)
+
+func runCmd(t *testing.T, cmd func(context.Context, []string, io.Writer, io.Writer) int, args ...string) (int, string, string) {
+	t.Helper()
+	var out, errb bytes.Buffer
+	code := cmd(context.Background(), args, &out, &errb)
+	return code, out.String(), errb.String()
+}
+
+func TestInferCommand(t *testing.T) {
+	root := testenv.RepoRoot(t)
+	image := filepath.Join(root, "model", "testdata", "frame.jpg")
+	lib := testenv.ONNXRuntime(t)
+	plugin := testenv.Plugin(t)
+	tiny := testenv.Model(t, "tiny.onnx")
+
+	code, out, errs := runCmd(t, cmdInfer, "--model", tiny, "--image", image, "--json", "--conf", "0.3",
+		"--onnxruntime", lib, "--plugin", plugin, "--threads", "1")
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	var dets []model.Detection
+	if err := json.Unmarshal([]byte(out), &dets); err != nil {
+		t.Fatalf("output %q: %v", out, err)
+	}
+	for _, d := range dets {
+		if d.Score <= 0.3 || (d.Label != "person" && d.Label != "car") {
+			t.Errorf("detection %+v", d)
+		}
+	}
+	if !strings.Contains(out, `"class_id"`) && len(dets) > 0 {
+		t.Errorf("JSON keys: %s", out)
+	}
+
+	code, out, errs = runCmd(t, cmdInfer, "--model", tiny, "--image", image, "--onnxruntime", lib, "--plugin", plugin)
+	if code != 0 || !strings.Contains(out, "detection(s) with score > 0.25") {
+		t.Errorf("text output: exit %d, %q, %q", code, out, errs)
+	}
+
+	for _, c := range []struct {
+		args []string
+		code int
+		want string
+	}{
+		{[]string{"--model", tiny}, 2, "--model and --image are required"},
+		{[]string{"--model", tiny, "--image", filepath.Join(root, "nope.jpg")}, 1, "nope.jpg"},
+		{[]string{"--model", tiny, "--image", filepath.Join(root, "go.mod")}, 1, "OpenCV cannot decode it"},
+		{[]string{"--model", filepath.Join(root, "nope.onnx"), "--image", image}, 1, "does not exist"},
+		{[]string{"--model", tiny, "--image", image, "--plugin", filepath.Join(root, "nope.so")}, 1, "nope.so (configured)"},
+		{[]string{"--model", tiny, "--image", image, "extra"}, 2, `unexpected argument "extra"`},
+	} {
+		code, _, errs := runCmd(t, cmdInfer, c.args...)
+		if code != c.code || !strings.Contains(errs, c.want) {
+			t.Errorf("infer %q: exit %d, stderr %q; want exit %d and %q", c.args, code, errs, c.code, c.want)
+		}
+	}
+}
+
+func TestVersionCommand(t *testing.T) {
+	lib, plugin := testenv.ONNXRuntime(t), testenv.Plugin(t)
+	code, out, errs := runCmd(t, cmdVersion, "--onnxruntime", lib, "--plugin", plugin)
+	if code != 0 {
+		t.Fatalf("exit %d: %s %s", code, out, errs)
+	}
+	for _, w := range []string{"stardetr     " + Version, "onnxruntime  1.", "opencv       4.", "carafe       "} {
+		if !strings.Contains(out, w) {
+			t.Errorf("output %q lacks %q", out, w)
+		}
+	}
+	code, out, _ = runCmd(t, cmdVersion, "--onnxruntime", lib, "--plugin", "/nonexistent/lib.so")
+	if code != 1 || !strings.Contains(out, "carafe       not found (/nonexistent/lib.so (configured))") || !strings.Contains(out, "opencv") {
+		t.Errorf("missing plugin: exit %d, %q", code, out)
+	}
+}
+
+func TestBenchCommand(t *testing.T) {
+	tiny := testenv.Model(t, "tiny.onnx")
+	code, out, errs := runCmd(t, cmdBench, "--model", tiny, "--runs", "2", "--threads", "1",
+		"--onnxruntime", testenv.ONNXRuntime(t), "--plugin", testenv.Plugin(t))
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errs)
+	}
+	for _, w := range []string{"provider     cpu", "load", "preprocess", "bare Run()", "detect / bare Run():"} {
+		if !strings.Contains(out, w) {
+			t.Errorf("output lacks %q:\n%s", w, out)
+		}
+	}
+}

@@ -1,0 +1,140 @@
+package model
+
+import (
+	"fmt"
+	"math"
+	"slices"
+	"strings"
+)
+
+// Config is the `model:` section of stardetr's configuration. The mapstructure tags are the
+// YAML keys.
+type Config struct {
+	// Path is the ONNX model file (an ultralytics RT-DETR export).
+	Path string `mapstructure:"path"`
+	// Plugin is the CARAFE custom-op library; empty: searched (see FindPlugin).
+	Plugin string `mapstructure:"plugin"`
+	// ONNXRuntime is the ONNX Runtime shared library; empty: searched (see FindONNXRuntime).
+	ONNXRuntime string `mapstructure:"onnxruntime"`
+	// Providers is the execution-provider chain, tried in order; empty: tensorrt and cuda
+	// where the ONNX Runtime library ships them, then cpu.
+	Providers []string `mapstructure:"providers"`
+	// Threads is ONNX Runtime's intra-op thread count; 0 lets ONNX Runtime decide.
+	Threads int `mapstructure:"threads"`
+	// InterThreads is the inter-op thread count; 0 lets ONNX Runtime decide.
+	InterThreads int `mapstructure:"inter_threads"`
+	// GraphOpt is the graph optimisation level: disabled, basic, extended or all.
+	GraphOpt string `mapstructure:"graph_opt"`
+	// Imgsz is the input size [height, width] (one value: square) for a model whose spatial
+	// axes are dynamic; empty: the model's metadata, else its fixed shape.
+	Imgsz []int `mapstructure:"imgsz"`
+	// Conf is the score threshold: a detection is kept when its score is > Conf.
+	Conf float64 `mapstructure:"conf"`
+	// MaxDet caps the detections per frame.
+	MaxDet int `mapstructure:"max_det"`
+	// Classes keeps only these class ids; empty keeps all.
+	Classes []int `mapstructure:"classes"`
+	// Names overrides the model's class names (id -> label).
+	Names map[int]string `mapstructure:"names"`
+	// TensorRT holds the TensorRT execution provider's options.
+	TensorRT TensorRTConfig `mapstructure:"tensorrt"`
+}
+
+// TensorRTConfig holds the TensorRT execution provider's options.
+type TensorRTConfig struct {
+	// FP16 lets TensorRT build float16 kernels.
+	FP16 bool `mapstructure:"fp16"`
+	// CacheDir holds the engine and timing caches so that a restart does not rebuild the
+	// engine; empty: <state_dir>/tensorrt.
+	CacheDir string `mapstructure:"cache_dir"`
+}
+
+// Provider names accepted in Config.Providers.
+const (
+	ProviderTensorRT = "tensorrt"
+	ProviderCUDA     = "cuda"
+	ProviderCPU      = "cpu"
+)
+
+var knownProviders = []string{ProviderTensorRT, ProviderCUDA, ProviderCPU}
+
+var graphOptLevels = []string{"disabled", "basic", "extended", "all"}
+
+// DefaultConfig returns the defaults of the `model:` section.
+func DefaultConfig() Config {
+	return Config{
+		GraphOpt: "all",
+		Conf:     0.25,
+		MaxDet:   100,
+		TensorRT: TensorRTConfig{FP16: true},
+	}
+}
+
+// Validate reports every invalid value, each naming its key as model.<key>.
+func (c *Config) Validate() error {
+	var errs []string
+	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+	if strings.TrimSpace(c.Path) == "" {
+		bad("model.path: required: the ONNX model file to run")
+	}
+	seen := map[string]bool{}
+	for i, p := range c.Providers {
+		if !slices.Contains(knownProviders, p) {
+			bad("model.providers[%d]: %q is not a provider: use %s", i, p, strings.Join(knownProviders, ", "))
+		} else if seen[p] {
+			bad("model.providers[%d]: %q is listed twice", i, p)
+		}
+		seen[p] = true
+	}
+	if c.Threads < 0 || c.Threads > 1024 {
+		bad("model.threads: %d is out of range: 0 (ONNX Runtime decides) to 1024", c.Threads)
+	}
+	if c.InterThreads < 0 || c.InterThreads > 1024 {
+		bad("model.inter_threads: %d is out of range: 0 (ONNX Runtime decides) to 1024", c.InterThreads)
+	}
+	if c.GraphOpt != "" && !slices.Contains(graphOptLevels, c.GraphOpt) {
+		bad("model.graph_opt: %q is not a level: use %s", c.GraphOpt, strings.Join(graphOptLevels, ", "))
+	}
+	switch len(c.Imgsz) {
+	case 0:
+	case 1, 2:
+		for i, v := range c.Imgsz {
+			if v < 32 || v > 8192 {
+				bad("model.imgsz[%d]: %d is out of range: 32 to 8192 pixels", i, v)
+			}
+		}
+	default:
+		bad("model.imgsz: %v has %d values: give [size] or [height, width]", c.Imgsz, len(c.Imgsz))
+	}
+	if math.IsNaN(c.Conf) || c.Conf < 0 || c.Conf >= 1 {
+		bad("model.conf: %v is out of range: 0 <= conf < 1", c.Conf)
+	}
+	if c.MaxDet < 1 || c.MaxDet > 10000 {
+		bad("model.max_det: %d is out of range: 1 to 10000", c.MaxDet)
+	}
+	for i, id := range c.Classes {
+		if id < 0 {
+			bad("model.classes[%d]: %d is negative: class ids start at 0", i, id)
+		}
+	}
+	for id := range c.Names {
+		if id < 0 {
+			bad("model.names: key %d is negative: class ids start at 0", id)
+		}
+	}
+	if len(errs) > 0 {
+		return fmt.Errorf("invalid model config:\n  %s", strings.Join(errs, "\n  "))
+	}
+	return nil
+}
+
+// imgsz returns the configured [height, width], or zeros.
+func (c *Config) imgsz() (h, w int) {
+	switch len(c.Imgsz) {
+	case 1:
+		return c.Imgsz[0], c.Imgsz[0]
+	case 2:
+		return c.Imgsz[0], c.Imgsz[1]
+	}
+	return 0, 0
+}

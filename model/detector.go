@@ -1,0 +1,265 @@
+// Package model turns a frame into detections: it owns the ONNX Runtime session of an
+// ultralytics RT-DETR export (execution-provider chain, CARAFE plugin, metadata), the
+// preprocessing of a BGR frame into the model's input tensor and the decoding of its output,
+// following ultralytics' RT-DETR predictor exactly (DESIGN.md, "Model input/output").
+package model
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io/fs"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	ort "github.com/yalue/onnxruntime_go"
+	"gocv.io/x/gocv"
+)
+
+// Detection is one detected object, its box in frame pixels.
+type Detection struct {
+	ClassID int        `json:"class_id"`
+	Label   string     `json:"label"`
+	Score   float32    `json:"score"`
+	Box     [4]float32 `json:"box"` // x1, y1, x2, y2
+}
+
+// Timings are the durations of one Detect.
+type Timings struct {
+	Preprocess, Run, Decode time.Duration
+}
+
+// Info describes an open Detector.
+type Info struct {
+	Model       string   // file name without .onnx
+	Path        string   // model file
+	SHA256      string   // first 12 hex digits of the file's sha256
+	Height      int      // input height
+	Width       int      // input width
+	Queries     int      // decoder queries (output0's second axis)
+	NumClasses  int      // nc
+	Names       []string // label of each class id
+	Stride      int      // 0 when the metadata has none
+	Provider    string   // execution provider in use: tensorrt, cuda or cpu
+	Skipped     []string // providers of the chain that could not be used, "name: reason"
+	HasCARAFE   bool     // the model has mmcv nodes and the plugin is registered
+	CARAFENodes int
+	Plugin      string // plugin path, "" when not needed
+	ONNXRuntime string // library path
+	ORTVersion  string
+	Threads     int
+	LoadTime    time.Duration // Open, from reading the file to the warm-up run's end
+}
+
+// Detector runs one model. Its own Preprocess, Infer, Decode and Detect share one Input and
+// must not be called concurrently; a pipeline that overlaps stages uses one Input per stage
+// slot (NewInput), which may run concurrently with each other.
+type Detector struct {
+	rt      *Runtime
+	log     *slog.Logger
+	session *ort.DynamicAdvancedSession
+	info    Info
+	conf    float32
+	maxDet  int
+	keep    []bool // class filter by id; nil keeps all
+	lut     [256]float32
+
+	mu     sync.Mutex
+	inputs []*Input
+	def    *Input
+	closed bool
+}
+
+// Open loads ONNX Runtime (once per process), the CARAFE plugin when the model has mmcv
+// nodes, creates the session with the first provider of the chain that works, checks that the
+// model is an RT-DETR detector and runs it once. On error nothing stays open.
+func Open(ctx context.Context, cfg Config, stateDir string, log *slog.Logger) (*Detector, error) {
+	return OpenWith(ctx, cfg, stateDir, log, DefaultLocator())
+}
+
+// OpenWith is Open with the places to search for the libraries given.
+func OpenWith(ctx context.Context, cfg Config, stateDir string, log *slog.Logger, loc Locator) (_ *Detector, err error) {
+	start := time.Now()
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	data, err := os.ReadFile(cfg.Path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("model.path: %s does not exist: set model.path to an ONNX export (`make models` builds the reference ones)", cfg.Path)
+		}
+		return nil, fmt.Errorf("model.path: reading %s: %w", cfg.Path, err)
+	}
+	m, err := parseONNX(data)
+	if err != nil {
+		return nil, fmt.Errorf("model %s (%d bytes) is not a readable ONNX model (%v): the file is truncated or of another kind; copy or export it again", cfg.Path, len(data), err)
+	}
+	spec, err := inspectModel(m, &cfg)
+	if err != nil {
+		return nil, fmt.Errorf("model %s: %w", cfg.Path, err)
+	}
+	lib, err := loc.ONNXRuntime(cfg.ONNXRuntime)
+	if err != nil {
+		return nil, err
+	}
+	plugin := ""
+	if spec.hasMMCV {
+		plugin, err = loc.Plugin(cfg.Plugin)
+		if err != nil {
+			return nil, fmt.Errorf("model %s has %d mmcv::MMCVCARAFE node(s), which need the CARAFE plugin: %w", cfg.Path, spec.carafeNodes, err)
+		}
+	}
+	rt, err := LoadRuntime(lib)
+	if err != nil {
+		return nil, err
+	}
+	if err := rt.acquire(); err != nil {
+		return nil, err
+	}
+	sum := sha256.Sum256(data)
+	d := &Detector{
+		rt:     rt,
+		log:    log,
+		conf:   float32(cfg.Conf),
+		maxDet: cfg.MaxDet,
+		info: Info{
+			Model:       strings.TrimSuffix(filepath.Base(cfg.Path), ".onnx"),
+			Path:        cfg.Path,
+			SHA256:      hex.EncodeToString(sum[:])[:12],
+			Height:      spec.height,
+			Width:       spec.width,
+			Stride:      spec.stride,
+			HasCARAFE:   spec.hasMMCV,
+			CARAFENodes: spec.carafeNodes,
+			Plugin:      plugin,
+			ONNXRuntime: rt.Library(),
+			ORTVersion:  rt.Version(),
+			Threads:     cfg.Threads,
+		},
+	}
+	for i := range d.lut {
+		d.lut[i] = float32(i) / 255 // ultralytics divides the float32 image by 255
+	}
+	defer func() {
+		if err != nil {
+			d.Close()
+		}
+	}()
+	if err := d.createSession(data, &cfg, stateDir, plugin); err != nil {
+		return nil, err
+	}
+	data = nil
+	if err := d.resolveOutput(spec); err != nil {
+		return nil, fmt.Errorf("model %s: %w", cfg.Path, err)
+	}
+	if d.info.Names, err = classNames(d.info.NumClasses, spec.metaNames, cfg.Names); err != nil {
+		return nil, err
+	}
+	if len(cfg.Classes) > 0 {
+		d.keep = make([]bool, d.info.NumClasses)
+		for _, id := range cfg.Classes {
+			if id >= d.info.NumClasses {
+				return nil, fmt.Errorf("model.classes: class id %d but the model has %d classes (ids 0..%d)", id, d.info.NumClasses, d.info.NumClasses-1)
+			}
+			d.keep[id] = true
+		}
+	}
+	if d.def, err = d.NewInput(); err != nil {
+		return nil, err
+	}
+	// The warm-up run proves the session runs (plugin included) before anything is reported
+	// ready, and takes the first-run cost out of the first frame.
+	if err := d.def.Run(); err != nil {
+		return nil, fmt.Errorf("model %s: first run: %w", cfg.Path, err)
+	}
+	d.info.LoadTime = time.Since(start)
+	log.Info("model loaded", "model", d.info.Model, "sha256", d.info.SHA256, "input", fmt.Sprintf("%dx%d", d.info.Width, d.info.Height),
+		"classes", d.info.NumClasses, "provider", d.info.Provider, "carafe", d.info.HasCARAFE, "onnxruntime", d.info.ORTVersion,
+		"load_time", d.info.LoadTime.Round(time.Millisecond))
+	return d, nil
+}
+
+// resolveOutput fixes the output shape [1, queries, 4+nc]: from the graph and metadata when
+// they give it, else from one run (an ultralytics export of the CARAFE model leaves it symbolic).
+func (d *Detector) resolveOutput(spec *modelSpec) error {
+	if spec.queries < 0 || spec.nc < 0 {
+		in, err := ort.NewEmptyTensor[float32](ort.NewShape(1, 3, int64(spec.height), int64(spec.width)))
+		if err != nil {
+			return fmt.Errorf("allocating the input tensor: %w", err)
+		}
+		defer in.Destroy()
+		outs := []ort.Value{nil}
+		if err := d.session.Run([]ort.Value{in}, outs); err != nil {
+			return fmt.Errorf("first run to learn the output shape: %w", err)
+		}
+		defer outs[0].Destroy()
+		shape := outs[0].GetShape()
+		metaNC := spec.nc
+		if err := spec.checkOutputShape(shape, metaNC); err != nil {
+			return err
+		}
+		if len(shape) != 3 || shape[1] <= 0 || shape[2] <= 4 {
+			return fmt.Errorf("output %q has shape %v after a run; expected [1,queries,4+nc]", OutputName, shape)
+		}
+	}
+	d.info.Queries, d.info.NumClasses = spec.queries, spec.nc
+	return nil
+}
+
+// Info describes the model and how it runs.
+func (d *Detector) Info() Info { return d.info }
+
+// Preprocess fills the detector's input from a frame (see Input.Preprocess).
+func (d *Detector) Preprocess(frame gocv.Mat) error { return d.def.Preprocess(frame) }
+
+// Infer runs the model on the detector's input.
+func (d *Detector) Infer() error { return d.def.Run() }
+
+// Decode turns the last Infer's output into detections for a frame of frameW x frameH
+// pixels, appended to out[:0].
+func (d *Detector) Decode(frameW, frameH int, out []Detection) []Detection {
+	return d.def.Decode(frameW, frameH, out)
+}
+
+// Detect preprocesses, runs and decodes one frame; out's storage is reused.
+func (d *Detector) Detect(frame gocv.Mat, out []Detection) ([]Detection, Timings, error) {
+	return d.def.Detect(frame, out)
+}
+
+// DefaultInput is the Input that the Detector's own Preprocess, Infer and Decode use.
+func (d *Detector) DefaultInput() *Input { return d.def }
+
+// Close releases the inputs and the session. The Runtime stays loaded (see Runtime.Close).
+func (d *Detector) Close() error {
+	d.mu.Lock()
+	if d.closed {
+		d.mu.Unlock()
+		return nil
+	}
+	d.closed = true
+	inputs := d.inputs
+	d.inputs = nil
+	d.mu.Unlock()
+	var errs []error
+	for _, in := range inputs {
+		errs = append(errs, in.close())
+	}
+	if d.session != nil {
+		errs = append(errs, d.session.Destroy())
+		d.session = nil
+	}
+	d.rt.release()
+	return errors.Join(errs...)
+}

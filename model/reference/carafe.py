@@ -1,0 +1,66 @@
+"""CARAFE (content-aware reassembly of features) with mmcv's semantics, exportable as mmcv::MMCVCARAFE.
+
+The definition is mmcv's naive kernel (see DESIGN.md "CARAFE"): for output pixel (ph, pw) the source
+centre is (ph // s, pw // s); channel c belongs to group c // (C / G); taps outside the image count as
+zero; the mask weights are used as given (no renormalisation).
+"""
+import torch
+import torch.nn.functional as F
+
+
+def check_args(features, masks, kernel_size, group_size, scale_factor):
+    """Raises ValueError naming the first argument that breaks the operator's contract."""
+    if features.dim() != 4 or masks.dim() != 4:
+        raise ValueError(f"carafe: features and masks must be 4-D NCHW, got {tuple(features.shape)} and {tuple(masks.shape)}")
+    if kernel_size < 1 or kernel_size % 2 == 0:
+        raise ValueError(f"carafe: kernel_size must be odd and >= 1, got {kernel_size}")
+    s = int(scale_factor)
+    if s != scale_factor or s < 1:
+        raise ValueError(f"carafe: scale_factor must be an integer >= 1, got {scale_factor}")
+    n, c, h, w = features.shape
+    if group_size < 1 or c % group_size:
+        raise ValueError(f"carafe: group_size {group_size} must divide the {c} feature channels")
+    want = (n, group_size * kernel_size * kernel_size, h * s, w * s)
+    if tuple(masks.shape) != want:
+        raise ValueError(f"carafe: masks must have shape {list(want)} (N, G*k*k, H*s, W*s), got {list(masks.shape)}")
+    return s
+
+
+def carafe_forward(features, masks, kernel_size, group_size, scale_factor):
+    """Vectorised pure-PyTorch CARAFE forward: [N,C,H,W] x [N,G*k*k,H*s,W*s] -> [N,C,H*s,W*s]."""
+    s = check_args(features, masks, kernel_size, group_size, scale_factor)
+    n, c, h, w = features.shape
+    k, g = kernel_size, group_size
+    kk = k * k
+    # unfold pads with zeros, which is exactly "taps outside the image are skipped".
+    taps = F.unfold(features, k, padding=(k - 1) // 2).view(n, g, c // g, kk, h, w)
+    if s == 1:
+        # (Also keeps torch 1.13's ONNX tracer happy: the einsum below with unit axes breaks its peephole pass.)
+        return torch.einsum("ngcthw,ngthw->ngchw", taps, masks.view(n, g, kk, h, w)).reshape(n, c, h, w)
+    # Output pixel (y*s+a, x*s+b) reads source (y, x): split the mask's output grid into (y, a, x, b).
+    m = masks.view(n, g, kk, h, s, w, s)
+    out = torch.einsum("ngcthw,ngthawb->ngchawb", taps, m)
+    return out.reshape(n, c, h * s, w * s)
+
+
+class CarafeFunction(torch.autograd.Function):
+    """Forward in PyTorch; exported to ONNX as one mmcv::MMCVCARAFE node (mmcv's CARAFEFunction contract)."""
+
+    @staticmethod
+    def symbolic(g, features, masks, kernel_size, group_size, scale_factor):
+        return g.op(
+            "mmcv::MMCVCARAFE",
+            features,
+            masks,
+            kernel_size_i=int(kernel_size),
+            group_size_i=int(group_size),
+            scale_factor_f=float(scale_factor),
+        )
+
+    @staticmethod
+    def forward(ctx, features, masks, kernel_size, group_size, scale_factor):
+        return carafe_forward(features, masks, kernel_size, group_size, scale_factor)
+
+
+def carafe(features, masks, kernel_size, group_size, scale_factor):
+    return CarafeFunction.apply(features, masks, kernel_size, group_size, scale_factor)

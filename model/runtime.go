@@ -1,0 +1,140 @@
+package model
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"strings"
+	"sync"
+
+	ort "github.com/yalue/onnxruntime_go"
+)
+
+// Runtime is the process's ONNX Runtime environment. onnxruntime_go keeps one environment
+// per process in package-level state, so stardetr mirrors it with one Runtime value that
+// owns it: LoadRuntime with the library already loaded returns that Runtime, with another
+// library it fails, and Close (by the daemon, once every Detector is closed) releases it.
+type Runtime struct {
+	lib     string
+	version string
+	open    int // Detectors using the environment
+	closed  bool
+}
+
+// ortEnv guards the one environment onnxruntime_go allows per process.
+var ortEnv struct {
+	mu sync.Mutex
+	rt *Runtime
+}
+
+// LoadRuntime loads the ONNX Runtime library at lib and creates the environment, or returns
+// the Runtime already loaded from the same file.
+func LoadRuntime(lib string) (*Runtime, error) {
+	ortEnv.mu.Lock()
+	defer ortEnv.mu.Unlock()
+	if rt := ortEnv.rt; rt != nil {
+		if sameFile(rt.lib, lib) {
+			return rt, nil
+		}
+		return nil, fmt.Errorf("ONNX Runtime is already loaded from %s in this process; cannot also load %s: use one library", rt.lib, lib)
+	}
+	if st, err := os.Stat(lib); err != nil {
+		return nil, fmt.Errorf("ONNX Runtime library %s: %w", lib, err)
+	} else if st.IsDir() {
+		return nil, fmt.Errorf("ONNX Runtime library %s is a directory: give the path of %s", lib, ORTLibName)
+	}
+	switch res, version, detail := probeORT(lib); res {
+	case ortProbeOpenFailed:
+		return nil, fmt.Errorf("cannot load the ONNX Runtime library %s: %s", lib, detail)
+	case ortProbeNotORT:
+		return nil, fmt.Errorf("%s is not an ONNX Runtime library (%s)", lib, detail)
+	case ortProbeTooOld:
+		return nil, tooOldError(lib, version)
+	}
+	ort.SetSharedLibraryPath(lib)
+	if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
+		return nil, mapInitError(lib, err)
+	}
+	rt := &Runtime{lib: lib, version: ort.GetVersion()}
+	ortEnv.rt = rt
+	return rt, nil
+}
+
+// minORTVersion is the oldest ONNX Runtime that offers ortAPIVersion.
+var minORTVersion = fmt.Sprintf("1.%d", ortAPIVersion)
+
+func tooOldError(lib, found string) error {
+	if found == "" {
+		found = "an unknown version"
+	}
+	return fmt.Errorf("ONNX Runtime %s at %s is too old: stardetr needs ONNX Runtime >= %s (C API %d); "+
+		"use the library that `make setup` extracts (npm onnxruntime-node, third_party/onnxruntime/), the one the stardetr package installs in %s, "+
+		"or on a Jetson a GPU build >= %s", found, lib, minORTVersion, ortAPIVersion, SystemLibDir, minORTVersion)
+}
+
+// mapInitError turns onnxruntime_go's initialisation failures into what happened and the fix.
+func mapInitError(lib string, err error) error {
+	msg := err.Error()
+	switch {
+	case strings.Contains(msg, "Error setting ORT API base: 2"),
+		strings.Contains(msg, "requested API version"):
+		res, version, _ := probeORT(lib)
+		if res == ortProbeOK {
+			version = ""
+		}
+		return tooOldError(lib, version)
+	case strings.Contains(msg, "Error loading ONNX shared library"):
+		return fmt.Errorf("cannot load the ONNX Runtime library %s: %w", lib, err)
+	}
+	return fmt.Errorf("initialising ONNX Runtime from %s: %w", lib, err)
+}
+
+// Library is the path the library was loaded from.
+func (r *Runtime) Library() string { return r.lib }
+
+// Version is the version the library reports.
+func (r *Runtime) Version() string { return r.version }
+
+// Close releases the environment. Every Detector opened on it must be closed first.
+func (r *Runtime) Close() error {
+	ortEnv.mu.Lock()
+	defer ortEnv.mu.Unlock()
+	if r.closed {
+		return nil
+	}
+	if r.open > 0 {
+		return fmt.Errorf("ONNX Runtime environment still has %d open detector(s): close them first", r.open)
+	}
+	r.closed = true
+	ortEnv.rt = nil
+	if err := ort.DestroyEnvironment(); err != nil {
+		return fmt.Errorf("releasing the ONNX Runtime environment: %w", err)
+	}
+	return nil
+}
+
+// acquire and release count the Detectors that use the environment.
+func (r *Runtime) acquire() error {
+	ortEnv.mu.Lock()
+	defer ortEnv.mu.Unlock()
+	if r.closed {
+		return errors.New("ONNX Runtime environment is closed")
+	}
+	r.open++
+	return nil
+}
+
+func (r *Runtime) release() {
+	ortEnv.mu.Lock()
+	defer ortEnv.mu.Unlock()
+	r.open--
+}
+
+func sameFile(a, b string) bool {
+	if a == b {
+		return true
+	}
+	sa, err1 := os.Stat(a)
+	sb, err2 := os.Stat(b)
+	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
+}
