@@ -61,7 +61,7 @@ func (ns *notifySocket) next(timeout time.Duration) string {
 type blockingDetector struct{ release chan struct{} }
 
 func (d *blockingDetector) Preprocess(gocv.Mat) error { return nil }
-func (d *blockingDetector) Infer() error               { <-d.release; return nil }
+func (d *blockingDetector) Infer() error              { <-d.release; return nil }
 func (d *blockingDetector) Decode(w, h int, out []model.Detection) []model.Detection {
 	return out
 }

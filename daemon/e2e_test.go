@@ -1,0 +1,299 @@
+package daemon_test
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stardetr/stardetr/internal/testenv"
+)
+
+// buildStardetr compiles the command once per test binary run.
+func buildStardetr(t *testing.T) string {
+	t.Helper()
+	bin := filepath.Join(t.TempDir(), "stardetr")
+	cmd := exec.Command("go", "build", "-tags", "gocv_specific_modules,gocv_videoio", "-o", bin, "./cmd/stardetr")
+	cmd.Dir = testenv.RepoRoot(t)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	return bin
+}
+
+// notifySocket is a fake systemd: a unixgram socket collecting sd_notify datagrams.
+type notifySocket struct {
+	path string
+	msgs chan string
+}
+
+func newNotifySocket(t *testing.T) *notifySocket {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "notify.sock")
+	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	ns := &notifySocket{path: path, msgs: make(chan string, 4096)}
+	go func() {
+		buf := make([]byte, 4096)
+		for {
+			n, err := conn.Read(buf)
+			if err != nil {
+				return
+			}
+			ns.msgs <- string(buf[:n])
+		}
+	}()
+	return ns
+}
+
+// expect waits for a datagram equal to want (or starting with it when want ends in '='),
+// returning the datagrams seen before it.
+func (ns *notifySocket) expect(t *testing.T, want string, timeout time.Duration) []string {
+	t.Helper()
+	var seen []string
+	deadline := time.After(timeout)
+	for {
+		select {
+		case m := <-ns.msgs:
+			if m == want || (strings.HasSuffix(want, "=") && strings.HasPrefix(m, want)) {
+				return seen
+			}
+			seen = append(seen, m)
+		case <-deadline:
+			t.Fatalf("no %q from the daemon in %s; got %q", want, timeout, seen)
+		}
+	}
+}
+
+const e2eConfig = `
+device_id: e2e
+state_dir: %[1]s/state
+model:
+  path: %[2]s
+  threads: 1
+  conf: 0.0
+  max_det: 3
+cameras:
+  - name: front
+    url: %[3]s
+    publish: {policy: every, interval: 0s}
+%[4]s
+mqtt:
+  brokers: [%[5]s]
+  stats_interval: 1s
+http:
+  listen: 127.0.0.1:%[6]d
+watchdog:
+  retry_budget: 2s
+`
+
+const ghostCamera = `  - name: ghost
+    url: http://127.0.0.1:%d/never.mjpg
+    open_timeout: 1s
+`
+
+func getURL(t *testing.T, url string) (int, []byte) {
+	t.Helper()
+	resp, err := http.Get(url)
+	if err != nil {
+		t.Fatalf("GET %s: %v", url, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, b
+}
+
+func metric(t *testing.T, body []byte, name string) float64 {
+	t.Helper()
+	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(name) + ` ([0-9.e+]+)$`).FindSubmatch(body)
+	if m == nil {
+		t.Fatalf("metric %s missing from /metrics", name)
+	}
+	v, _ := strconv.ParseFloat(string(m[1]), 64)
+	return v
+}
+
+// The daemon as systemd runs it: READY after the model and cameras start, watchdog pings,
+// detections on MQTT, health with a camera that never opens, a SIGHUP that restarts only the
+// changed cameras, and a SIGTERM that exits 0 with "stopped" retained.
+func TestServiceEndToEnd(t *testing.T) {
+	bin := buildStardetr(t)
+	broker := testenv.StartMosquitto(t, "")
+	sub := testenv.Subscribe(t, broker.URL("mqtt"), "stardetr/e2e/#", nil)
+	ns := newNotifySocket(t)
+	dir := t.TempDir()
+	clip := filepath.Join(testenv.RepoRoot(t), "camera", "testdata", "testsrc-320x240-10fps.mp4")
+	httpPort := testenv.FreePort(t)
+	write := func(extra string) string {
+		p := filepath.Join(dir, "config.yaml")
+		body := fmt.Sprintf(e2eConfig, dir, testenv.Model(t, "tiny.onnx"), clip, extra, broker.URL("mqtt"), httpPort)
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	cfg := write(fmt.Sprintf(ghostCamera, testenv.FreePort(t)))
+
+	var stderr bytes.Buffer
+	cmd := exec.Command(bin, "run", "--config", cfg)
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+ns.path, "WATCHDOG_USEC=600000")
+	cmd.Stderr = &stderr
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("daemon log:\n%s", stderr.String())
+		}
+	})
+
+	before := ns.expect(t, "READY=1", 60*time.Second)
+	for _, m := range before {
+		if m == "WATCHDOG=1" {
+			t.Fatalf("watchdog ping before READY: %q", before)
+		}
+	}
+	ns.expect(t, "WATCHDOG=1", 5*time.Second)
+	ns.expect(t, "STATUS=", 10*time.Second)
+
+	msgs := sub.WaitFor(t, 30*time.Second, "online status and 3 detection messages", func(ms []testenv.Received) bool {
+		online, n := false, 0
+		for _, m := range ms {
+			online = online || (m.Topic == "stardetr/e2e/status" && string(m.Payload) == "online")
+			if m.Topic == "stardetr/e2e/front/detections" {
+				n++
+			}
+		}
+		return online && n >= 3
+	})
+	seq := uint64(0)
+	for _, m := range msgs {
+		if m.Topic != "stardetr/e2e/front/detections" {
+			continue
+		}
+		var d struct {
+			V          int    `json:"v"`
+			Device     string `json:"device"`
+			Camera     string `json:"camera"`
+			Seq        uint64 `json:"seq"`
+			Width      int    `json:"width"`
+			Detections []struct {
+				Label string     `json:"label"`
+				Box   [4]float64 `json:"box"`
+			} `json:"detections"`
+		}
+		if err := json.Unmarshal(m.Payload, &d); err != nil {
+			t.Fatalf("detection message is not JSON: %v: %s", err, m.Payload)
+		}
+		if d.V != 1 || d.Device != "e2e" || d.Camera != "front" || d.Width != 320 || len(d.Detections) != 3 {
+			t.Fatalf("unexpected message %s", m.Payload)
+		}
+		if d.Seq != seq+1 {
+			t.Fatalf("seq %d after %d: messages lost or reordered", d.Seq, seq)
+		}
+		seq = d.Seq
+	}
+
+	base := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
+	time.Sleep(2500 * time.Millisecond) // past the ghost camera's retry budget
+	code, body := getURL(t, base+"/healthz")
+	if code != http.StatusServiceUnavailable || !strings.Contains(string(body), `"name":"ghost","ok":false`) ||
+		!strings.Contains(string(body), `"name":"front","ok":true`) {
+		t.Fatalf("/healthz with a camera that never opens: %d %s", code, body)
+	}
+	code, jpg := getURL(t, base+"/snapshot/front.jpg")
+	if code != 200 || !bytes.HasPrefix(jpg, []byte{0xff, 0xd8}) {
+		t.Fatalf("/snapshot/front.jpg: %d, %d bytes", code, len(jpg))
+	}
+	if code, _ := getURL(t, base+"/snapshot/nope.jpg"); code != http.StatusNotFound {
+		t.Fatalf("/snapshot/nope.jpg: %d, want 404", code)
+	}
+	_, m1 := getURL(t, base+"/metrics")
+	front1 := metric(t, m1, `stardetr_frames_processed_total{camera="front"}`)
+
+	// Reload: ghost removed, front unchanged, a second camera added.
+	write(`  - name: second
+    url: ` + clip + `
+    publish: {policy: every, interval: 0s}
+`)
+	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	ns.expect(t, "RELOADING=1", 10*time.Second)
+	ns.expect(t, "READY=1", 10*time.Second)
+	sub.WaitFor(t, 30*time.Second, "messages from the added camera", func(ms []testenv.Received) bool {
+		for _, m := range ms {
+			if m.Topic == "stardetr/e2e/second/detections" {
+				return true
+			}
+		}
+		return false
+	})
+	code, body = getURL(t, base+"/healthz")
+	if code != 200 || strings.Contains(string(body), "ghost") {
+		t.Fatalf("/healthz after removing the ghost camera: %d %s", code, body)
+	}
+	_, m2 := getURL(t, base+"/metrics")
+	if front2 := metric(t, m2, `stardetr_frames_processed_total{camera="front"}`); front2 < front1 {
+		t.Fatalf("front's frame counter went from %v to %v: the unchanged camera was restarted", front1, front2)
+	}
+	if strings.Contains(stderr.String(), "camera stopped camera=front") {
+		t.Fatal("reload stopped the unchanged camera front")
+	}
+
+	// SIGTERM: STOPPING, exit 0 within 5 s, "stopped" retained.
+	t0 := time.Now()
+	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		t.Fatal(err)
+	}
+	ns.expect(t, "STOPPING=1", 5*time.Second)
+	select {
+	case err := <-exited:
+		if err != nil {
+			t.Fatalf("exit after SIGTERM: %v", err)
+		}
+	case <-time.After(5*time.Second - time.Since(t0)):
+		t.Fatal("still running 5 s after SIGTERM")
+	}
+	late := testenv.Subscribe(t, broker.URL("mqtt"), "stardetr/e2e/status", nil)
+	late.WaitFor(t, 5*time.Second, `retained "stopped"`, func(ms []testenv.Received) bool {
+		return len(ms) > 0 && ms[len(ms)-1].Retained && string(ms[len(ms)-1].Payload) == "stopped"
+	})
+}
+
+// A config that cannot run fails at once with every problem named, and starts nothing.
+func TestRunRefusesBadConfig(t *testing.T) {
+	bin := buildStardetr(t)
+	p := filepath.Join(t.TempDir(), "bad.yaml")
+	if err := os.WriteFile(p, []byte("model:\n  path: /nonexistent.onnx\n  treads: 2\ncameras: []\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(bin, "run", "--config", p).CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "treads") {
+		t.Fatalf("unknown key: exit %v, output %s", err, out)
+	}
+	if err := os.WriteFile(p, []byte("model:\n  path: /nonexistent.onnx\ncameras: []\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out, err = exec.Command(bin, "check", "--config", p).CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "cameras: none configured") || !strings.Contains(string(out), "nonexistent.onnx") {
+		t.Fatalf("check of a config without cameras and model: %v\n%s", err, out)
+	}
+}
