@@ -1,0 +1,64 @@
+package publish
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	mochi "github.com/mochi-mqtt/server/v2"
+	"github.com/mochi-mqtt/server/v2/hooks/auth"
+	"github.com/mochi-mqtt/server/v2/listeners"
+	"github.com/mochi-mqtt/server/v2/packets"
+)
+
+const embeddedListenerID = "tcp"
+
+// startEmbedded runs a mochi MQTT broker in the process on listen, letting
+// every client in (it is meant for 127.0.0.1 or a trusted network). It
+// returns the address it actually listens on.
+func startEmbedded(listen string, log *slog.Logger) (*mochi.Server, string, error) {
+	blog := slog.New(minLevel{h: log.With("component", "embedded-broker").Handler(), min: slog.LevelWarn})
+	srv := mochi.New(&mochi.Options{Logger: blog, InlineClient: false})
+	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
+		return nil, "", fmt.Errorf("mqtt.embedded: add auth hook: %w", err)
+	}
+	l := listeners.NewTCP(listeners.Config{ID: embeddedListenerID, Address: listen})
+	if err := srv.AddListener(l); err != nil {
+		return nil, "", fmt.Errorf("mqtt.embedded.listen: cannot listen on %s: %w", listen, err)
+	}
+	if err := srv.Serve(); err != nil {
+		_ = srv.Close()
+		return nil, "", fmt.Errorf("mqtt.embedded: start broker: %w", err)
+	}
+	log.Info("embedded MQTT broker listening", "addr", l.Address())
+	return srv, l.Address(), nil
+}
+
+// stopEmbedded stops srv without mochi's Server.Close path that closes the
+// listener's clients: Clients.GetByListener takes its read lock twice and
+// deadlocks when a client disconnects at the same moment (mochi v2.7.9).
+// Closing the listener with a no-op first makes Close skip that path.
+func stopEmbedded(srv *mochi.Server) error {
+	srv.Listeners.Close(embeddedListenerID, func(string) {})
+	for _, cl := range srv.Clients.GetAll() {
+		if !cl.Closed() && !cl.Net.Inline {
+			_ = srv.DisconnectClient(cl, packets.ErrServerShuttingDown)
+		}
+	}
+	return srv.Close()
+}
+
+// minLevel drops records below min: the broker logs every client at info.
+type minLevel struct {
+	h   slog.Handler
+	min slog.Level
+}
+
+func (m minLevel) Enabled(ctx context.Context, l slog.Level) bool {
+	return l >= m.min && m.h.Enabled(ctx, l)
+}
+func (m minLevel) Handle(ctx context.Context, r slog.Record) error { return m.h.Handle(ctx, r) }
+func (m minLevel) WithAttrs(a []slog.Attr) slog.Handler {
+	return minLevel{h: m.h.WithAttrs(a), min: m.min}
+}
+func (m minLevel) WithGroup(n string) slog.Handler { return minLevel{h: m.h.WithGroup(n), min: m.min} }

@@ -1,0 +1,298 @@
+package publish
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"fmt"
+	"net"
+	"net/url"
+	"os"
+	"strings"
+	"time"
+)
+
+// Config is the `mqtt:` section of the daemon's configuration. Field tags
+// match the YAML keys; DefaultConfig gives the defaults.
+type Config struct {
+	// Brokers are tried in order on every connection attempt:
+	// mqtt://host[:1883], mqtts://host[:8883], ws://host[:80]/path, wss://host[:443]/path.
+	Brokers  []string       `mapstructure:"brokers"`
+	Embedded EmbeddedConfig `mapstructure:"embedded"`
+	// TopicPrefix is the first topic level(s); topics are <prefix>/<device>/...
+	TopicPrefix string `mapstructure:"topic_prefix"`
+	// QoS for detection messages (0, 1 or 2).
+	QoS int `mapstructure:"qos"`
+	// StatusQoS for the retained status topic (0, 1 or 2).
+	StatusQoS int `mapstructure:"status_qos"`
+	// StatsQoS for periodic stats (0, 1 or 2).
+	StatsQoS int `mapstructure:"stats_qos"`
+	// ClientID defaults to stardetr-<device id>: stable, so a broker sees one client per device.
+	ClientID     string      `mapstructure:"client_id"`
+	Username     string      `mapstructure:"username"`
+	Password     string      `mapstructure:"password"`
+	PasswordFile string      `mapstructure:"password_file"`
+	TLS          TLSConfig   `mapstructure:"tls"`
+	Queue        QueueConfig `mapstructure:"queue"`
+	// StatsInterval between stats messages when Options.Stats is set; 0 turns them off.
+	StatsInterval  time.Duration `mapstructure:"stats_interval"`
+	Keepalive      time.Duration `mapstructure:"keepalive"`
+	ConnectTimeout time.Duration `mapstructure:"connect_timeout"`
+}
+
+// EmbeddedConfig starts an MQTT broker inside the process.
+type EmbeddedConfig struct {
+	Enabled bool   `mapstructure:"enabled"`
+	Listen  string `mapstructure:"listen"`
+}
+
+// TLSConfig applies to mqtts:// and wss:// brokers.
+type TLSConfig struct {
+	CA                 string `mapstructure:"ca"`   // PEM file of CAs; empty: the system's
+	Cert               string `mapstructure:"cert"` // PEM client certificate (with Key)
+	Key                string `mapstructure:"key"`  // PEM client key; must not be world-readable
+	ServerName         string `mapstructure:"server_name"`
+	InsecureSkipVerify bool   `mapstructure:"insecure_skip_verify"`
+}
+
+// QueueConfig bounds the on-disk queue of unacknowledged detection messages.
+type QueueConfig struct {
+	MaxMB int `mapstructure:"max_mb"`
+}
+
+// Ranges accepted by Validate.
+const (
+	minQueueMB        = 1
+	maxQueueMB        = 1 << 20
+	minKeepalive      = time.Second
+	maxKeepalive      = 65535 * time.Second
+	minConnectTimeout = 100 * time.Millisecond
+	maxConnectTimeout = 10 * time.Minute
+	minStatsInterval  = 100 * time.Millisecond
+)
+
+// DefaultConfig returns the defaults documented in README.md.
+func DefaultConfig() Config {
+	return Config{
+		Brokers:        []string{"mqtt://localhost:1883"},
+		Embedded:       EmbeddedConfig{Listen: "127.0.0.1:1883"},
+		TopicPrefix:    "stardetr",
+		QoS:            1,
+		StatusQoS:      1,
+		StatsQoS:       0,
+		Queue:          QueueConfig{MaxMB: 64},
+		StatsInterval:  10 * time.Second,
+		Keepalive:      30 * time.Second,
+		ConnectTimeout: 10 * time.Second,
+	}
+}
+
+// Validate checks every key and the files they name (password file, CA,
+// client certificate and key). The error lists each problem on its own line,
+// starting with the key path (mqtt.…).
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("mqtt.%s: "+format, append([]any{key}, args...)...))
+	}
+	if len(c.Brokers) == 0 && !c.Embedded.Enabled {
+		bad("brokers", "empty: give at least one broker URL such as mqtt://localhost:1883")
+	}
+	for i, b := range c.Brokers {
+		if _, err := brokerURL(b); err != nil {
+			bad(fmt.Sprintf("brokers[%d]", i), "%v", err)
+		}
+	}
+	if c.Embedded.Enabled {
+		if _, _, err := net.SplitHostPort(c.Embedded.Listen); err != nil {
+			bad("embedded.listen", "%q is not host:port (e.g. 127.0.0.1:1883): %v", c.Embedded.Listen, err)
+		}
+	}
+	if err := checkTopicPrefix(c.TopicPrefix); err != nil {
+		bad("topic_prefix", "%v", err)
+	}
+	for key, q := range map[string]int{"qos": c.QoS, "status_qos": c.StatusQoS, "stats_qos": c.StatsQoS} {
+		if q < 0 || q > 2 {
+			bad(key, "%d is out of range: use 0, 1 or 2", q)
+		}
+	}
+	if strings.ContainsAny(c.ClientID, "+#/") {
+		bad("client_id", "%q must not contain '+', '#' or '/'", c.ClientID)
+	}
+	if c.Password != "" && c.PasswordFile != "" {
+		bad("password", "set either mqtt.password or mqtt.password_file, not both")
+	}
+	if c.PasswordFile != "" {
+		if _, err := readSecret(c.PasswordFile); err != nil {
+			bad("password_file", "%v", err)
+		}
+	}
+	if (c.Username == "") && (c.Password != "" || c.PasswordFile != "") {
+		bad("username", "empty while a password is set: set mqtt.username too")
+	}
+	if c.TLS.CA != "" {
+		if _, err := loadCAPool(c.TLS.CA); err != nil {
+			bad("tls.ca", "%v", err)
+		}
+	}
+	switch {
+	case (c.TLS.Cert == "") != (c.TLS.Key == ""):
+		bad("tls.cert", "mqtt.tls.cert and mqtt.tls.key go together: set both or neither")
+	case c.TLS.Cert != "":
+		if _, err := loadClientCert(c.TLS.Cert, c.TLS.Key); err != nil {
+			bad("tls.key", "%v", err)
+		}
+	}
+	if c.Queue.MaxMB < minQueueMB || c.Queue.MaxMB > maxQueueMB {
+		bad("queue.max_mb", "%d is out of range [%d, %d]", c.Queue.MaxMB, minQueueMB, maxQueueMB)
+	}
+	if c.StatsInterval != 0 && c.StatsInterval < minStatsInterval {
+		bad("stats_interval", "%v is out of range: 0 (off) or at least %v", c.StatsInterval, minStatsInterval)
+	}
+	if c.Keepalive < minKeepalive || c.Keepalive > maxKeepalive {
+		bad("keepalive", "%v is out of range [%v, %v]", c.Keepalive, minKeepalive, maxKeepalive)
+	}
+	if c.ConnectTimeout < minConnectTimeout || c.ConnectTimeout > maxConnectTimeout {
+		bad("connect_timeout", "%v is out of range [%v, %v]", c.ConnectTimeout, minConnectTimeout, maxConnectTimeout)
+	}
+	return errors.Join(errs...)
+}
+
+// brokerURL parses a broker address and fills in the scheme's default port.
+func brokerURL(s string) (*url.URL, error) {
+	u, err := url.Parse(s)
+	if err != nil {
+		return nil, fmt.Errorf("%q is not a URL: %v", s, err)
+	}
+	var port string
+	switch u.Scheme {
+	case "mqtt":
+		port = "1883"
+	case "mqtts":
+		port = "8883"
+	case "ws":
+		port = "80"
+	case "wss":
+		port = "443"
+	case "":
+		return nil, fmt.Errorf("%q has no scheme: use mqtt://, mqtts://, ws:// or wss://", s)
+	default:
+		return nil, fmt.Errorf("unknown scheme %q: use mqtt://, mqtts://, ws:// or wss://", u.Scheme)
+	}
+	if u.Hostname() == "" {
+		return nil, fmt.Errorf("%q has no host", s)
+	}
+	if u.User != nil {
+		return nil, fmt.Errorf("%q carries credentials: use mqtt.username and mqtt.password_file instead", u.Redacted())
+	}
+	if u.Port() == "" {
+		u.Host = net.JoinHostPort(u.Hostname(), port)
+	}
+	return u, nil
+}
+
+func checkTopicPrefix(p string) error {
+	switch {
+	case p == "":
+		return errors.New("empty: set a topic prefix such as stardetr")
+	case strings.ContainsAny(p, "+#"):
+		return fmt.Errorf("%q contains an MQTT wildcard ('+' or '#'), which is not allowed in a topic name", p)
+	case strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.Contains(p, "//"):
+		return fmt.Errorf("%q has an empty topic level: no leading, trailing or doubled '/'", p)
+	case strings.HasPrefix(p, "$"):
+		return fmt.Errorf("%q starts with '$', which brokers reserve", p)
+	case strings.ContainsRune(p, 0):
+		return fmt.Errorf("%q contains a NUL character", p)
+	}
+	return nil
+}
+
+// checkTopicLevel checks a device id or camera name used as one topic level.
+func checkTopicLevel(what, s string) error {
+	if s == "" {
+		return fmt.Errorf("%s is empty", what)
+	}
+	if strings.ContainsAny(s, "+#/\x00") {
+		return fmt.Errorf("%s %q must not contain '+', '#', '/' or NUL: it is one MQTT topic level", what, s)
+	}
+	return nil
+}
+
+// readSecret reads a secret file, refusing one that everyone may read.
+func readSecret(path string) (string, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return "", fmt.Errorf("cannot read %s: %w", path, err)
+	}
+	if st.IsDir() {
+		return "", fmt.Errorf("%s is a directory, not a file", path)
+	}
+	if st.Mode().Perm()&0o004 != 0 {
+		return "", fmt.Errorf("%s is readable by everyone (mode %04o): run chmod 600 %s", path, st.Mode().Perm(), path)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "", fmt.Errorf("cannot read %s: %w", path, err)
+	}
+	return strings.TrimRight(string(b), "\r\n"), nil
+}
+
+func loadCAPool(path string) (*x509.CertPool, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, fmt.Errorf("cannot read CA file: %w", err)
+	}
+	pool := x509.NewCertPool()
+	if !pool.AppendCertsFromPEM(b) {
+		return nil, fmt.Errorf("%s holds no PEM certificate", path)
+	}
+	return pool, nil
+}
+
+func loadClientCert(certFile, keyFile string) (tls.Certificate, error) {
+	st, err := os.Stat(keyFile)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("cannot read key: %w", err)
+	}
+	if st.Mode().Perm()&0o004 != 0 {
+		return tls.Certificate{}, fmt.Errorf("%s is readable by everyone (mode %04o): run chmod 600 %s", keyFile, st.Mode().Perm(), keyFile)
+	}
+	c, err := tls.LoadX509KeyPair(certFile, keyFile)
+	if err != nil {
+		return tls.Certificate{}, fmt.Errorf("load client certificate %s and key %s: %w", certFile, keyFile, err)
+	}
+	return c, nil
+}
+
+// tlsConfig builds the client TLS configuration; nil when no broker needs TLS.
+func (c Config) tlsConfig() (*tls.Config, error) {
+	need := false
+	for _, b := range c.Brokers {
+		if strings.HasPrefix(b, "mqtts:") || strings.HasPrefix(b, "wss:") {
+			need = true
+		}
+	}
+	if !need {
+		return nil, nil
+	}
+	tc := &tls.Config{
+		MinVersion:         tls.VersionTLS12,
+		ServerName:         c.TLS.ServerName,
+		InsecureSkipVerify: c.TLS.InsecureSkipVerify, //nolint:gosec // explicit opt-out, logged as a warning
+	}
+	if c.TLS.CA != "" {
+		pool, err := loadCAPool(c.TLS.CA)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt.tls.ca: %w", err)
+		}
+		tc.RootCAs = pool
+	}
+	if c.TLS.Cert != "" {
+		cert, err := loadClientCert(c.TLS.Cert, c.TLS.Key)
+		if err != nil {
+			return nil, fmt.Errorf("mqtt.tls.key: %w", err)
+		}
+		tc.Certificates = []tls.Certificate{cert}
+	}
+	return tc, nil
+}

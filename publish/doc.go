@@ -1,0 +1,48 @@
+// Package publish sends detections and stats to an MQTT broker without
+// losing detections (github.com/eclipse/paho.mqtt.golang), optionally
+// running an embedded broker (github.com/mochi-mqtt/server/v2). It is a
+// library: it knows its own Config and nothing of cameras or models.
+//
+// Use:
+//
+//	cfg := publish.DefaultConfig()           // fill from the mqtt: section (mapstructure tags)
+//	if err := cfg.Validate(); err != nil {}  // every problem, each naming its key: "mqtt.brokers[1]: …"
+//	p, err := publish.New(cfg, publish.Options{DeviceID: id, StateDir: dir, Logger: log, Stats: statsFn})
+//	err = p.Start(ctx)                        // embedded broker, then connects in the background
+//	err = p.PublishDetections(msg)           // seq assigned and persisted; queued on disk; never waits for the network
+//	err = p.PublishStats(s)                  // skipped (counted) while disconnected
+//	m := p.Metrics()                         // counters and connection state; p is also a prometheus.Collector
+//	err = p.Close(ctx)                       // drain while connected, retained "stopped", disconnect; bounded by ctx
+//
+// Topics, under <topic_prefix>/<device id>/:
+//
+//	status              retained: "online" on every connect, "offline" (last will), "stopped" (Close)
+//	<camera>/detections one JSON message per PublishDetections (schema/detections.v1.json), QoS mqtt.qos
+//	stats               JSON every mqtt.stats_interval when Options.Stats is set (schema/stats.v1.json), QoS mqtt.stats_qos
+//
+// Delivery. Every detection message is appended to a bounded on-disk queue
+// in <state_dir>/mqtt-queue before anything else happens; one sender
+// goroutine publishes the queue in order, keeps at most 64 messages awaiting
+// their PUBACK, and removes each one only when the broker acknowledged it
+// (QoS 1/2) or it was written to the socket (QoS 0). On a lost connection it
+// stops and, after reconnecting, resends from the oldest unacknowledged
+// message; a restart of the process resumes from what is on disk. This gives
+// at-least-once delivery for QoS 1 and 2 (duplicates are possible after a
+// lost connection or a crash: consumers drop a repeated (camera, seq)); QoS 0
+// gets the same queueing while offline but no guarantee once written.
+//
+// The queue's size is bounded by mqtt.queue.max_mb; when full, the oldest
+// messages are dropped, counted (Metrics.Dropped, stardetr_mqtt_dropped_total)
+// and logged. Appends reach the page cache at once (a process crash loses
+// nothing) and are fsynced every 200 ms (a power loss loses at most that).
+//
+// seq is a per-camera counter starting at 1, +1 per message, kept in
+// <state_dir>/mqtt-seq.json. Numbers are reserved on disk 1000 ahead of use,
+// so a crash leaves a gap of at most 1000 and never reuses a number; Close
+// stores the exact next number, so a clean restart leaves no gap.
+//
+// The paho client runs with a clean session, its own automatic reconnect off
+// and an in-memory store: the disk queue is the store of record, and the
+// publisher's own connection loop retries every broker in order with
+// stepped delays (Options.RetryDelays, default 1 s, 2 s, 5 s, 10 s).
+package publish

@@ -1,0 +1,649 @@
+package publish
+
+import (
+	"context"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net/url"
+	"path/filepath"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	mqtt "github.com/eclipse/paho.mqtt.golang"
+	"github.com/eclipse/paho.mqtt.golang/packets"
+	mochi "github.com/mochi-mqtt/server/v2"
+
+	"github.com/stardetr/stardetr/publish/internal/diskqueue"
+)
+
+// ErrClosed is returned by Publish* after Close.
+var ErrClosed = errors.New("publish: publisher is closed")
+
+// Options are the publisher's inputs that do not come from the mqtt: section.
+type Options struct {
+	DeviceID string       // one topic level; the daemon defaults it to the hostname
+	StateDir string       // holds mqtt-queue/ and mqtt-seq.json
+	Logger   *slog.Logger // nil: slog.Default()
+	// Stats, when set, is called every Config.StatsInterval and its result published on …/stats.
+	Stats func() Stats
+	// RetryDelays between failed connection attempts; the last one repeats.
+	// Nil: 1s, 2s, 5s, 10s.
+	RetryDelays []time.Duration
+}
+
+const (
+	// window is how many queued messages may await their PUBACK at once.
+	window = 64
+	// syncInterval is the batch fsync period of the disk queue.
+	syncInterval = 200 * time.Millisecond
+	// linkCheck is how often the connection loop double-checks that paho still has a connection.
+	linkCheck = time.Second
+)
+
+var defaultRetryDelays = []time.Duration{time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second}
+
+// Publisher sends detections and stats to an MQTT broker without losing
+// detections: see the package documentation.
+type Publisher struct {
+	cfg     Config
+	log     *slog.Logger
+	device  string
+	stats   func() Stats
+	retry   []time.Duration
+	brokers []string
+	tls     *tls.Config
+	passwd  string
+
+	statusTopic string
+	statsTopic  string
+	camPrefix   string // <prefix>/<device>/
+
+	queue *diskqueue.Queue
+	seqs  *seqCounters
+	encMu sync.Mutex // keeps seq order == queue order per camera
+
+	client   mqtt.Client
+	embedded *mochi.Server
+	embAddr  string
+
+	mu          sync.Mutex
+	started     bool
+	closed      bool
+	link        *link         // nil while disconnected
+	linkChanged chan struct{} // closed and replaced on every change of link
+	lastErr     error
+	attempting  string // broker of the current connection attempt
+	connectedTo string
+	cancel      context.CancelFunc
+	wg          sync.WaitGroup
+	start       time.Time
+
+	published       atomic.Uint64
+	queued          atomic.Uint64
+	dropped         atomic.Uint64
+	statsPublished  atomic.Uint64
+	statsSkipped    atomic.Uint64
+	connectAttempts atomic.Uint64
+	connectFailures atomic.Uint64
+	publishErrors   atomic.Uint64
+}
+
+// link is one MQTT connection; lost is closed when it ends.
+type link struct {
+	lost     chan struct{}
+	lostOnce sync.Once
+}
+
+func (l *link) markLost() { l.lostOnce.Do(func() { close(l.lost) }) }
+
+// New validates cfg, opens the disk queue and the message counters in
+// opts.StateDir (loading what a previous run left there) and returns a
+// publisher that accepts messages but does not connect until Start. A
+// publisher returned by New must be closed with Close.
+func New(cfg Config, opts Options) (*Publisher, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if err := checkTopicLevel("device id", opts.DeviceID); err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
+	if opts.StateDir == "" {
+		return nil, errors.New("publish: state directory is empty: set state_dir")
+	}
+	log := opts.Logger
+	if log == nil {
+		log = slog.Default()
+	}
+	p := &Publisher{
+		cfg:         cfg,
+		log:         log.With("component", "mqtt"),
+		device:      opts.DeviceID,
+		stats:       opts.Stats,
+		retry:       opts.RetryDelays,
+		linkChanged: make(chan struct{}),
+	}
+	if len(p.retry) == 0 {
+		p.retry = defaultRetryDelays
+	}
+	base := cfg.TopicPrefix + "/" + opts.DeviceID + "/"
+	p.statusTopic, p.statsTopic, p.camPrefix = base+"status", base+"stats", base
+	if p.cfg.ClientID == "" {
+		p.cfg.ClientID = "stardetr-" + opts.DeviceID
+	}
+	for _, b := range cfg.Brokers {
+		u, _ := brokerURL(b) // validated above
+		p.brokers = append(p.brokers, u.String())
+	}
+	var err error
+	if p.tls, err = cfg.tlsConfig(); err != nil {
+		return nil, err
+	}
+	if p.tls != nil && p.tls.InsecureSkipVerify {
+		p.log.Warn("TLS certificate verification is OFF (mqtt.tls.insecure_skip_verify): anyone on the path can read and forge messages")
+	}
+	p.passwd = cfg.Password
+	if cfg.PasswordFile != "" {
+		if p.passwd, err = readSecret(cfg.PasswordFile); err != nil {
+			return nil, fmt.Errorf("mqtt.password_file: %w", err)
+		}
+	}
+	if p.seqs, err = openSeqCounters(opts.StateDir); err != nil {
+		return nil, fmt.Errorf("publish: %w", err)
+	}
+	qdir := filepath.Join(opts.StateDir, "mqtt-queue")
+	if p.queue, err = diskqueue.Open(qdir, int64(cfg.Queue.MaxMB)<<20); err != nil {
+		return nil, fmt.Errorf("publish: open queue in %s: %w", qdir, err)
+	}
+	rec := p.queue.Recovered()
+	if rec.Records > 0 || rec.TruncatedBytes > 0 || rec.BadHead {
+		p.log.Info("loaded queued messages from the previous run", "messages", rec.Records,
+			"torn_bytes_cut", rec.TruncatedBytes, "head_unreadable", rec.BadHead, "dir", qdir)
+	}
+	return p, nil
+}
+
+// Start starts the embedded broker when enabled, then connects in the
+// background: it returns without waiting for a broker, and keeps retrying
+// (Options.RetryDelays) until Close. ctx bounds only the start itself.
+func (p *Publisher) Start(ctx context.Context) error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if p.closed {
+		return ErrClosed
+	}
+	if p.started {
+		return errors.New("publish: Start called twice")
+	}
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if p.cfg.Embedded.Enabled {
+		srv, addr, err := startEmbedded(p.cfg.Embedded.Listen, p.log)
+		if err != nil {
+			return err
+		}
+		p.embedded, p.embAddr = srv, addr
+		if len(p.brokers) == 0 {
+			p.brokers = []string{"mqtt://" + addr}
+		}
+	}
+	p.client = mqtt.NewClient(p.clientOptions())
+	runCtx, cancel := context.WithCancel(context.Background())
+	p.cancel = cancel
+	p.started = true
+	p.start = time.Now()
+	p.wg.Add(3)
+	go p.connectLoop(runCtx)
+	go p.sendLoop(runCtx)
+	go p.maintainLoop(runCtx)
+	return nil
+}
+
+func (p *Publisher) clientOptions() *mqtt.ClientOptions {
+	o := mqtt.NewClientOptions()
+	for _, b := range p.brokers {
+		o.AddBroker(b)
+	}
+	o.SetClientID(p.cfg.ClientID)
+	o.SetUsername(p.cfg.Username)
+	o.SetPassword(p.passwd)
+	if p.tls != nil {
+		o.SetTLSConfig(p.tls)
+	}
+	o.SetKeepAlive(p.cfg.Keepalive)
+	o.SetPingTimeout(min(p.cfg.Keepalive, 10*time.Second))
+	o.SetConnectTimeout(p.cfg.ConnectTimeout)
+	o.SetProtocolVersion(4) // no silent fallback to 3.1, which hides the real CONNACK error
+	// Our queue is the store of record; paho reconnecting on its own and
+	// keeping a session would resend messages behind our back.
+	o.SetCleanSession(true)
+	o.SetAutoReconnect(false)
+	o.SetConnectRetry(false)
+	o.SetStore(mqtt.NewMemoryStore())
+	o.SetWill(p.statusTopic, "offline", byte(p.cfg.StatusQoS), true)
+	o.SetConnectionAttemptHandler(func(broker *url.URL, c *tls.Config) *tls.Config {
+		p.mu.Lock()
+		p.attempting = broker.Redacted()
+		p.mu.Unlock()
+		return c
+	})
+	o.SetConnectionNotificationHandler(func(_ mqtt.Client, n mqtt.ConnectionNotification) {
+		if f, ok := n.(mqtt.ConnectionNotificationBrokerFailed); ok {
+			p.log.Debug("broker attempt failed", "broker", f.Broker.Redacted(), "err", explain(f.Reason))
+		}
+	})
+	o.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
+		p.mu.Lock()
+		l := p.link
+		p.mu.Unlock()
+		if l != nil {
+			p.log.Warn("connection lost", "err", err)
+			l.markLost()
+		}
+	})
+	return o
+}
+
+func (p *Publisher) setLink(l *link) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.link = l
+	close(p.linkChanged)
+	p.linkChanged = make(chan struct{})
+}
+
+func (p *Publisher) currentLink() (*link, <-chan struct{}) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.link, p.linkChanged
+}
+
+// connectLoop owns the connection: connect, wait until it is lost, back off, again.
+func (p *Publisher) connectLoop(ctx context.Context) {
+	defer p.wg.Done()
+	failures := 0
+	for {
+		p.connectAttempts.Add(1)
+		tok := p.client.Connect()
+		select {
+		case <-tok.Done():
+		case <-ctx.Done():
+			// Let the attempt finish so that Close sees a settled client.
+			tok.WaitTimeout(p.cfg.ConnectTimeout * time.Duration(len(p.brokers)+1))
+			return
+		}
+		if err := tok.Error(); err != nil {
+			failures++
+			p.connectFailures.Add(1)
+			err = explain(err)
+			p.mu.Lock()
+			p.lastErr = fmt.Errorf("connect to %v: %w", p.brokers, err)
+			p.mu.Unlock()
+			delay := p.retry[min(failures, len(p.retry))-1]
+			p.log.Warn("cannot connect to any broker", "brokers", p.brokers, "err", err, "retry_in", delay, "failures", failures)
+			select {
+			case <-time.After(delay):
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		failures = 0
+		p.mu.Lock()
+		p.lastErr = nil
+		p.connectedTo = p.attempting
+		broker := p.connectedTo
+		p.mu.Unlock()
+		p.log.Info("connected", "broker", broker, "client_id", p.cfg.ClientID)
+		p.client.Publish(p.statusTopic, byte(p.cfg.StatusQoS), true, "online")
+		l := &link{lost: make(chan struct{})}
+		p.setLink(l)
+		p.waitLost(ctx, l)
+		p.setLink(nil)
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// waitLost returns when l is lost or ctx is done. paho reports a lost
+// connection through a callback that may race with setLink, so the state is
+// also polled.
+func (p *Publisher) waitLost(ctx context.Context, l *link) {
+	t := time.NewTicker(linkCheck)
+	defer t.Stop()
+	for {
+		select {
+		case <-l.lost:
+			return
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			if !p.client.IsConnectionOpen() {
+				l.markLost()
+				return
+			}
+		}
+	}
+}
+
+type inflight struct {
+	id  uint64
+	tok mqtt.Token
+}
+
+// sendLoop is the only sender of queued messages: in queue order, at most
+// window unacknowledged, each removed from the queue once the broker has it.
+func (p *Publisher) sendLoop(ctx context.Context) {
+	defer p.wg.Done()
+	for {
+		l, changed := p.currentLink()
+		if l == nil {
+			select {
+			case <-changed:
+				continue
+			case <-ctx.Done():
+				return
+			}
+		}
+		p.sendOn(ctx, l)
+		if ctx.Err() != nil {
+			return
+		}
+	}
+}
+
+// sendOn sends on one connection until it is lost, an error asks for a
+// restart from the queue's head, or ctx is done.
+func (p *Publisher) sendOn(ctx context.Context, l *link) {
+	var (
+		pending []inflight
+		next    = p.queue.Head()
+	)
+	for {
+		for len(pending) < window {
+			r, ok, err := p.queue.ReadFrom(next, nil) // a fresh buffer: paho keeps the payload
+			if err != nil {
+				if !errors.Is(err, diskqueue.ErrClosed) {
+					p.log.Error("read queued message", "err", err)
+				}
+				p.sleep(ctx, l, time.Second)
+				return
+			}
+			if !ok {
+				break
+			}
+			topic, qos, retained, payload, err := decodeRecord(r.Data)
+			if err != nil {
+				p.log.Error("corrupt queued message: dropped", "id", r.ID, "err", err)
+				p.queue.Ack(r.ID)
+				p.dropped.Add(1)
+				next = r.ID + 1
+				continue
+			}
+			pending = append(pending, inflight{id: r.ID, tok: p.client.Publish(topic, qos, retained, payload)})
+			next = r.ID + 1
+		}
+		if len(pending) == 0 {
+			select {
+			case <-p.queue.Notify():
+				continue
+			case <-l.lost:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+		first := pending[0]
+		select {
+		case <-first.tok.Done():
+		case <-l.lost:
+			return
+		case <-ctx.Done():
+			return
+		}
+		if err := first.tok.Error(); err != nil {
+			// Resend from the head (the unacknowledged ones may arrive twice).
+			p.publishErrors.Add(1)
+			p.log.Warn("publish not acknowledged; will resend", "err", err)
+			p.sleep(ctx, l, 200*time.Millisecond)
+			return
+		}
+		p.queue.Ack(first.id)
+		p.published.Add(1)
+		pending[0] = inflight{}
+		pending = pending[1:]
+	}
+}
+
+func (p *Publisher) sleep(ctx context.Context, l *link, d time.Duration) {
+	select {
+	case <-time.After(d):
+	case <-l.lost:
+	case <-ctx.Done():
+	}
+}
+
+// maintainLoop fsyncs the queue in batches and publishes periodic stats.
+func (p *Publisher) maintainLoop(ctx context.Context) {
+	defer p.wg.Done()
+	sync := time.NewTicker(syncInterval)
+	defer sync.Stop()
+	var statsC <-chan time.Time
+	if p.stats != nil && p.cfg.StatsInterval > 0 {
+		t := time.NewTicker(p.cfg.StatsInterval)
+		defer t.Stop()
+		statsC = t.C
+	}
+	for {
+		select {
+		case <-sync.C:
+			if err := p.queue.Sync(); err != nil && !errors.Is(err, diskqueue.ErrClosed) {
+				p.log.Error("sync message queue", "err", err)
+			}
+		case <-statsC:
+			if err := p.PublishStats(p.stats()); err != nil && !errors.Is(err, ErrClosed) {
+				p.log.Warn("publish stats", "err", err)
+			}
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// PublishDetections numbers msg (per camera, persisted) and appends it to
+// the disk queue; the sender delivers it in order once a broker is
+// connected. It never waits for the network. When the queue is full the
+// oldest queued messages are dropped, counted and logged.
+func (p *Publisher) PublishDetections(msg Detections) error {
+	if err := checkTopicLevel("camera name", msg.Camera); err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	p.mu.Lock()
+	closed := p.closed
+	p.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	p.encMu.Lock()
+	defer p.encMu.Unlock()
+	seq, err := p.seqs.take(msg.Camera)
+	if err != nil {
+		return fmt.Errorf("publish: %w", err)
+	}
+	payload, err := encodeDetections(p.device, seq, &msg)
+	if err != nil {
+		return fmt.Errorf("publish: camera %s seq %d: %w", msg.Camera, seq, err)
+	}
+	rec := encodeRecord(p.camPrefix+msg.Camera+"/detections", byte(p.cfg.QoS), false, payload)
+	dropped, err := p.queue.Append(rec)
+	if dropped > 0 {
+		p.dropped.Add(uint64(dropped))
+		p.log.Warn("message queue full: dropped oldest messages", "dropped", dropped,
+			"dropped_total", p.dropped.Load(), "limit_mb", p.cfg.Queue.MaxMB)
+	}
+	if err != nil {
+		p.dropped.Add(1)
+		return fmt.Errorf("publish: queue camera %s seq %d: %w", msg.Camera, seq, err)
+	}
+	p.queued.Add(1)
+	return nil
+}
+
+// PublishStats publishes s on …/stats if a broker is connected; otherwise it
+// is skipped (counted): stale stats are worth nothing.
+func (p *Publisher) PublishStats(s Stats) error {
+	p.mu.Lock()
+	closed, connected := p.closed, p.link != nil
+	p.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	if !connected {
+		p.statsSkipped.Add(1)
+		return nil
+	}
+	qs := p.queue.Stats()
+	payload, err := encodeStats(p.device, time.Now(), &s, wireQueue{
+		Depth: qs.Records, Bytes: qs.Bytes, Dropped: p.dropped.Load(), Published: p.published.Load(),
+	})
+	if err != nil {
+		return fmt.Errorf("publish: stats: %w", err)
+	}
+	p.client.Publish(p.statsTopic, byte(p.cfg.StatsQoS), false, payload)
+	p.statsPublished.Add(1)
+	return nil
+}
+
+// Close stops the publisher, bounded by ctx: while connected it first waits
+// for the queue to drain, then publishes the retained "stopped" status and
+// disconnects. Whatever is still queued stays on disk for the next run.
+func (p *Publisher) Close(ctx context.Context) error {
+	p.mu.Lock()
+	if p.closed {
+		p.mu.Unlock()
+		return nil
+	}
+	p.closed = true
+	started := p.started
+	p.mu.Unlock()
+	var errs []error
+	if started {
+		p.drain(ctx)
+		p.cancel()
+		done := make(chan struct{})
+		go func() { p.wg.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			errs = append(errs, fmt.Errorf("publish: close: %w", ctx.Err()))
+		}
+		if p.client.IsConnectionOpen() {
+			tok := p.client.Publish(p.statusTopic, byte(p.cfg.StatusQoS), true, "stopped")
+			select {
+			case <-tok.Done():
+				if err := tok.Error(); err != nil {
+					errs = append(errs, fmt.Errorf("publish: stopped status: %w", err))
+				}
+			case <-ctx.Done():
+			}
+			p.client.Disconnect(250)
+		}
+		if p.embedded != nil {
+			stopped := make(chan error, 1)
+			go func() { stopped <- stopEmbedded(p.embedded) }()
+			select {
+			case err := <-stopped:
+				if err != nil {
+					errs = append(errs, fmt.Errorf("publish: close embedded broker: %w", err))
+				}
+			case <-ctx.Done():
+				errs = append(errs, fmt.Errorf("publish: embedded broker still stopping: %w", ctx.Err()))
+			}
+		}
+	}
+	st := p.queue.Stats()
+	if err := p.queue.Close(); err != nil {
+		errs = append(errs, fmt.Errorf("publish: %w", err))
+	}
+	if err := p.seqs.close(); err != nil {
+		errs = append(errs, fmt.Errorf("publish: %w", err))
+	}
+	if st.Records > 0 {
+		p.log.Info("messages kept on disk for the next run", "messages", st.Records, "bytes", st.Bytes)
+	}
+	return errors.Join(errs...)
+}
+
+// drain waits while connected until the queue is empty or ctx is done.
+func (p *Publisher) drain(ctx context.Context) {
+	t := time.NewTicker(10 * time.Millisecond)
+	defer t.Stop()
+	for {
+		l, _ := p.currentLink()
+		if l == nil || p.queue.Stats().Records == 0 {
+			return
+		}
+		select {
+		case <-t.C:
+		case <-ctx.Done():
+			return
+		}
+	}
+}
+
+// EmbeddedAddr is the address the embedded broker listens on ("" when off).
+func (p *Publisher) EmbeddedAddr() string {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.embAddr
+}
+
+// explain adds the configuration key to look at for errors a user can fix.
+func explain(err error) error {
+	var unknownCA x509.UnknownAuthorityError
+	var hostname x509.HostnameError
+	var invalid x509.CertificateInvalidError
+	switch {
+	case errors.As(err, &unknownCA):
+		return fmt.Errorf("%w: the broker's certificate is not signed by a CA in mqtt.tls.ca", err)
+	case errors.As(err, &hostname):
+		return fmt.Errorf("%w: set mqtt.tls.server_name to a name in the broker's certificate", err)
+	case errors.As(err, &invalid):
+		return fmt.Errorf("%w: the broker's certificate is not valid (expired or not for servers?)", err)
+	case errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword), errors.Is(err, packets.ErrorRefusedNotAuthorised):
+		return fmt.Errorf("%w: check mqtt.username and mqtt.password / mqtt.password_file", err)
+	case errors.Is(err, packets.ErrorRefusedIDRejected):
+		return fmt.Errorf("%w: the broker rejects mqtt.client_id", err)
+	}
+	return err
+}
+
+// Queue records: [qos][retained][2-byte topic length][topic][payload].
+func encodeRecord(topic string, qos byte, retained bool, payload []byte) []byte {
+	b := make([]byte, 0, 4+len(topic)+len(payload))
+	var r byte
+	if retained {
+		r = 1
+	}
+	b = append(b, qos, r)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(topic)))
+	b = append(b, topic...)
+	return append(b, payload...)
+}
+
+func decodeRecord(b []byte) (topic string, qos byte, retained bool, payload []byte, err error) {
+	if len(b) < 4 {
+		return "", 0, false, nil, errors.New("record shorter than its header")
+	}
+	n := int(binary.BigEndian.Uint16(b[2:4]))
+	if len(b) < 4+n || b[0] > 2 {
+		return "", 0, false, nil, errors.New("record header out of range")
+	}
+	return string(b[4 : 4+n]), b[0], b[1] == 1, b[4+n:], nil
+}
