@@ -57,11 +57,11 @@ func (ns *notifySocket) next(timeout time.Duration) string {
 	}
 }
 
-// blockingDetector blocks in Infer until released: a stuck inference.
+// blockingDetector blocks in Run until released: a stuck inference.
 type blockingDetector struct{ release chan struct{} }
 
 func (d *blockingDetector) Preprocess(gocv.Mat) error { return nil }
-func (d *blockingDetector) Infer() error              { <-d.release; return nil }
+func (d *blockingDetector) Run() error                { <-d.release; return nil }
 func (d *blockingDetector) Decode(w, h int, out []model.Detection) []model.Detection {
 	return out
 }
@@ -76,7 +76,7 @@ func TestWatchdogWithheldWhileInferenceIsStuck(t *testing.T) {
 	ns := newNotifySocket(t)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	det := &blockingDetector{release: make(chan struct{})}
-	p := pipeline.New(det, discard{}, log)
+	p := pipeline.New([]pipeline.Slot{det}, discard{}, log)
 	cfg := camera.DefaultConfig()
 	cfg.Name, cfg.URL = "cam", filepath.Join("..", "camera", "testdata", "testsrc-320x240-10fps.mp4")
 	src, err := camera.NewSource(cfg, log)

@@ -32,10 +32,11 @@ type service struct {
 	notify     notifier
 	deviceID   string
 
-	det  *model.Detector
-	pub  *publish.Publisher
-	pipe *pipeline.Pipeline
-	srv  *http.Server
+	det    *model.Detector
+	inputs []*model.Input
+	pub    *publish.Publisher
+	pipe   *pipeline.Pipeline
+	srv    *http.Server
 
 	cancelPipe context.CancelFunc
 	pipeDone   chan struct{}
@@ -79,7 +80,18 @@ func startService(ctx context.Context, cfg Config, configPath string, log *slog.
 	if err != nil {
 		return nil, err
 	}
-	s.pipe = pipeline.New(s.det, &messageSink{pub: s.pub, model: info, log: log}, log.With("component", "pipeline"))
+	// Two input slots: the next frame is preprocessed while the model runs on the current one.
+	slots := make([]pipeline.Slot, 2)
+	for i := range slots {
+		in, ierr := s.det.NewInput()
+		if ierr != nil {
+			return nil, fmt.Errorf("model input %d: %w", i, ierr)
+		}
+		undo = append(undo, func() { _ = in.Close() })
+		s.inputs = append(s.inputs, in)
+		slots[i] = in
+	}
+	s.pipe = pipeline.New(slots, &messageSink{pub: s.pub, model: info, log: log}, log.With("component", "pipeline"))
 	if err = s.pipe.Update(cams); err != nil {
 		return nil, err
 	}
@@ -198,6 +210,9 @@ func (s *service) stop() int {
 	cancel()
 	if code == 0 {
 		// The model is closed only when the pipeline has stopped using it.
+		for _, in := range s.inputs {
+			_ = in.Close()
+		}
 		if err := s.det.Close(); err != nil {
 			s.log.Error("model close", "err", err)
 		}

@@ -27,10 +27,13 @@ type Source interface {
 	State() camera.State
 }
 
-// Detector is the model as the pipeline drives it: one frame at a time, in three timed stages.
-type Detector interface {
+// Slot is one input slot of the model (model.Input): its own input tensor, filled by
+// Preprocess and consumed by Run and Decode. Two slots let the pipeline preprocess the next
+// frame while the model runs on the current one; different slots may be used concurrently,
+// one slot only by one goroutine at a time.
+type Slot interface {
 	Preprocess(frame gocv.Mat) error
-	Infer() error
+	Run() error
 	Decode(frameW, frameH int, out []model.Detection) []model.Detection
 }
 
@@ -68,10 +71,10 @@ type Camera struct {
 
 // Pipeline runs the cameras and the inference worker.
 type Pipeline struct {
-	det Detector
-	pub Publisher
-	log *slog.Logger
-	st  *stageStats
+	slots []Slot
+	pub   Publisher
+	log   *slog.Logger
+	st    *stageStats
 
 	mu      sync.Mutex
 	cams    map[string]*camState
@@ -86,15 +89,20 @@ type Pipeline struct {
 	camWG     sync.WaitGroup
 }
 
-// New returns a pipeline that feeds det and publishes through pub. Cameras are added with Update.
-func New(det Detector, pub Publisher, log *slog.Logger) *Pipeline {
+// New returns a pipeline that runs the model through slots (one: preprocessing and inference
+// take turns; two: the next frame is preprocessed while the model runs) and publishes through
+// pub. Cameras are added with Update.
+func New(slots []Slot, pub Publisher, log *slog.Logger) *Pipeline {
+	if len(slots) == 0 {
+		panic("pipeline.New: no model slot")
+	}
 	return &Pipeline{
-		det:  det,
-		pub:  pub,
-		log:  log,
-		st:   newStageStats(),
-		cams: map[string]*camState{},
-		wake: make(chan struct{}, 1),
+		slots: slots,
+		pub:   pub,
+		log:   log,
+		st:    newStageStats(),
+		cams:  map[string]*camState{},
+		wake:  make(chan struct{}, 1),
 	}
 }
 
@@ -170,8 +178,17 @@ func (p *Pipeline) startCamera(cs *camState) {
 	}()
 }
 
-// Run starts the cameras and serves them from one inference worker until ctx ends. Then it
-// stops the sources, finishes the frame in flight, releases every frame it holds and returns.
+// job is a preprocessed frame waiting for the model.
+type job struct {
+	cs   *camState
+	f    *camera.Frame
+	slot Slot
+	lat  Latency
+}
+
+// Run starts the cameras and serves them until ctx ends: one goroutine preprocesses the
+// freshest frame into a free slot while the model runs on the other. Then it stops the
+// sources, finishes the frame in flight, releases every frame it holds and returns.
 func (p *Pipeline) Run(ctx context.Context) error {
 	p.mu.Lock()
 	if p.running {
@@ -185,72 +202,114 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	p.mu.Unlock()
 
-	var batch []*camState
+	free := make(chan Slot, len(p.slots))
+	for _, sl := range p.slots {
+		free <- sl
+	}
+	jobs := make(chan job)
+	prepDone := make(chan struct{})
+	go func() {
+		defer close(prepDone)
+		p.prepare(ctx, free, jobs)
+	}()
 	for {
 		select {
 		case <-ctx.Done():
-			p.shutdown()
-			return nil
-		case <-p.wake:
+		case j := <-jobs:
+			if ctx.Err() == nil {
+				p.infer(j)
+				free <- j.slot
+				continue
+			}
+			j.f.Release()
 		}
-		// Serve every camera with a fresh frame once, in configuration order, then wait again.
-		batch = p.snapshotCams(batch[:0])
-		for _, cs := range batch {
-			if ctx.Err() != nil {
+		<-prepDone
+		p.shutdown()
+		return nil
+	}
+}
+
+// prepare takes the freshest frame of the next camera with one, in configuration order, and
+// preprocesses it into a free slot; it waits for a slot first, so that it never holds a frame
+// longer than one inference.
+func (p *Pipeline) prepare(ctx context.Context, free chan Slot, jobs chan<- job) {
+	var cams []*camState
+	next := 0
+	for {
+		var slot Slot
+		select {
+		case <-ctx.Done():
+			return
+		case slot = <-free:
+		}
+		var (
+			cs *camState
+			f  *camera.Frame
+		)
+		for f == nil {
+			cams = p.snapshotCams(cams[:0])
+			for i := range cams {
+				c := cams[(next+i)%len(cams)]
+				if f = c.take(); f != nil {
+					cs, next = c, (next+i+1)%len(cams)
+					break
+				}
+			}
+			if f != nil {
 				break
 			}
-			if f := cs.take(); f != nil {
-				p.process(cs, f)
+			select {
+			case <-ctx.Done():
+				return
+			case <-p.wake:
 			}
 		}
-	}
-}
-
-func (p *Pipeline) snapshotCams(dst []*camState) []*camState {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	for _, name := range p.order {
-		if cs, ok := p.cams[name]; ok {
-			dst = append(dst, cs)
+		j := job{cs: cs, f: f, slot: slot}
+		if !p.preprocess(&j) {
+			free <- slot
+			continue
+		}
+		select {
+		case jobs <- j:
+		case <-ctx.Done():
+			f.Release()
+			return
 		}
 	}
-	return dst
 }
 
-func (p *Pipeline) shutdown() {
-	p.mu.Lock()
-	cams := make([]*camState, 0, len(p.cams))
-	for _, cs := range p.cams {
-		cams = append(cams, cs)
-	}
-	p.running = false
-	p.mu.Unlock()
-	for _, cs := range cams {
-		cs.cancel()
-	}
-	p.camWG.Wait()
-	for _, cs := range cams {
-		cs.releaseAll()
-	}
-}
-
-// process runs one frame through the model and the publish policy, then keeps it as the
-// camera's snapshot frame (releasing the previous one).
-func (p *Pipeline) process(cs *camState, f *camera.Frame) {
+// preprocess fills the job's slot from its frame; on failure it releases the frame.
+func (p *Pipeline) preprocess(j *job) bool {
 	t0 := time.Now()
-	p.busySince.Store(t0.UnixNano())
-	defer p.busySince.Store(0)
-
-	var lat Latency
-	lat.Capture = t0.Sub(f.Time)
-	w, h := f.Mat.Cols(), f.Mat.Rows()
-	if err := p.det.Preprocess(f.Mat); err != nil {
-		p.fail(cs, f, "preprocess", err)
-		return
+	j.lat.Capture = t0.Sub(j.f.Time)
+	if err := j.slot.Preprocess(j.f.Mat); err != nil {
+		p.fail(j.cs, j.f, "preprocess", err)
+		return false
 	}
+	j.lat.Preprocess = time.Since(t0)
+	return true
+}
+
+// infer runs the model on a prepared job, applies the publish policy, and keeps the frame
+// as the camera's snapshot (releasing the previous one). A frame that waited while a fresher
+// one of the same camera arrived is replaced by it: preprocessing costs little next to
+// running the model, and detections should describe the newest picture.
+func (p *Pipeline) infer(j job) {
+	cs := j.cs
+	if newer := cs.take(); newer != nil {
+		j.f.Release()
+		cs.drops.Add(1)
+		j.f, j.lat = newer, Latency{}
+		if !p.preprocess(&j) {
+			return
+		}
+	}
+	f := j.f
+	lat := j.lat
 	t1 := time.Now()
-	lat.Preprocess = t1.Sub(t0)
-	if err := p.det.Infer(); err != nil {
+	p.busySince.Store(t1.UnixNano())
+	defer p.busySince.Store(0)
+	if err := j.slot.Run(); err != nil {
 		p.fail(cs, f, "inference", err)
 		return
 	}
@@ -258,7 +317,8 @@ func (p *Pipeline) process(cs *camState, f *camera.Frame) {
 	lat.Infer = t2.Sub(t1)
 	p.lastRun.Store(t2.UnixNano())
 	p.modelErr.Store(nil)
-	cs.all = p.det.Decode(w, h, cs.all[:0])
+	w, h := f.Mat.Cols(), f.Mat.Rows()
+	cs.all = j.slot.Decode(w, h, cs.all[:0])
 	t3 := time.Now()
 	lat.Decode = t3.Sub(t2)
 
@@ -309,4 +369,32 @@ func (p *Pipeline) ModelError() string {
 		return *s
 	}
 	return ""
+}
+
+func (p *Pipeline) snapshotCams(dst []*camState) []*camState {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for _, name := range p.order {
+		if cs, ok := p.cams[name]; ok {
+			dst = append(dst, cs)
+		}
+	}
+	return dst
+}
+
+func (p *Pipeline) shutdown() {
+	p.mu.Lock()
+	cams := make([]*camState, 0, len(p.cams))
+	for _, cs := range p.cams {
+		cams = append(cams, cs)
+	}
+	p.running = false
+	p.mu.Unlock()
+	for _, cs := range cams {
+		cs.cancel()
+	}
+	p.camWG.Wait()
+	for _, cs := range cams {
+		cs.releaseAll()
+	}
 }

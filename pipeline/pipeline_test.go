@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -35,7 +36,7 @@ func (d *slowDetector) Preprocess(m gocv.Mat) error {
 	return nil
 }
 
-func (d *slowDetector) Infer() error {
+func (d *slowDetector) Run() error {
 	if d.block != nil {
 		<-d.block
 	}
@@ -108,7 +109,7 @@ func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
 func TestLatestFrameHandOffAndPolicy(t *testing.T) {
 	det := &slowDetector{delay: 40 * time.Millisecond}
 	rec := &recorder{}
-	p := pipeline.New(det, rec, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	p := pipeline.New([]pipeline.Slot{det, det}, rec, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	src := fileSource(t, "cam", camera.PaceFast)
 	err := p.Update([]pipeline.Camera{{Name: "cam", Key: "1", Source: src,
 		Policy: pipeline.Policy{Mode: pipeline.PolicyDetections, MinScore: 0.5}}})
@@ -161,7 +162,7 @@ func TestLatestFrameHandOffAndPolicy(t *testing.T) {
 // finishes the frame in flight before Run returns.
 func TestProgressingAndSnapshot(t *testing.T) {
 	det := &slowDetector{block: make(chan struct{})}
-	p := pipeline.New(det, &recorder{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	p := pipeline.New([]pipeline.Slot{det, det}, &recorder{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err := p.Update([]pipeline.Camera{{Name: "cam", Key: "1", Source: fileSource(t, "cam", camera.PaceRealtime),
 		Policy: pipeline.Policy{Mode: pipeline.PolicyEvery}}}); err != nil {
 		t.Fatal(err)
@@ -202,7 +203,7 @@ func TestProgressingAndSnapshot(t *testing.T) {
 func TestSnapshotJPEG(t *testing.T) {
 	det := &slowDetector{}
 	rec := &recorder{}
-	p := pipeline.New(det, rec, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	p := pipeline.New([]pipeline.Slot{det, det}, rec, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err := p.Update([]pipeline.Camera{{Name: "cam", Key: "1", Source: fileSource(t, "cam", camera.PaceRealtime),
 		Policy: pipeline.Policy{Mode: pipeline.PolicyEvery}}}); err != nil {
 		t.Fatal(err)
@@ -240,7 +241,7 @@ func TestSnapshotJPEG(t *testing.T) {
 func TestUpdateKeepsUnchangedCameras(t *testing.T) {
 	det := &slowDetector{delay: 5 * time.Millisecond}
 	rec := &recorder{}
-	p := pipeline.New(det, rec, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	p := pipeline.New([]pipeline.Slot{det, det}, rec, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	a, b := fileSource(t, "a", camera.PaceRealtime), fileSource(t, "b", camera.PaceRealtime)
 	pol := pipeline.Policy{Mode: pipeline.PolicyEvery}
 	if err := p.Update([]pipeline.Camera{{Name: "a", Key: "1", Source: a, Policy: pol}, {Name: "b", Key: "1", Source: b, Policy: pol}}); err != nil {
@@ -273,5 +274,59 @@ func TestUpdateKeepsUnchangedCameras(t *testing.T) {
 	}
 	if a.State().Phase != camera.PhaseStopped || b2.State().Phase != camera.PhaseStopped {
 		t.Error("sources still running after Run returned")
+	}
+}
+
+// overlapDetector counts Preprocess calls that ran while another slot was inside Run.
+type overlapDetector struct {
+	running    atomic.Int32
+	overlapped atomic.Int32
+	runs       atomic.Int32
+}
+
+func (d *overlapDetector) Preprocess(gocv.Mat) error {
+	if d.running.Load() > 0 {
+		d.overlapped.Add(1)
+	}
+	return nil
+}
+
+func (d *overlapDetector) Run() error {
+	d.running.Add(1)
+	time.Sleep(150 * time.Millisecond)
+	d.running.Add(-1)
+	d.runs.Add(1)
+	return nil
+}
+
+func (d *overlapDetector) Decode(w, h int, out []model.Detection) []model.Detection { return out }
+
+// With two slots the next frame is preprocessed while the model runs; with one they take turns.
+func TestPreprocessOverlapsInference(t *testing.T) {
+	for _, n := range []int{1, 2} {
+		det := &overlapDetector{}
+		slots := make([]pipeline.Slot, n)
+		for i := range slots {
+			slots[i] = det
+		}
+		p := pipeline.New(slots, &recorder{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err := p.Update([]pipeline.Camera{{Name: "cam", Key: "1", Source: fileSource(t, "cam", camera.PaceRealtime),
+			Policy: pipeline.Policy{Mode: pipeline.PolicyEvery}}}); err != nil {
+			t.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		go func() { done <- p.Run(ctx) }()
+		waitFor(t, "8 inferences", 20*time.Second, func() bool { return det.runs.Load() >= 8 })
+		cancel()
+		if err := <-done; err != nil {
+			t.Fatal(err)
+		}
+		switch got := det.overlapped.Load(); {
+		case n == 1 && got != 0:
+			t.Errorf("one slot: %d preprocessings overlapped an inference", got)
+		case n == 2 && got == 0:
+			t.Errorf("two slots: no preprocessing overlapped an inference in %d runs", det.runs.Load())
+		}
 	}
 }

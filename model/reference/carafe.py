@@ -34,12 +34,19 @@ def carafe_forward(features, masks, kernel_size, group_size, scale_factor):
     kk = k * k
     # unfold pads with zeros, which is exactly "taps outside the image are skipped".
     taps = F.unfold(features, k, padding=(k - 1) // 2).view(n, g, c // g, kk, h, w)
+    # One broadcast multiply-add per tap (an einsum here becomes thousands of tiny bmm calls).
     if s == 1:
-        # (Also keeps torch 1.13's ONNX tracer happy: the einsum below with unit axes breaks its peephole pass.)
-        return torch.einsum("ngcthw,ngthw->ngchw", taps, masks.view(n, g, kk, h, w)).reshape(n, c, h, w)
+        # Kept apart from the general case: its unit axes break torch 1.13's ONNX export (peephole pass).
+        m = masks.view(n, g, kk, h, w)
+        out = taps[:, :, :, 0] * m[:, :, None, 0]
+        for t in range(1, kk):
+            out = out + taps[:, :, :, t] * m[:, :, None, t]
+        return out.reshape(n, c, h, w)
     # Output pixel (y*s+a, x*s+b) reads source (y, x): split the mask's output grid into (y, a, x, b).
     m = masks.view(n, g, kk, h, s, w, s)
-    out = torch.einsum("ngcthw,ngthawb->ngchawb", taps, m)
+    out = taps[:, :, :, 0, :, None, :, None] * m[:, :, None, 0]
+    for t in range(1, kk):
+        out = out + taps[:, :, :, t, :, None, :, None] * m[:, :, None, t]
     return out.reshape(n, c, h * s, w * s)
 
 

@@ -6,7 +6,7 @@ at 5. The seed's printed summary lists the backbone once, so its row i >= 1 is Y
 per summary row, so state_dict keys are those of the ultralytics model ("model.0.stem.0.conv.weight",
 ..., "model.18.dec_bbox_head.5.layers.2.bias").
 """
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import torch
 import torch.nn as nn
@@ -275,7 +275,3 @@ def infer_nc(path):
         return None
     w = sd.get("model.18.enc_score_head.weight")
     return int(w.shape[0]) if isinstance(w, torch.Tensor) else None
-
-
-def with_nq(arch, nq):
-    return replace(arch, nq=nq)
