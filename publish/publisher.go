@@ -43,6 +43,8 @@ const (
 	syncInterval = 200 * time.Millisecond
 	// linkCheck is how often the connection loop double-checks that paho still has a connection.
 	linkCheck = time.Second
+	// writeTimeout bounds one packet write (and paho's hand-off to its writer).
+	writeTimeout = 2 * time.Second
 )
 
 var defaultRetryDelays = []time.Duration{time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second}
@@ -218,6 +220,10 @@ func (p *Publisher) clientOptions() *mqtt.ClientOptions {
 	o.SetKeepAlive(p.cfg.Keepalive)
 	o.SetPingTimeout(min(p.cfg.Keepalive, 10*time.Second))
 	o.SetConnectTimeout(p.cfg.ConnectTimeout)
+	// paho's Publish waits for its writer up to WriteTimeout (30 s when unset), also on a
+	// connection that has just died: bound it so that a shutdown during an outage stays
+	// within the daemon's few seconds.
+	o.SetWriteTimeout(writeTimeout)
 	o.SetProtocolVersion(4) // no silent fallback to 3.1, which hides the real CONNACK error
 	// Our queue is the store of record; paho reconnecting on its own and
 	// keeping a session would resend messages behind our back.
@@ -273,8 +279,10 @@ func (p *Publisher) connectLoop(ctx context.Context) {
 		select {
 		case <-tok.Done():
 		case <-ctx.Done():
-			// Let the attempt finish so that Close sees a settled client.
-			tok.WaitTimeout(p.cfg.ConnectTimeout * time.Duration(len(p.brokers)+1))
+			// Give the attempt a moment to settle so that Close sees a settled client, but
+			// not its whole connect timeout: a broker that accepted TCP and never answers
+			// (one shutting down, say) must not hold up a shutdown past its deadline.
+			tok.WaitTimeout(time.Second)
 			return
 		}
 		if err := tok.Error(); err != nil {

@@ -7,6 +7,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/stardetr/stardetr/internal/atomicfile"
 )
 
 // seqBlock is how many sequence numbers are reserved on disk ahead of use.
@@ -85,37 +87,17 @@ func (s *seqCounters) persist(m map[string]uint64) error {
 	if err != nil {
 		return fmt.Errorf("encode message counters: %w", err)
 	}
-	if err := writeFileAtomic(s.path, b); err != nil {
+	if err := writeSeqFile(s.path, b); err != nil {
 		return fmt.Errorf("persist message counters: %w", err)
 	}
 	return nil
 }
 
-// writeFileAtomic replaces path with data: temporary file, fsync, rename, fsync of the directory.
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
-	if err != nil {
+// writeSeqFile replaces the counters file durably: a reused seq after a power loss would
+// look like a duplicate rather than a gap.
+func writeSeqFile(path string, data []byte) error {
+	if err := atomicfile.Write(path, data); err != nil {
 		return err
 	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	if err := os.Rename(tmp, path); err != nil {
-		return err
-	}
-	d, err := os.Open(filepath.Dir(path))
-	if err != nil {
-		return err
-	}
-	defer d.Close()
-	return d.Sync()
+	return atomicfile.SyncDir(filepath.Dir(path))
 }

@@ -33,6 +33,8 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+
+	"github.com/stardetr/stardetr/internal/atomicfile"
 )
 
 const (
@@ -442,7 +444,7 @@ func (q *Queue) Sync() error {
 		}
 	}
 	if saveHead {
-		if err := writeFileAtomic(filepath.Join(q.dir, headFile), []byte(strconv.FormatUint(head, 10)+"\n")); err != nil {
+		if err := atomicfile.Write(filepath.Join(q.dir, headFile), []byte(strconv.FormatUint(head, 10)+"\n")); err != nil {
 			return fmt.Errorf("diskqueue: persist head: %w", err)
 		}
 	}
@@ -467,7 +469,7 @@ func (q *Queue) syncLocked() error {
 		q.fsyncCount++
 	}
 	if q.head != q.savedHead {
-		if err := writeFileAtomic(filepath.Join(q.dir, headFile), []byte(strconv.FormatUint(q.head, 10)+"\n")); err != nil {
+		if err := atomicfile.Write(filepath.Join(q.dir, headFile), []byte(strconv.FormatUint(q.head, 10)+"\n")); err != nil {
 			return fmt.Errorf("diskqueue: persist head: %w", err)
 		}
 		q.savedHead = q.head
@@ -504,34 +506,8 @@ func (q *Queue) closeFiles() {
 	}
 }
 
-// writeFileAtomic writes data to path through a temporary file, fsync and rename.
-func writeFileAtomic(path string, data []byte) error {
-	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
-	if err != nil {
-		return err
-	}
-	if _, err := f.Write(data); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Sync(); err != nil {
-		f.Close()
-		return err
-	}
-	if err := f.Close(); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
-}
-
 func syncDir(dir string) error {
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("diskqueue: open dir %s: %w", dir, err)
-	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
+	if err := atomicfile.SyncDir(dir); err != nil {
 		return fmt.Errorf("diskqueue: sync dir %s: %w", dir, err)
 	}
 	return nil

@@ -1,0 +1,39 @@
+// Package atomicfile replaces small state files so that a crash leaves either the old or the
+// new content, never a torn one.
+package atomicfile
+
+import (
+	"os"
+)
+
+// Write replaces path with data through a temporary file in the same folder: write, fsync,
+// rename. Call SyncDir afterwards where the rename itself must survive a power loss.
+func Write(path string, data []byte) error {
+	tmp := path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Close(); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
+}
+
+// SyncDir fsyncs a folder, making renames and new files in it durable.
+func SyncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer d.Close()
+	return d.Sync()
+}
