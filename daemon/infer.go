@@ -17,8 +17,17 @@ import (
 )
 
 // modelFlags registers the flags that infer and bench share and returns the config they fill.
+// With --config, the file's model section is the base and the other flags override it.
 func modelFlags(fs *flag.FlagSet) *model.Config {
 	cfg := model.DefaultConfig()
+	fs.Func("config", "take the model section of this stardetr config file as the defaults", func(path string) error {
+		full, err := LoadConfig(path)
+		if err != nil {
+			return err
+		}
+		cfg = full.Model
+		return nil
+	})
 	fs.StringVar(&cfg.Path, "model", "", "ONNX model file (ultralytics RT-DETR export)")
 	fs.StringVar(&cfg.ONNXRuntime, "onnxruntime", "", "ONNX Runtime library (default: $STARDETR_ONNXRUNTIME, next to the binary, the source tree's build folders, "+model.SystemLibDir+")")
 	fs.StringVar(&cfg.Plugin, "plugin", "", "CARAFE plugin library (default: $STARDETR_PLUGIN, next to the binary, the source tree's build folder, "+model.SystemLibDir+")")
@@ -42,9 +51,10 @@ func modelFlags(fs *flag.FlagSet) *model.Config {
 }
 
 // parseFlags parses args, printing usage errors to stderr; ok is false with the exit code.
+// A --config flag is applied first, so that the flags after it (and before it) override the file.
 func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) (code int, ok bool) {
 	fs.SetOutput(stderr)
-	if err := fs.Parse(args); err != nil {
+	if err := fs.Parse(configFirst(args)); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0, false
 		}
@@ -56,6 +66,20 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) (code int, ok
 		return 2, false
 	}
 	return 0, true
+}
+
+// configFirst moves a --config flag to the front of args, so that the file's values are the
+// base that every other flag overrides, wherever the user wrote it.
+func configFirst(args []string) []string {
+	for i, a := range args {
+		switch {
+		case strings.HasPrefix(a, "--config=") || strings.HasPrefix(a, "-config="):
+			return append([]string{a}, append(args[:i:i], args[i+1:]...)...)
+		case (a == "--config" || a == "-config") && i+1 < len(args):
+			return append([]string{a, args[i+1]}, append(args[:i:i], args[i+2:]...)...)
+		}
+	}
+	return args
 }
 
 func cliLogger(stderr io.Writer) *slog.Logger {

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"io"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -97,5 +98,33 @@ func TestBenchCommand(t *testing.T) {
 		if !strings.Contains(out, w) {
 			t.Errorf("output lacks %q:\n%s", w, out)
 		}
+	}
+}
+
+// --config takes the file's model section as the base; other flags override it wherever they stand.
+func TestInferUsesConfigModelSection(t *testing.T) {
+	root := testenv.RepoRoot(t)
+	image := filepath.Join(root, "model", "testdata", "frame.jpg")
+	cfg := filepath.Join(t.TempDir(), "c.yaml")
+	body := "model:\n  path: " + testenv.Model(t, "tiny.onnx") + "\n  conf: 0.0\n  max_det: 2\n  threads: 1\n  names: {0: walker, 1: wagon}\n"
+	if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	var dets []model.Detection
+	code, out, errs := runCmd(t, cmdInfer, "--image", image, "--json", "--config", cfg)
+	if code != 0 || json.Unmarshal([]byte(out), &dets) != nil || len(dets) != 2 {
+		t.Fatalf("from the config: exit %d, %q, %q; want 2 detections (max_det 2)", code, out, errs)
+	}
+	for _, d := range dets {
+		if d.Label != "walker" && d.Label != "wagon" {
+			t.Errorf("label %q: the config's names were not applied", d.Label)
+		}
+	}
+	code, out, errs = runCmd(t, cmdInfer, "--max-det", "1", "--image", image, "--json", "--config", cfg)
+	if code != 0 || json.Unmarshal([]byte(out), &dets) != nil || len(dets) != 1 {
+		t.Fatalf("--max-det before --config: exit %d, %q, %q; want 1 detection", code, out, errs)
+	}
+	if code, _, errs := runCmd(t, cmdInfer, "--image", image, "--config", filepath.Join(root, "nope.yaml")); code != 2 || !strings.Contains(errs, "nope.yaml") {
+		t.Fatalf("missing config: exit %d, %q", code, errs)
 	}
 }
