@@ -98,7 +98,7 @@ func OpenWith(ctx context.Context, cfg Config, stateDir string, log *slog.Logger
 	data, err := os.ReadFile(cfg.Path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("model.path: %s does not exist: set model.path to an ONNX export (`make models` builds the reference ones)", cfg.Path)
+			return nil, fmt.Errorf("model.path: %s does not exist: set model.path to your ultralytics RT-DETR ONNX export (see the README, \"Your own model\")", cfg.Path)
 		}
 		return nil, fmt.Errorf("model.path: reading %s: %w", cfg.Path, err)
 	}

@@ -17,7 +17,7 @@ CARAFE_ORT_INC := $(shell go list -m -f '{{.Dir}}' github.com/yalue/onnxruntime_
 # Cross-compiling for arm64 from x86-64 uses Debian's gcc-aarch64-linux-gnu.
 CARAFE_HOSTARCH := $(shell go env GOHOSTARCH)
 CARAFE_CC      ?= $(if $(filter-out $(CARAFE_HOSTARCH),$(GOARCH)),$(if $(filter arm64,$(GOARCH)),aarch64-linux-gnu-gcc,gcc),gcc)
-CARAFE_CFLAGS  := -O3 -std=gnu11 -fPIC -fvisibility=hidden -Wall -Wextra -I$(CARAFE_DIR) -I$(CARAFE_ORT_INC)
+CARAFE_CFLAGS  := -O3 -std=gnu11 -fPIC -fvisibility=hidden -Wall -Wextra -D_FORTIFY_SOURCE=2 -fstack-protector-strong -I$(CARAFE_DIR) -I$(CARAFE_ORT_INC)
 CARAFE_HDRS    := $(wildcard $(CARAFE_DIR)/*.h)
 CARAFE_SRCS    := carafe_core carafe_ref carafe_generic carafe_ort \
                   $(if $(filter amd64,$(GOARCH)),carafe_avx2) $(if $(filter arm64,$(GOARCH)),carafe_neon)
@@ -33,7 +33,7 @@ $(CARAFE_OBJ)/%.o: $(CARAFE_DIR)/%.c $(CARAFE_HDRS)
 	$(CARAFE_CC) $(CARAFE_CFLAGS) $(CARAFE_FLAGS_$*) -c $< -o $@
 
 $(PLUGIN): $(CARAFE_OBJS)
-	$(CARAFE_CC) -shared -Wl,-soname,libstardetr_carafe.so -Wl,--no-undefined -o $@ $^ -lm -lpthread
+	$(CARAFE_CC) -shared -Wl,-soname,libstardetr_carafe.so -Wl,--no-undefined -Wl,-z,relro,-z,now -o $@ $^ -lm -lpthread
 
 # The C test links the plugin and calls its exported entry points.
 $(CARAFE_OBJ)/test_carafe: $(CARAFE_DIR)/test_carafe.c $(CARAFE_HDRS) $(PLUGIN)
