@@ -10,8 +10,11 @@ import (
 
 // FramePoolSize is how many frames a running Source owns. The reader holds one while it
 // reads; a consumer that holds all the others makes the source drop new frames (counted in
-// State.Drops) rather than wait, so capture never blocks on the consumer.
-const FramePoolSize = 4
+// State.Drops) rather than wait, so capture never blocks on the consumer. Six covers the
+// pipeline's worst case per camera — the latest-frame hand-off, a preprocessed frame waiting
+// for the model, the frame in inference and the snapshot frame — plus the reader and one spare,
+// so that the newest frame always has a place.
+const FramePoolSize = 6
 
 // Frame is one captured image. Ownership: the sink given to Source.Run owns each frame it
 // receives until it calls Release, exactly once; after that neither the frame nor its Mat
