@@ -13,12 +13,31 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stardetr/stardetr/internal/testenv"
 )
+
+// lockedBuffer collects the daemon's log while the test reads it.
+type lockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *lockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *lockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
 
 // buildStardetr compiles the command once per test binary run.
 func buildStardetr(t *testing.T) string {
@@ -148,7 +167,7 @@ func TestServiceEndToEnd(t *testing.T) {
 	}
 	cfg := write(fmt.Sprintf(ghostCamera, testenv.FreePort(t)))
 
-	var stderr bytes.Buffer
+	var stderr lockedBuffer
 	cmd := exec.Command(bin, "run", "--config", cfg)
 	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+ns.path, "WATCHDOG_USEC=600000")
 	cmd.Stderr = &stderr
@@ -254,8 +273,9 @@ func TestServiceEndToEnd(t *testing.T) {
 	if front2 := metric(t, m2, `stardetr_frames_processed_total{camera="front"}`); front2 < front1 {
 		t.Fatalf("front's frame counter went from %v to %v: the unchanged camera was restarted", front1, front2)
 	}
-	if strings.Contains(stderr.String(), "camera stopped camera=front") {
-		t.Fatal("reload stopped the unchanged camera front")
+	stopped := regexp.MustCompile(`msg="camera stopped".* camera=(\w+)`).FindAllStringSubmatch(stderr.String(), -1)
+	if len(stopped) != 1 || stopped[0][1] != "ghost" {
+		t.Fatalf("reload stopped cameras %q; want only the removed ghost", stopped)
 	}
 
 	// SIGTERM: STOPPING, exit 0 within 5 s, "stopped" retained.
