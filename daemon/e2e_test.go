@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -49,53 +48,6 @@ func buildStardetr(t *testing.T) string {
 		t.Fatalf("go build: %v\n%s", err, out)
 	}
 	return bin
-}
-
-// notifySocket is a fake systemd: a unixgram socket collecting sd_notify datagrams.
-type notifySocket struct {
-	path string
-	msgs chan string
-}
-
-func newNotifySocket(t *testing.T) *notifySocket {
-	t.Helper()
-	path := filepath.Join(t.TempDir(), "notify.sock")
-	conn, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: path, Net: "unixgram"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { conn.Close() })
-	ns := &notifySocket{path: path, msgs: make(chan string, 4096)}
-	go func() {
-		buf := make([]byte, 4096)
-		for {
-			n, err := conn.Read(buf)
-			if err != nil {
-				return
-			}
-			ns.msgs <- string(buf[:n])
-		}
-	}()
-	return ns
-}
-
-// expect waits for a datagram equal to want (or starting with it when want ends in '='),
-// returning the datagrams seen before it.
-func (ns *notifySocket) expect(t *testing.T, want string, timeout time.Duration) []string {
-	t.Helper()
-	var seen []string
-	deadline := time.After(timeout)
-	for {
-		select {
-		case m := <-ns.msgs:
-			if m == want || (strings.HasSuffix(want, "=") && strings.HasPrefix(m, want)) {
-				return seen
-			}
-			seen = append(seen, m)
-		case <-deadline:
-			t.Fatalf("no %q from the daemon in %s; got %q", want, timeout, seen)
-		}
-	}
 }
 
 const e2eConfig = `
@@ -153,7 +105,7 @@ func TestServiceEndToEnd(t *testing.T) {
 	bin := buildStardetr(t)
 	broker := testenv.StartMosquitto(t, "")
 	sub := testenv.Subscribe(t, broker.URL("mqtt"), "stardetr/e2e/#", nil)
-	ns := newNotifySocket(t)
+	ns := testenv.NewNotifySocket(t)
 	dir := t.TempDir()
 	clip := filepath.Join(testenv.RepoRoot(t), "camera", "testdata", "testsrc-320x240-10fps.mp4")
 	httpPort := testenv.FreePort(t)
@@ -169,7 +121,7 @@ func TestServiceEndToEnd(t *testing.T) {
 
 	var stderr lockedBuffer
 	cmd := exec.Command(bin, "run", "--config", cfg)
-	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+ns.path, "WATCHDOG_USEC=600000")
+	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+ns.Path, "WATCHDOG_USEC=600000")
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)
@@ -183,14 +135,14 @@ func TestServiceEndToEnd(t *testing.T) {
 		}
 	})
 
-	before := ns.expect(t, "READY=1", 60*time.Second)
+	before := ns.Expect(t, "READY=1", 60*time.Second)
 	for _, m := range before {
 		if m == "WATCHDOG=1" {
 			t.Fatalf("watchdog ping before READY: %q", before)
 		}
 	}
-	ns.expect(t, "WATCHDOG=1", 5*time.Second)
-	ns.expect(t, "STATUS=", 10*time.Second)
+	ns.Expect(t, "WATCHDOG=1", 5*time.Second)
+	ns.Expect(t, "STATUS=", 10*time.Second)
 
 	msgs := sub.WaitFor(t, 30*time.Second, "online status and 3 detection messages", func(ms []testenv.Received) bool {
 		online, n := false, 0
@@ -255,8 +207,8 @@ func TestServiceEndToEnd(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGHUP); err != nil {
 		t.Fatal(err)
 	}
-	ns.expect(t, "RELOADING=1", 10*time.Second)
-	ns.expect(t, "READY=1", 10*time.Second)
+	ns.Expect(t, "RELOADING=1", 10*time.Second)
+	ns.Expect(t, "READY=1", 10*time.Second)
 	sub.WaitFor(t, 30*time.Second, "messages from the added camera", func(ms []testenv.Received) bool {
 		for _, m := range ms {
 			if m.Topic == "stardetr/e2e/second/detections" {
@@ -283,7 +235,7 @@ func TestServiceEndToEnd(t *testing.T) {
 	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
 		t.Fatal(err)
 	}
-	ns.expect(t, "STOPPING=1", 5*time.Second)
+	ns.Expect(t, "STOPPING=1", 5*time.Second)
 	select {
 	case err := <-exited:
 		if err != nil {
