@@ -40,7 +40,7 @@ fi
 install -D -m 0644 "$here/systemd/stardetr.service" "$r/lib/systemd/system/stardetr.service"
 { cat "$here/config-header.yaml"; cat "$root/configs/example.yaml"; } >"$STAGE/config.yaml"
 doc=$r/usr/share/doc/stardetr
-install -D -m 0644 "$here/README.md" "$doc/README.md"
+install -D -m 0644 "$here/../README.md" "$doc/README.md"
 install -D -m 0644 "$here/copyright" "$doc/copyright"
 install -D -m 0644 "$here/systemd/jetson.conf" "$doc/examples/jetson.conf"
 install -D -m 0644 "$root/configs/example.yaml" "$doc/examples/config.yaml"
