@@ -111,25 +111,19 @@ func readFloats(t testing.TB, path string) []float32 {
 
 func runPython(t testing.TB, args ...string) []byte {
 	t.Helper()
-	cmd := exec.Command(python, args...)
-	cmd.Env = append(os.Environ(), "OMP_NUM_THREADS=1", "OMP_WAIT_POLICY=PASSIVE")
-	out, err := cmd.Output()
-	if err != nil {
-		stderr := ""
-		if ee, ok := err.(*exec.ExitError); ok {
-			stderr = string(ee.Stderr)
-		}
-		t.Fatalf("%s %s: %v\n%s", python, strings.Join(args, " "), err, stderr)
-	}
-	return out
+	return runPythonIn(t, "", args...)
 }
 
-// runPythonIn runs python in dir (the repository root, so that model.reference imports).
+// runPythonIn runs python in dir (the repository root, so that model.reference imports);
+// dir "" keeps the working directory and PYTHONPATH.
 func runPythonIn(t testing.TB, dir string, args ...string) []byte {
 	t.Helper()
 	cmd := exec.Command(python, args...)
-	cmd.Dir = dir
-	cmd.Env = append(os.Environ(), "OMP_NUM_THREADS=1", "OMP_WAIT_POLICY=PASSIVE", "PYTHONPATH="+dir)
+	cmd.Env = append(os.Environ(), "OMP_NUM_THREADS=1", "OMP_WAIT_POLICY=PASSIVE")
+	if dir != "" {
+		cmd.Dir = dir
+		cmd.Env = append(cmd.Env, "PYTHONPATH="+dir)
+	}
 	out, err := cmd.Output()
 	if err != nil {
 		stderr := ""
