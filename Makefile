@@ -44,6 +44,7 @@ $(BIN): $(SETUP_STAMP) $(shell find . -name '*.go' -not -path './build/*' -not -
 
 include model/carafe/carafe.mk
 include model/reference/reference.mk
+include model/quantize/quantize.mk
 include packaging/packaging.mk
 
 # The demo's clip: generated, 10 s of ffmpeg's moving test pattern at 10 fps (~200 KB).
@@ -61,14 +62,14 @@ vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }
 	go vet -tags $(GOTAGS) ./...
 
-test-go: $(SETUP_STAMP) plugin models
+test-go: $(SETUP_STAMP) plugin models $(MODELS)/tiny-int8.onnx
 	go test -tags $(GOTAGS) -count=1 ./...
 	# gocv's matprofile build counts every Mat: no Mat leaks across reconnects and shutdown.
 	go test -tags $(GOTAGS),matprofile -count=1 -run MatProfile ./camera/...
 
-test: build plugin models vet test-carafe test-reference test-go
+test: build plugin models vet test-carafe test-reference test-quantize test-go
 
-bench: build plugin models bench-carafe
+bench: build plugin models bench-carafe $(MODELS)/seed-640-int8.onnx
 	go test -tags $(GOTAGS) -run '^$$' -bench . -benchmem ./...
 
 fmt:

@@ -1,0 +1,1 @@
+"""Static INT8 (QDQ) quantization of a stardetr/ultralytics RT-DETR ONNX export; see __main__.py."""

@@ -1,0 +1,176 @@
+"""Static INT8 quantization (QDQ) of an RT-DETR export, calibrated on a YOLO-format dataset's images.
+
+    build/venv-perf/bin/python -m model.quantize --model build/models/seed-640.onnx \\
+        --data data.yaml --out build/models/seed-640-int8.onnx --plugin build/amd64/libstardetr_carafe.so
+
+Weights are int8 per output channel (symmetric), activations uint8 (asymmetric): U8S8, the operand
+pair of x86's VNNI dot product (vpdpbusd) and of arm64's dot-product extension. Only Conv, MatMul and
+Gemm are quantized by default (--ops): measured on seed-640, quantizing every op ONNX Runtime can
+(Add, Mul, Softmax, Sigmoid...) adds more QuantizeLinear/DequantizeLinear time than it saves, and
+int8 activations (S8S8) leave most Convs unfused in float32 on this ONNX Runtime. The
+mmcv::MMCVCARAFE nodes stay float32 (the plugin runs them, fed by DequantizeLinear); so do nodes
+whose names start with a --keep-fp32 prefix. The result keeps the input's interface and metadata,
+so `stardetr` runs it with no configuration change.
+
+Progress goes to stderr; the one-line summary to stdout; a bad input exits 1 naming the file.
+"""
+import argparse
+import logging
+import os
+import sys
+import time
+
+import numpy as np
+
+from model.quantize import calib
+
+# Op types quantized by default (see the module docstring for why not more).
+OPS = ("Conv", "MatMul", "Gemm")
+
+
+def fail(msg):
+    print(f"quantize: error: {msg}", file=sys.stderr)
+    sys.exit(1)
+
+
+def matches(name, patterns):
+    import fnmatch
+
+    return any(fnmatch.fnmatchcase(name, p + "*") for p in patterns)
+
+
+def quantize(model_path, images, out_path, plugin, keep_fp32=(), calib_method="minmax", log=None, op_types=OPS):
+    """Writes the QDQ model to out_path; returns (quantized node count, kept-fp32 node names)."""
+    import onnx
+    import onnxruntime as ort
+    from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
+    from onnxruntime.quantization import calibrate as ort_calibrate
+
+    log = log or (lambda *a: None)
+    proto = onnx.load(model_path)
+    meta = {p.key: p.value for p in proto.metadata_props}
+    inp = proto.graph.input[0]
+    dims = [d.dim_value for d in inp.type.tensor_type.shape.dim]
+    imgsz = (dims[2], dims[3])
+    keep = [n.name for n in proto.graph.node if n.domain in ("", "ai.onnx") and matches(n.name, keep_fp32)]
+
+    # onnxruntime 1.30's calibrator builds its own SessionOptions and has no hook for a custom-op
+    # library; the model cannot run without the CARAFE plugin, so the session factory is wrapped.
+    base_create = ort_calibrate.CalibraterBase.create_inference_session
+
+    def create_with_plugin(self):
+        real = ort.InferenceSession
+
+        def session(path, sess_options=None, providers=None, **kw):
+            sess_options = sess_options or ort.SessionOptions()
+            sess_options.register_custom_ops_library(plugin)
+            return real(path, sess_options=sess_options, providers=providers, **kw)
+
+        ort_calibrate.onnxruntime.InferenceSession = session
+        try:
+            return base_create(self)
+        finally:
+            ort_calibrate.onnxruntime.InferenceSession = real
+
+    reader = calib.Reader(images, imgsz, log)
+    ort_calibrate.CalibraterBase.create_inference_session = create_with_plugin
+    try:
+        quantize_static(
+            model_path,
+            out_path,
+            reader,
+            quant_format=QuantFormat.QDQ,
+            activation_type=QuantType.QUInt8,
+            weight_type=QuantType.QInt8,
+            per_channel=True,
+            calibrate_method={"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}[calib_method],
+            nodes_to_exclude=keep,
+            op_types_to_quantize=list(op_types),
+            extra_options={"ActivationSymmetric": False, "WeightSymmetric": True, "CalibTensorRangeSymmetric": False},
+            calibration_providers=["CPUExecutionProvider"],
+        )
+    finally:
+        ort_calibrate.CalibraterBase.create_inference_session = base_create
+
+    q = onnx.load(out_path)
+    # Keep the export's metadata (names, imgsz, stride) so the runtime reads the same contract.
+    del q.metadata_props[:]
+    for k, v in meta.items():
+        q.metadata_props.add(key=k, value=v)
+    q.metadata_props.add(key="quantization", value=str({"format": "QDQ", "activations": "uint8", "weights": "int8 per channel", "ops": list(op_types), "calibration_images": len(images), "method": calib_method}))
+    onnx.save(q, out_path)
+    nq = sum(1 for n in q.graph.node if n.op_type == "QuantizeLinear")
+    return nq, keep
+
+
+def session(model_path, plugin, threads=1):
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.register_custom_ops_library(plugin)
+    so.intra_op_num_threads = threads
+    so.log_severity_level = 3
+    return ort.InferenceSession(model_path, so, providers=["CPUExecutionProvider"])
+
+
+def write_golden(model_path, plugin, golden_input, out):
+    """The INT8 model's output0 on a golden input, computed by onnxruntime (Python) for the Go tests."""
+    images = np.load(golden_input)["images"]
+    s = session(model_path, plugin)
+    outs = [s.run(["output0"], {"images": images[i:i + 1]})[0] for i in range(images.shape[0])]
+    tmp = out + ".tmp.npz"
+    np.savez(tmp, images=images.astype(np.float32), output0=np.concatenate(outs).astype(np.float32))
+    os.replace(tmp, out)
+
+
+def main(argv=None):
+    p = argparse.ArgumentParser(prog="python -m model.quantize", description=__doc__.split("\n")[0])
+    p.add_argument("--model", required=True, help="float32 ONNX export (ultralytics or model.reference)")
+    p.add_argument("--data", required=True, help="YOLO-format dataset YAML; calibration images from its train (or val) split")
+    p.add_argument("--out", required=True, help="where to write the INT8 ONNX model")
+    p.add_argument("--plugin", default=os.environ.get("STARDETR_PLUGIN", ""), help="CARAFE plugin library (default $STARDETR_PLUGIN)")
+    p.add_argument("--calib", type=int, default=64, help="number of calibration images (default 64)")
+    p.add_argument("--method", choices=("minmax", "percentile"), default="minmax", help="calibration method")
+    p.add_argument("--ops", default=",".join(OPS), help=f"comma-separated op types to quantize (default {','.join(OPS)})")
+    p.add_argument("--keep-fp32", default="", help="comma-separated node-name prefixes (fnmatch patterns) kept float32")
+    p.add_argument("--golden-input", default="", help="an .npz with `images` (make models' goldens) to run the result on")
+    p.add_argument("--golden", default="", help="write --golden-input's images and the INT8 model's output0 (onnxruntime) here")
+    args = p.parse_args(argv)
+
+    if not os.path.isfile(args.model):
+        fail(f"--model {args.model}: no such file")
+    if not args.plugin or not os.path.isfile(args.plugin):
+        fail(f"--plugin {args.plugin or '(empty)'}: the CARAFE plugin library is needed to calibrate: run `make plugin` or set STARDETR_PLUGIN")
+    if args.calib < 1:
+        fail(f"--calib {args.calib}: give at least 1 image")
+    try:
+        images = calib.dataset_images(args.data, args.calib)
+    except calib.DataError as e:
+        fail(str(e))
+    keep = tuple(s for s in args.keep_fp32.split(",") if s)
+    ops = tuple(s for s in args.ops.split(",") if s)
+    if bool(args.golden) != bool(args.golden_input):
+        fail("--golden and --golden-input go together")
+    if args.golden_input and not os.path.isfile(args.golden_input):
+        fail(f"--golden-input {args.golden_input}: no such file (run `make models`)")
+    # onnxruntime's quantizer warns through the root logger about every bias it leaves float and
+    # suggests a pre-processing pass that cannot run on a graph with custom ops.
+    logging.getLogger().setLevel(logging.ERROR)
+    t0 = time.time()
+    log = lambda msg: print(f"quantize: {msg}", file=sys.stderr, flush=True)  # noqa: E731
+    log(f"calibrating {args.model} on {len(images)} images from {args.data}")
+    try:
+        nq, kept = quantize(args.model, images, args.out, args.plugin, keep, args.method, log, ops)
+    except calib.DataError as e:
+        fail(str(e))
+    except Exception as e:  # onnxruntime/onnx raise many types; one line naming the model
+        fail(f"{args.model}: quantization failed: {e}")
+    if args.golden:
+        write_golden(args.out, args.plugin, args.golden_input, args.golden)
+        log(f"wrote {args.golden}")
+    print(f"wrote {args.out}: {nq} tensors quantized to int8, {len(kept)} nodes kept float32, "
+          f"{len(images)} calibration images, {time.time() - t0:.1f}s")
+
+
+if __name__ == "__main__":
+    main()
