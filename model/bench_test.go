@@ -3,6 +3,7 @@ package model_test
 import (
 	"image"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -134,6 +135,47 @@ func BenchmarkSeed640(b *testing.B) {
 			b.Logf("threads %d (%s): detect %.1f ms, bare Run %.1f ms, ratio %.3f; PyTorch eager %.1f ms, %.2fx slower",
 				threads, runtime.GOARCH, float64(detect.Milliseconds())/float64(runs), float64(bare.Milliseconds())/float64(runs),
 				float64(detect)/float64(bare), torchMS, torchMS/(float64(detect.Milliseconds())/float64(runs)))
+		})
+	}
+}
+
+// BenchmarkInt8Seed640 times the seed model at 640x640 in float32 and in INT8 (`make
+// build/models/seed-640-int8.onnx`), the two Detects interleaved frame by frame so that the
+// machine's drift affects both alike, on 1 and 2 threads, and reports int8's speed-up.
+func BenchmarkInt8Seed640(b *testing.B) {
+	fp32, int8 := testenv.Model(b, "seed-640.onnx"), testenv.Model(b, "seed-640-int8.onnx")
+	frame := frame720(b)
+	for _, threads := range []int{1, 2} {
+		b.Run("threads="+strconv.Itoa(threads), func(b *testing.B) {
+			var dets [2]*model.Detector
+			for i, path := range []string{fp32, int8} {
+				cfg := testConfig(b, path)
+				cfg.Plugin = testenv.Plugin(b)
+				cfg.Threads = threads
+				dets[i] = openDetector(b, cfg)
+			}
+			out := make([]model.Detection, 0, 100)
+			var took [2][]time.Duration
+			for b.Loop() {
+				for i, d := range dets {
+					t0 := time.Now()
+					var err error
+					if out, _, err = d.Detect(frame, out); err != nil {
+						b.Fatal(err)
+					}
+					took[i] = append(took[i], time.Since(t0))
+				}
+			}
+			med := func(d []time.Duration) float64 {
+				s := slices.Clone(d)
+				slices.Sort(s)
+				return float64(s[len(s)/2]) / 1e6
+			}
+			f, q := med(took[0]), med(took[1])
+			b.ReportMetric(f, "fp32-ms")
+			b.ReportMetric(q, "int8-ms")
+			b.ReportMetric(f/q, "int8-speedup")
+			b.Logf("threads %d: median detect fp32 %.1f ms, int8 %.1f ms: int8 %.2fx faster (%d frames each)", threads, f, q, f/q, len(took[0]))
 		})
 	}
 }
