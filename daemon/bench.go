@@ -8,7 +8,11 @@ import (
 	"image/color"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"runtime"
 	"slices"
+	"strings"
 	"time"
 
 	"gocv.io/x/gocv"
@@ -25,6 +29,9 @@ type BenchResult struct {
 	Bare                      Stat // Input.Run() alone on an already filled tensor
 	Provider, ORTVersion      string
 	Threads, Runs, Detections int
+	// Profile is ONNX Runtime's profile of a second session of the same model (nil with
+	// --profile-runs 0): the model's FLOPs and each op type's share of the kernel time.
+	Profile *model.Profile
 }
 
 // Stat is the minimum and median of a set of durations.
@@ -41,6 +48,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	cfg := modelFlags(fs)
 	runs := fs.Int("runs", 10, "timed runs of each kind")
 	imagePath := fs.String("image", "", "frame to detect in (default: a synthetic 1280x720 frame)")
+	profileRuns := fs.Int("profile-runs", 3, "runs of a profiled session for GFLOPs and per-op shares (0: none)")
+	fmaUnits := fs.Int("fma-units", 0, "FMA pipes per core for the fp32 peak (default 2, assumed: the CPU does not report it)")
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: stardetr bench --model M [--threads N] [--runs 10] [--image I] [flags]")
 		fs.PrintDefaults()
@@ -53,8 +62,8 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		fs.Usage()
 		return 2
 	}
-	if *runs < 1 {
-		fmt.Fprintln(stderr, "stardetr bench: --runs must be at least 1")
+	if *runs < 1 || *profileRuns < 0 || *fmaUnits < 0 {
+		fmt.Fprintln(stderr, "stardetr bench: --runs must be at least 1, --profile-runs and --fma-units at least 0")
 		return 2
 	}
 	var frame gocv.Mat
@@ -68,7 +77,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		frame = syntheticFrame(1280, 720)
 	}
 	defer frame.Close()
-	res, err := Bench(ctx, *cfg, frame, *runs, cliLogger(stderr))
+	res, err := Bench(ctx, *cfg, frame, *runs, *profileRuns, cliLogger(stderr))
 	if err != nil {
 		fmt.Fprintln(stderr, "stardetr bench:", err)
 		return 1
@@ -91,12 +100,39 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	fmt.Fprintf(stdout, "detect / bare Run(): %.3f (min), %.3f (median)\n",
 		float64(res.Detect.Min)/float64(res.Bare.Min), float64(res.Detect.Median)/float64(res.Bare.Median))
+	if p := res.Profile; p != nil {
+		cores := res.Threads
+		if cores <= 0 {
+			cores = runtime.NumCPU()
+		}
+		units, assumed := *fmaUnits, *fmaUnits == 0
+		if assumed {
+			units = 2 // Intel Xeon Scalable and AMD Zen 5 cores have two 512-bit FMA pipes
+		}
+		peak := hostCPUPeak(cores, units, assumed)
+		achieved := p.FLOPs / res.Bare.Median.Seconds()
+		fmt.Fprintf(stdout, "arithmetic   %.2f GFLOPs per frame (Conv, MatMul, Gemm; 2 per multiply-accumulate)\n", p.FLOPs/1e9)
+		if p.Uncounted > 0 {
+			fmt.Fprintf(stdout, "             without %d nodes whose weights ONNX Runtime prepacked and left out of its profile (INT8 convolutions): see the float32 model\n", p.Uncounted)
+		}
+		fmt.Fprintf(stdout, "achieved     %.1f GFLOP/s at the median bare Run()\n", achieved/1e9)
+		fmt.Fprintf(stdout, "fp32 peak    %s\n", peak)
+		if peak.FLOPs > 0 {
+			fmt.Fprintf(stdout, "share        %.0f%% of the fp32 peak\n", 100*achieved/peak.FLOPs)
+		}
+		fmt.Fprintf(stdout, "CARAFE       %.1f%% of the model's kernel time (%d runs profiled)\n", 100*p.Share("MMCVCARAFE"), p.Runs)
+		var top []string
+		for _, o := range p.Ops[:min(6, len(p.Ops))] {
+			top = append(top, fmt.Sprintf("%s %.0f%%", o.Op, 100*float64(o.Time)/float64(p.Kernel)))
+		}
+		fmt.Fprintf(stdout, "top ops      %s\n", strings.Join(top, ", "))
+	}
 	return 0
 }
 
 // Bench opens the model and times Detect (with its stages) against a bare Run() of the same
 // session, the two interleaved so that drift in the machine's speed affects both alike.
-func Bench(ctx context.Context, cfg model.Config, frame gocv.Mat, runs int, log *slog.Logger) (BenchResult, error) {
+func Bench(ctx context.Context, cfg model.Config, frame gocv.Mat, runs, profileRuns int, log *slog.Logger) (BenchResult, error) {
 	start := time.Now()
 	d, err := model.Open(ctx, cfg, "", log)
 	if err != nil {
@@ -129,7 +165,42 @@ func Bench(ctx context.Context, cfg model.Config, frame gocv.Mat, runs int, log 
 	}
 	res.Preprocess, res.Run, res.Decode, res.Detect, res.Bare = stat(pre), stat(run), stat(dec), stat(det), stat(bare)
 	res.Detections = len(out)
+	if profileRuns > 0 {
+		if res.Profile, err = profile(ctx, cfg, frame, profileRuns, log); err != nil {
+			return res, err
+		}
+	}
 	return res, nil
+}
+
+// profile runs the model in a profiled session of its own (profiling slows every run) and
+// reads what ONNX Runtime wrote when the session closed.
+func profile(ctx context.Context, cfg model.Config, frame gocv.Mat, runs int, log *slog.Logger) (*model.Profile, error) {
+	dir, err := os.MkdirTemp("", "stardetr-profile-")
+	if err != nil {
+		return nil, fmt.Errorf("profiling: %w", err)
+	}
+	defer os.RemoveAll(dir)
+	cfg.ProfilePrefix = filepath.Join(dir, "ort")
+	d, err := model.Open(ctx, cfg, "", log)
+	if err != nil {
+		return nil, err
+	}
+	// Open's own runs (warm-up, output shape) are in the profile too: ReadProfile counts them.
+	for range runs {
+		if _, _, err := d.Detect(frame, nil); err != nil {
+			d.Close()
+			return nil, err
+		}
+	}
+	if err := d.Close(); err != nil {
+		return nil, err
+	}
+	files, _ := filepath.Glob(cfg.ProfilePrefix + "*.json")
+	if len(files) != 1 {
+		return nil, fmt.Errorf("profiling: ONNX Runtime wrote %d profile files under %s; want 1", len(files), dir)
+	}
+	return model.ReadProfile(files[0])
 }
 
 // syntheticFrame draws a deterministic 8-bit BGR test pattern.

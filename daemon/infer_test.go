@@ -94,7 +94,8 @@ func TestBenchCommand(t *testing.T) {
 	if code != 0 {
 		t.Fatalf("exit %d: %s", code, errs)
 	}
-	for _, w := range []string{"provider     cpu", "load", "preprocess", "bare Run()", "detect / bare Run():"} {
+	for _, w := range []string{"provider     cpu", "load", "preprocess", "bare Run()", "detect / bare Run():",
+		"GFLOPs per frame", "fp32 peak", "CARAFE ", "top ops"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("output lacks %q:\n%s", w, out)
 		}

@@ -38,6 +38,10 @@ type Config struct {
 	Names map[int]string `mapstructure:"names"`
 	// TensorRT holds the TensorRT execution provider's options.
 	TensorRT TensorRTConfig `mapstructure:"tensorrt"`
+	// ProfilePrefix, when set, makes ONNX Runtime profile every run and write
+	// <ProfilePrefix>_<time>.json when the Detector closes (ReadProfile). Not a configuration
+	// key: `stardetr bench` sets it for a session of its own, since profiling slows each run.
+	ProfilePrefix string `mapstructure:"-"`
 }
 
 // TensorRTConfig holds the TensorRT execution provider's options.

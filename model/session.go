@@ -115,6 +115,11 @@ func (d *Detector) sessionOptions(cfg *Config, stateDir, plugin string, chain []
 			}
 		}
 	}
+	if cfg.ProfilePrefix != "" {
+		if err := opts.EnableProfiling(cfg.ProfilePrefix); err != nil {
+			return nil, "", fmt.Errorf("enabling ONNX Runtime's profiler: %w", err)
+		}
+	}
 	if err := opts.SetGraphOptimizationLevel(graphOptLevel[cfg.GraphOpt]); err != nil {
 		return nil, "", fmt.Errorf("model.graph_opt: %w", err)
 	}
