@@ -69,7 +69,7 @@ test-go: $(SETUP_STAMP) plugin models $(MODELS)/tiny-int8.onnx
 
 test: build plugin models vet test-carafe test-reference test-quantize test-go
 
-bench: build plugin models bench-carafe $(MODELS)/seed-640-int8.onnx
+bench: build plugin models bench-carafe $(MODELS)/seed-640-int8.onnx $(MODELS)/seed-640-dynamic.onnx
 	go test -tags $(GOTAGS) -run '^$$' -bench . -benchmem ./...
 
 fmt:

@@ -20,7 +20,7 @@ func (in *Input) Decode(frameW, frameH int, out []Detection) []Detection {
 	d := in.d
 	nc := d.info.NumClasses
 	stride := 4 + nc
-	data := in.output.GetData()
+	data := in.outData
 	cands := in.cands[:0]
 	for q := range d.info.Queries {
 		row := data[q*stride : (q+1)*stride : (q+1)*stride]

@@ -57,6 +57,7 @@ type Info struct {
 	ONNXRuntime string // library path
 	ORTVersion  string
 	Threads     int
+	MaxBatch    int           // frames one Run can take: 1, or 0 for a dynamic batch axis (no limit)
 	LoadTime    time.Duration // Open, from reading the file to the warm-up run's end
 }
 
@@ -73,10 +74,11 @@ type Detector struct {
 	keep    []bool // class filter by id; nil keeps all
 	lut     [256]float32
 
-	mu     sync.Mutex
-	inputs []*Input
-	def    *Input
-	closed bool
+	mu      sync.Mutex
+	inputs  []*Input
+	batches []*Batch
+	def     *Input
+	closed  bool
 }
 
 // Open loads ONNX Runtime (once per process), the CARAFE plugin when the model has mmcv
@@ -187,6 +189,9 @@ func OpenWith(ctx context.Context, cfg Config, stateDir string, log *slog.Logger
 	if err := d.def.Run(); err != nil {
 		return nil, fmt.Errorf("model %s: first run: %w", cfg.Path, err)
 	}
+	if !spec.dynamicBatch {
+		d.info.MaxBatch = 1
+	}
 	d.info.LoadTime = time.Since(start)
 	log.Info("model loaded", "model", d.info.Model, "sha256", d.info.SHA256, "input", fmt.Sprintf("%dx%d", d.info.Width, d.info.Height),
 		"classes", d.info.NumClasses, "provider", d.info.Provider, "carafe", d.info.HasCARAFE, "onnxruntime", d.info.ORTVersion,
@@ -252,12 +257,15 @@ func (d *Detector) Close() error {
 		return nil
 	}
 	d.closed = true
-	inputs := d.inputs
-	d.inputs = nil
+	inputs, batches := d.inputs, d.batches
+	d.inputs, d.batches = nil, nil
 	d.mu.Unlock()
 	var errs []error
 	for _, in := range inputs {
 		errs = append(errs, in.close())
+	}
+	for _, b := range batches {
+		errs = append(errs, b.close())
 	}
 	if d.session != nil {
 		errs = append(errs, d.session.Destroy())

@@ -23,8 +23,12 @@ type Input struct {
 	binding *ort.IoBinding
 	resized gocv.Mat // the frame stretched to W x H, BGR
 	convert gocv.Mat // gray or BGRA frames converted to BGR
-	cands   []candidate
-	closed  bool
+	// inData and outData are this frame's part of the tensors' memory: all of it for an Input
+	// of its own, one item's [3,H,W] and [queries,4+nc] for an item of a Batch (which has no
+	// tensors or binding of its own).
+	inData, outData []float32
+	cands           []candidate
+	closed          bool
 }
 
 // NewInput allocates another input/output pair for the session.
@@ -34,7 +38,7 @@ func (d *Detector) NewInput() (in *Input, err error) {
 	if d.closed {
 		return nil, errors.New("detector is closed")
 	}
-	in = &Input{d: d, resized: gocv.NewMat(), convert: gocv.NewMat(), cands: make([]candidate, 0, d.info.Queries)}
+	in = d.newItem()
 	defer func() {
 		if err != nil {
 			in.close()
@@ -48,6 +52,7 @@ func (d *Detector) NewInput() (in *Input, err error) {
 	if in.output, err = ort.NewEmptyTensor[float32](ort.NewShape(1, int64(d.info.Queries), int64(4+d.info.NumClasses))); err != nil {
 		return nil, fmt.Errorf("allocating the output tensor: %w", err)
 	}
+	in.inData, in.outData = in.input.GetData(), in.output.GetData()
 	if in.binding, err = d.session.CreateIoBinding(); err != nil {
 		return nil, fmt.Errorf("binding the tensors: %w", err)
 	}
@@ -61,11 +66,16 @@ func (d *Detector) NewInput() (in *Input, err error) {
 	return in, nil
 }
 
+// newItem returns an Input without tensors: its Mats and candidate buffer only.
+func (d *Detector) newItem() *Input {
+	return &Input{d: d, resized: gocv.NewMat(), convert: gocv.NewMat(), cands: make([]candidate, 0, d.info.Queries)}
+}
+
 // Tensor is the input tensor's data, [1,3,H,W] float32 RGB in [0,1], valid until Close.
-func (in *Input) Tensor() []float32 { return in.input.GetData() }
+func (in *Input) Tensor() []float32 { return in.inData }
 
 // Output is the last run's output0, [1,queries,4+nc], valid until the next Run or Close.
-func (in *Input) Output() []float32 { return in.output.GetData() }
+func (in *Input) Output() []float32 { return in.outData }
 
 // Preprocess stretches a BGR frame (8-bit, 1, 3 or 4 channels, any size) to the model's input
 // size with bilinear interpolation and writes it as RGB/255 NCHW into the input tensor, as
@@ -107,7 +117,7 @@ func (in *Input) Preprocess(frame gocv.Mat) error {
 	if len(pix) < 3*n {
 		return fmt.Errorf("preprocess: resized frame has %d bytes; expected %d", len(pix), 3*n)
 	}
-	dst := in.input.GetData()
+	dst := in.inData
 	r, g, b := dst[:n], dst[n:2*n], dst[2*n:3*n]
 	lut := &in.d.lut
 	pix = pix[:3*n]
@@ -122,6 +132,9 @@ func (in *Input) Preprocess(frame gocv.Mat) error {
 
 // Run runs the model on the input tensor into the output tensor.
 func (in *Input) Run() error {
+	if in.binding == nil {
+		return errors.New("running the model: this Input is an item of a Batch: run the Batch")
+	}
 	if err := in.d.session.RunWithBinding(in.binding); err != nil {
 		return fmt.Errorf("running the model: %w", err)
 	}

@@ -19,8 +19,9 @@ const (
 // modelSpec is what stardetr runs: resolved from the graph, its metadata and the config.
 type modelSpec struct {
 	height, width int
-	queries       int // -1: known after the first run
-	nc            int // -1: known after the first run
+	dynamicBatch  bool // the input's batch axis is symbolic: Batch can run several frames
+	queries       int  // -1: known after the first run
+	nc            int  // -1: known after the first run
 	metaNames     map[int]string
 	stride        int
 	task          string
@@ -64,6 +65,7 @@ func inspectModel(m *onnxpb.Model, cfg *Config) (*modelSpec, error) {
 	if in.Dims[0] > 1 {
 		return nil, fmt.Errorf("input %q has a fixed batch of %d; stardetr runs one frame at a time: export with batch=1 or a dynamic batch", InputName, in.Dims[0])
 	}
+	s.dynamicBatch = in.Dims[0] < 0
 	if in.Dims[1] != 3 && in.Dims[1] != -1 {
 		return nil, fmt.Errorf("input %q has %d channels; expected 3 (RGB)", InputName, in.Dims[1])
 	}

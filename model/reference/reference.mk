@@ -15,6 +15,10 @@ models: $(REF_MODELS)
 $(MODELS)/seed-640.onnx: $(REF_SRC)
 	$(REF_RUN) --arch seed --nc 1 --names person --imgsz 640 --seed 0 --out $@
 
+# The same model with a symbolic batch axis, for the batched-cameras benchmark (make bench only).
+$(MODELS)/seed-640-dynamic.onnx: $(REF_SRC)
+	$(REF_RUN) --arch seed --nc 1 --names person --imgsz 640 --seed 0 --dynamic --out $@
+
 # The same model and weights exported at 160x160, with a golden input/output pair for the runtime's tests.
 $(MODELS)/seed-160.onnx $(MODELS)/seed-160.npz &: $(REF_SRC)
 	$(REF_RUN) --arch seed --nc 1 --names person --imgsz 160 --seed 0 --out $(MODELS)/seed-160.onnx --golden $(MODELS)/seed-160.npz
