@@ -25,6 +25,7 @@ export STARDETR_PLUGIN      ?= $(abspath $(PLUGIN))
 export STARDETR_MODELS      ?= $(abspath $(MODELS))
 export OMP_NUM_THREADS      ?= 2
 export OMP_WAIT_POLICY      ?= PASSIVE
+export STARDETR_PYTHON      ?= $(PY)
 
 .PHONY: setup build plugin models demo-clip run test test-go bench vet fmt clean
 

@@ -24,7 +24,7 @@ func (s *rtspServer) url() string { return fmt.Sprintf("rtsp://127.0.0.1:%d/test
 
 func (s *rtspServer) start() {
 	s.t.Helper()
-	s.cmd = exec.Command("/usr/bin/python3", filepath.Join("testdata", "rtsp_server.py"), fmt.Sprint(s.port))
+	s.cmd = exec.Command(testenv.Python(), filepath.Join("testdata", "rtsp_server.py"), fmt.Sprint(s.port))
 	out, err := s.cmd.StdoutPipe()
 	if err != nil {
 		s.t.Fatal(err)

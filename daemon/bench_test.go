@@ -33,7 +33,7 @@ func TestBenchFLOPsMatchReference(t *testing.T) {
 	if p == nil || p.Runs < 2 {
 		t.Fatalf("profile %+v: want Open's run and the profiled one", p)
 	}
-	cmd := exec.Command("/usr/bin/python3", "-m", "model.reference.report", "--nc", "1", "--imgsz", "160")
+	cmd := exec.Command(testenv.Python(), "-m", "model.reference.report", "--nc", "1", "--imgsz", "160")
 	cmd.Dir = root
 	cmd.Env = append(cmd.Environ(), "OMP_NUM_THREADS=1")
 	out, err := cmd.Output()

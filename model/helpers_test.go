@@ -17,8 +17,6 @@ import (
 	"github.com/stardetr/stardetr/model"
 )
 
-const python = "/usr/bin/python3"
-
 // testModels is the folder of the graphs testdata/testmodels.py builds for this test run.
 var testModels string
 
@@ -31,7 +29,7 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	if out, err := exec.Command(python, "testdata/testmodels.py", dir).CombinedOutput(); err != nil {
+	if out, err := exec.Command(testenv.Python(), "testdata/testmodels.py", dir).CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "testdata/testmodels.py: %v\n%s", err, out)
 		os.RemoveAll(dir)
 		os.Exit(1)
@@ -107,7 +105,7 @@ func runPython(t testing.TB, args ...string) []byte {
 // dir "" keeps the working directory and PYTHONPATH.
 func runPythonIn(t testing.TB, dir string, args ...string) []byte {
 	t.Helper()
-	cmd := exec.Command(python, args...)
+	cmd := exec.Command(testenv.Python(), args...)
 	cmd.Env = append(os.Environ(), "OMP_NUM_THREADS=1", "OMP_WAIT_POLICY=PASSIVE")
 	if dir != "" {
 		cmd.Dir = dir
@@ -119,7 +117,7 @@ func runPythonIn(t testing.TB, dir string, args ...string) []byte {
 		if ee, ok := err.(*exec.ExitError); ok {
 			stderr = string(ee.Stderr)
 		}
-		t.Fatalf("%s %s: %v\n%s", python, strings.Join(args, " "), err, stderr)
+		t.Fatalf("%s %s: %v\n%s", testenv.Python(), strings.Join(args, " "), err, stderr)
 	}
 	return out
 }

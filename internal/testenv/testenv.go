@@ -101,3 +101,13 @@ func WantError(t testing.TB, err error, parts ...string) {
 		}
 	}
 }
+
+// Python is the interpreter with the reference model's dependencies (Debian's python3-torch,
+// -onnx, -numpy, GStreamer's bindings): $STARDETR_PYTHON, else Debian's /usr/bin/python3,
+// which the Makefile's PY names too (a python3 earlier on PATH may lack them).
+func Python() string {
+	if p := os.Getenv("STARDETR_PYTHON"); p != "" {
+		return p
+	}
+	return "/usr/bin/python3"
+}

@@ -58,10 +58,7 @@ type graphCase struct {
 // with carafe_graphs.py and returns the dir and the cases.
 func graphs(t *testing.T) (string, []graphCase) {
 	t.Helper()
-	py := os.Getenv("STARDETR_PYTHON")
-	if py == "" {
-		py = "/usr/bin/python3" // Debian's, with python3-onnx and python3-numpy
-	}
+	py := testenv.Python()
 	dir := t.TempDir()
 	script := filepath.Join(testenv.RepoRoot(t), "model", "carafe", "carafe_graphs.py")
 	out, err := exec.Command(py, script, "test", dir).CombinedOutput()
