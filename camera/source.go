@@ -112,9 +112,6 @@ func NewSource(cfg Config, log *slog.Logger) (*Source, error) {
 	return s, nil
 }
 
-// Config returns the validated configuration (defaults filled in).
-func (s *Source) Config() Config { return s.cfg }
-
 // State returns a snapshot of the source.
 func (s *Source) State() State {
 	s.mu.Lock()

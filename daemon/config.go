@@ -120,7 +120,9 @@ func LoadConfig(path string) (Config, error) {
 	return cfg, nil
 }
 
-// scalarKeys lists the dotted keys of every non-list field, for environment binding.
+// scalarKeys lists the dotted keys of every field an environment variable can hold: scalars,
+// durations, and lists of scalars (comma-separated). Maps (model.names) and lists of sections
+// (cameras) have no environment form.
 func scalarKeys(t reflect.Type, prefix string) []string {
 	var keys []string
 	for i := range t.NumField() {
@@ -137,8 +139,9 @@ func scalarKeys(t reflect.Type, prefix string) []string {
 			} else {
 				keys = append(keys, scalarKeys(f.Type, key+".")...)
 			}
-		case reflect.Slice, reflect.Map:
-			if f.Type.Elem().Kind() == reflect.String {
+		case reflect.Map:
+		case reflect.Slice:
+			if k := f.Type.Elem().Kind(); k != reflect.Struct && k != reflect.Map && k != reflect.Slice {
 				keys = append(keys, key) // a comma-separated list in the environment
 			}
 		default:

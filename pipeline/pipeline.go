@@ -84,7 +84,6 @@ type Pipeline struct {
 
 	wake      chan struct{} // capacity 1: some camera has a new frame
 	busySince atomic.Int64  // unix ns when the current frame's processing began; 0 when idle
-	lastRun   atomic.Int64  // unix ns of the last successful inference
 	modelErr  atomic.Pointer[string]
 	camWG     sync.WaitGroup
 }
@@ -315,7 +314,6 @@ func (p *Pipeline) infer(j job) {
 	}
 	t2 := time.Now()
 	lat.Infer = t2.Sub(t1)
-	p.lastRun.Store(t2.UnixNano())
 	p.modelErr.Store(nil)
 	w, h := f.Mat.Cols(), f.Mat.Rows()
 	cs.all = j.slot.Decode(w, h, cs.all[:0])
