@@ -57,13 +57,7 @@ func TestWatchdogWithheldWhileInferenceIsStuck(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for p.Progressing(s.cfg.Watchdog.FrameTimeout) {
-		if time.Now().After(deadline) {
-			t.Fatal("the pipeline never got stuck")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 10*time.Second, "the pipeline to get stuck", func() bool { return !p.Progressing(s.cfg.Watchdog.FrameTimeout) })
 	s.pingWatchdog()
 	if m := ns.Next(300 * time.Millisecond); m != "" {
 		t.Fatalf("stuck inference: got %q, want no watchdog ping", m)

@@ -95,13 +95,7 @@ func fileSource(t *testing.T, name string, pace string) *camera.Source {
 
 func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", limit, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.WaitFor(t, limit, what, cond)
 }
 
 // A model slower than the camera never builds a queue: the frames it cannot take are
@@ -277,23 +271,34 @@ func TestUpdateKeepsUnchangedCameras(t *testing.T) {
 	}
 }
 
-// overlapDetector counts Preprocess calls that ran while another slot was inside Run.
+// overlapDetector counts Preprocess calls that ran while another slot was inside Run. Run
+// stays inside until such a Preprocess happens or wait has passed: with two slots the
+// pipeline must preprocess the next frame meanwhile, with one it must not.
 type overlapDetector struct {
 	running    atomic.Int32
 	overlapped atomic.Int32
 	runs       atomic.Int32
+	during     chan struct{} // a Preprocess ran during Run
+	wait       time.Duration
 }
 
 func (d *overlapDetector) Preprocess(gocv.Mat) error {
 	if d.running.Load() > 0 {
 		d.overlapped.Add(1)
+		select {
+		case d.during <- struct{}{}:
+		default:
+		}
 	}
 	return nil
 }
 
 func (d *overlapDetector) Run() error {
 	d.running.Add(1)
-	time.Sleep(150 * time.Millisecond)
+	select {
+	case <-d.during:
+	case <-time.After(d.wait):
+	}
 	d.running.Add(-1)
 	d.runs.Add(1)
 	return nil
@@ -304,7 +309,12 @@ func (d *overlapDetector) Decode(w, h int, out []model.Detection) []model.Detect
 // With two slots the next frame is preprocessed while the model runs; with one they take turns.
 func TestPreprocessOverlapsInference(t *testing.T) {
 	for _, n := range []int{1, 2} {
-		det := &overlapDetector{}
+		// Two slots: wait long for the overlap that must come. One slot: a shorter deadline
+		// for the overlap that must not.
+		det := &overlapDetector{during: make(chan struct{}, 1), wait: 10 * time.Second}
+		if n == 1 {
+			det.wait = 100 * time.Millisecond
+		}
 		slots := make([]pipeline.Slot, n)
 		for i := range slots {
 			slots[i] = det

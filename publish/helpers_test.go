@@ -123,14 +123,7 @@ func newPublisher(t testing.TB, cfg publish.Config, stateDir string, start bool)
 
 func waitConnected(t testing.TB, p *publish.Publisher) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if p.Metrics().Connected {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("publisher did not connect: %v", p.Metrics().LastError)
+	testenv.WaitFor(t, 20*time.Second, "the publisher to connect", func() bool { return p.Metrics().Connected })
 }
 
 // frame makes a detections message of about size bytes of JSON.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -242,15 +243,12 @@ func TestTLS(t *testing.T) {
 
 func waitFailures(t *testing.T, p *publish.Publisher, n uint64) publish.Metrics {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if m := p.Metrics(); m.ConnectFailures >= n {
-			return m
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("fewer than %d failed attempts: %+v", n, p.Metrics())
-	return publish.Metrics{}
+	var m publish.Metrics
+	testenv.WaitFor(t, 20*time.Second, fmt.Sprintf("%d failed connection attempts", n), func() bool {
+		m = p.Metrics()
+		return m.ConnectFailures >= n
+	})
+	return m
 }
 
 func TestPassword(t *testing.T) {
