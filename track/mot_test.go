@@ -142,7 +142,7 @@ type hypBox struct {
 func evaluate(gt [][]gtBox, hyp [][]hypBox) motResult {
 	const thr = 0.5
 	r := motResult{switchedIDs: map[int]bool{}}
-	last := map[int]uint64{}     // gt id → track id at its latest match
+	last := map[int]uint64{}      // gt id → track id at its latest match
 	prevMatch := map[int]uint64{} // correspondences of the previous frame
 	co := map[[2]uint64]int{}     // (gt id, track id) → frames overlapping
 	gtFrames, hypFrames := map[int]int{}, map[uint64]int{}
