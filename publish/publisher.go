@@ -469,14 +469,8 @@ func (p *Publisher) maintainLoop(ctx context.Context) {
 // connected. It never waits for the network. When the queue is full the
 // oldest queued messages are dropped, counted and logged.
 func (p *Publisher) PublishDetections(msg Detections) error {
-	if err := checkTopicLevel("camera name", msg.Camera); err != nil {
-		return fmt.Errorf("publish: %w", err)
-	}
-	p.mu.Lock()
-	closed := p.closed
-	p.mu.Unlock()
-	if closed {
-		return ErrClosed
+	if err := p.accepting("camera name", msg.Camera); err != nil {
+		return err
 	}
 	p.encMu.Lock()
 	defer p.encMu.Unlock()
@@ -488,8 +482,15 @@ func (p *Publisher) PublishDetections(msg Detections) error {
 	if err != nil {
 		return fmt.Errorf("publish: camera %s seq %d: %w", msg.Camera, seq, err)
 	}
-	rec := encodeRecord(p.camPrefix+msg.Camera+"/detections", byte(p.cfg.QoS), false, payload)
-	dropped, err := p.queue.Append(rec)
+	if err := p.enqueue(p.camPrefix+msg.Camera+"/detections", byte(p.cfg.QoS), false, payload); err != nil {
+		return fmt.Errorf("publish: queue camera %s seq %d: %w", msg.Camera, seq, err)
+	}
+	return nil
+}
+
+// enqueue appends one message to the disk queue, counting what overflow drops.
+func (p *Publisher) enqueue(topic string, qos byte, retained bool, payload []byte) error {
+	dropped, err := p.queue.Append(encodeRecord(topic, qos, retained, payload))
 	if dropped > 0 {
 		p.dropped.Add(uint64(dropped))
 		p.log.Warn("message queue full: dropped oldest messages", "dropped", dropped,
@@ -497,7 +498,7 @@ func (p *Publisher) PublishDetections(msg Detections) error {
 	}
 	if err != nil {
 		p.dropped.Add(1)
-		return fmt.Errorf("publish: queue camera %s seq %d: %w", msg.Camera, seq, err)
+		return err
 	}
 	p.queued.Add(1)
 	return nil
