@@ -9,6 +9,7 @@ import (
 
 	"github.com/stardetr/stardetr/camera"
 	"github.com/stardetr/stardetr/model"
+	"github.com/stardetr/stardetr/track"
 )
 
 // camState is one running camera: its latest-frame slot, counters, the worker's reused
@@ -30,6 +31,8 @@ type camState struct {
 
 	// Worker-only state: reused across frames so the per-frame path does not allocate.
 	all      []model.Detection
+	tdets    []track.Detection
+	tracked  Tracked
 	msg      Message
 	lastPub  time.Time
 	lastProc time.Time

@@ -30,20 +30,46 @@ func (p *Pipeline) Snapshot(name string) ([]byte, error) {
 	cs.snapMu.Unlock()
 	defer img.Close()
 
+	jpg, err := annotate(&img, dets)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot of %q: %w", name, err)
+	}
+	return jpg, nil
+}
+
+// Box is a labelled box to draw on a picture.
+type Box struct {
+	Label string
+	Box   [4]float32 // x1, y1, x2, y2 in pixels
+}
+
+// AnnotatedJPEG returns img as a JPEG with the boxes and their labels drawn; img is not changed.
+func AnnotatedJPEG(img gocv.Mat, boxes []Box) ([]byte, error) {
+	c := img.Clone()
+	defer c.Close()
+	dets := make([]detectionCopy, len(boxes))
+	for i, b := range boxes {
+		dets[i] = detectionCopy{label: b.Label, box: b.Box}
+	}
+	return annotate(&c, dets)
+}
+
+// annotate draws the boxes into img and encodes it as a JPEG.
+func annotate(img *gocv.Mat, dets []detectionCopy) ([]byte, error) {
 	green := color.RGBA{G: 255, A: 255}
 	for _, d := range dets {
 		r := image.Rect(int(d.box[0]), int(d.box[1]), int(d.box[2]), int(d.box[3]))
-		if err := gocv.Rectangle(&img, r, green, 2); err != nil {
-			return nil, fmt.Errorf("snapshot of %q: draw box: %w", name, err)
+		if err := gocv.Rectangle(img, r, green, 2); err != nil {
+			return nil, fmt.Errorf("draw box: %w", err)
 		}
 		y := max(r.Min.Y-4, 12)
-		if err := gocv.PutText(&img, d.label, image.Pt(r.Min.X, y), gocv.FontHersheySimplex, 0.45, green, 1); err != nil {
-			return nil, fmt.Errorf("snapshot of %q: draw label: %w", name, err)
+		if err := gocv.PutText(img, d.label, image.Pt(r.Min.X, y), gocv.FontHersheySimplex, 0.45, green, 1); err != nil {
+			return nil, fmt.Errorf("draw label: %w", err)
 		}
 	}
-	buf, err := gocv.IMEncode(gocv.JPEGFileExt, img)
+	buf, err := gocv.IMEncode(gocv.JPEGFileExt, *img)
 	if err != nil {
-		return nil, fmt.Errorf("snapshot of %q: encode JPEG: %w", name, err)
+		return nil, fmt.Errorf("encode JPEG: %w", err)
 	}
 	defer buf.Close()
 	return append([]byte(nil), buf.GetBytes()...), nil

@@ -18,6 +18,7 @@ import (
 	"github.com/eclipse/paho.mqtt.golang/packets"
 	mochi "github.com/mochi-mqtt/server/v2"
 
+	"github.com/stardetr/stardetr/internal/secret"
 	"github.com/stardetr/stardetr/publish/internal/diskqueue"
 )
 
@@ -150,7 +151,7 @@ func New(cfg Config, opts Options) (*Publisher, error) {
 	}
 	p.passwd = cfg.Password
 	if cfg.PasswordFile != "" {
-		if p.passwd, err = readSecret(cfg.PasswordFile); err != nil {
+		if p.passwd, err = secret.Read(cfg.PasswordFile); err != nil {
 			return nil, fmt.Errorf("mqtt.password_file: %w", err)
 		}
 	}

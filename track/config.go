@@ -31,13 +31,14 @@ type Config struct {
 	// existing tracks alive (ByteTrack's second association), they never start one.
 	Low float64 `mapstructure:"low"`
 	// UpdateInterval is the shortest time between two `update` events of one track that are
-	// not caused by a zone change; 0 sends updates on zone changes only.
-	UpdateInterval time.Duration `mapstructure:"update_interval"`
+	// not caused by a zone change; 0 sends updates on zone changes only. It is not a key of
+	// this section: the daemon sets it from `events.update_interval`.
+	UpdateInterval time.Duration `mapstructure:"-"`
 }
 
 // DefaultConfig returns the defaults documented in the README (tracking off).
 func DefaultConfig() Config {
-	return Config{MinHits: 3, MaxAge: 30, IOU: 0.3, High: 0.5, Low: 0.1, UpdateInterval: 10 * time.Second}
+	return Config{MinHits: 3, MaxAge: 30, IOU: 0.3, High: 0.5, Low: 0.1}
 }
 
 // Validate reports every invalid value, each naming its key relative to the section
@@ -60,9 +61,6 @@ func (c *Config) Validate() error {
 	unit("low", c.Low, 0)
 	if c.Low > c.High {
 		errs = append(errs, fmt.Errorf("low: %v is above high %v: low must be ≤ high", c.Low, c.High))
-	}
-	if c.UpdateInterval < 0 {
-		errs = append(errs, fmt.Errorf("update_interval: %s is negative: use 0 (zone changes only) or a duration such as 10s", c.UpdateInterval))
 	}
 	return errors.Join(errs...)
 }

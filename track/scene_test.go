@@ -190,12 +190,12 @@ func TestConfigValidate(t *testing.T) {
 	if err := cfg.Validate(); err != nil {
 		t.Fatalf("defaults: %v", err)
 	}
-	bad := track.Config{MinHits: 0, MaxAge: -1, IOU: 1.5, High: 0.2, Low: 0.4, UpdateInterval: -time.Second}
+	bad := track.Config{MinHits: 0, MaxAge: -1, IOU: 1.5, High: 0.2, Low: 0.4}
 	err := bad.Validate()
 	if err == nil {
 		t.Fatal("no error for bad values")
 	}
-	for _, key := range []string{"min_hits:", "max_age:", "iou:", "low:", "update_interval:"} {
+	for _, key := range []string{"min_hits:", "max_age:", "iou:", "low:"} {
 		if !strings.Contains(err.Error(), key) {
 			t.Errorf("error does not name %s: %v", key, err)
 		}
