@@ -99,8 +99,8 @@ type Pipeline struct {
 	slots  []Slot
 	pub    Publisher
 	events EventPublisher // pub, when it takes events; else nil
-	log   *slog.Logger
-	st    *stageStats
+	log    *slog.Logger
+	st     *stageStats
 
 	mu      sync.Mutex
 	cams    map[string]*camState
@@ -126,11 +126,11 @@ func New(slots []Slot, pub Publisher, log *slog.Logger) *Pipeline {
 	return &Pipeline{
 		events: events,
 		slots:  slots,
-		pub:   pub,
-		log:   log,
-		st:    newStageStats(),
-		cams:  map[string]*camState{},
-		wake:  make(chan struct{}, 1),
+		pub:    pub,
+		log:    log,
+		st:     newStageStats(),
+		cams:   map[string]*camState{},
+		wake:   make(chan struct{}, 1),
 	}
 }
 
