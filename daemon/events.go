@@ -291,11 +291,7 @@ func (s *eventSnapshots) open(id string) (*os.File, error) {
 // applyRetained publishes the running configuration's retained topics and deletes those of
 // removed cameras and zones; a failure is logged, not fatal: detections still flow.
 func (s *service) applyRetained() {
-	msgs, err := retainedTopics(&s.cfg, s.deviceID, s.det.Info().Model, s.labels, s.pub)
-	if err == nil {
-		err = applyRetained(s.cfg.StateDir, msgs, s.pub)
-	}
-	if err != nil {
+	if err := publishRetained(&s.cfg, s.deviceID, s.det.Info().Model, s.labels, s.pub); err != nil {
 		s.log.Error("retained topics (counts, Home Assistant discovery)", "err", err)
 	}
 }

@@ -131,6 +131,16 @@ func retainedTopics(cfg *Config, device, model string, labels []string, pub *pub
 	return out, nil
 }
 
+// publishRetained brings the broker's retained topics in line with the configuration (see
+// applyRetained).
+func publishRetained(cfg *Config, device, model string, labels []string, pub *publish.Publisher) error {
+	msgs, err := retainedTopics(cfg, device, model, labels, pub)
+	if err != nil {
+		return err
+	}
+	return applyRetained(cfg.StateDir, msgs, pub)
+}
+
 const retainedFile = "retained-topics.json"
 
 type retainedFileFormat struct {
