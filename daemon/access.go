@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"context"
 	"crypto/sha256"
 	"crypto/subtle"
 	"errors"
@@ -33,8 +34,12 @@ func (c *HTTPConfig) Validate() error {
 		if err != nil {
 			errs = append(errs, fmt.Errorf("listen: %q is not host:port (%v): use e.g. 127.0.0.1:9110, or \"\" to disable", c.Listen, err))
 		} else if !isLoopback(host) && !c.Auth.enabled() {
+			// Pictures of people's homes: refused rather than served to the network.
 			errs = append(errs, fmt.Errorf("listen: %q is reachable from other machines and serves camera pictures: set http.auth.username and http.auth.password_file, or listen on 127.0.0.1 behind a reverse proxy (see the README)", c.Listen))
 		}
+	}
+	if c.MaxViewers < 1 || c.MaxViewers > 100 {
+		errs = append(errs, fmt.Errorf("max_viewers: %d is out of range: 1 to 100 live streams per camera", c.MaxViewers))
 	}
 	if c.Auth.enabled() {
 		if c.Auth.Username == "" || strings.Contains(c.Auth.Username, ":") {
@@ -95,9 +100,15 @@ func prefixed(prefix string, err error) []error {
 	return out
 }
 
-// handler is the HTTP API, behind basic authentication when http.auth is set.
+// handler is the HTTP API and live view, behind basic authentication when http.auth is set.
 func (s *service) handler(reg *prometheus.Registry) (http.Handler, error) {
-	h := s.routes(reg)
+	ctx, cancel := context.WithCancel(context.Background())
+	s.live = &liveView{pipe: s.pipe, maxViewers: s.cfg.HTTP.MaxViewers, health: s.health, ctx: ctx, cancel: cancel}
+	mux := s.routes(reg).(*http.ServeMux)
+	mux.HandleFunc("GET /{$}", s.live.index)
+	mux.HandleFunc("GET /stream/{file}", s.live.stream)
+	mux.HandleFunc("GET /api/cameras", s.live.cameras)
+	var h http.Handler = mux
 	a := s.cfg.HTTP.Auth
 	if !a.enabled() {
 		return h, nil

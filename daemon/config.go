@@ -67,6 +67,8 @@ type HTTPConfig struct {
 	Listen string `mapstructure:"listen"`
 	// Auth is required when Listen is not a loopback address.
 	Auth HTTPAuthConfig `mapstructure:"auth"`
+	// MaxViewers bounds the live streams (/stream/<camera>.mjpeg) open at once per camera.
+	MaxViewers int `mapstructure:"max_viewers"`
 }
 
 // WatchdogConfig is the `watchdog:` section.
@@ -84,7 +86,7 @@ func DefaultConfig() Config {
 		LogLevel:      "info",
 		Model:         model.DefaultConfig(),
 		MQTT:          publish.DefaultConfig(),
-		HTTP:          HTTPConfig{Listen: "127.0.0.1:9110"},
+		HTTP:          HTTPConfig{Listen: "127.0.0.1:9110", MaxViewers: 4},
 		Watchdog:      WatchdogConfig{FrameTimeout: 30 * time.Second, RetryBudget: 5 * time.Minute},
 		Events:        DefaultEventsConfig(),
 		HomeAssistant: HomeAssistantConfig{Prefix: "homeassistant"},

@@ -100,7 +100,7 @@ func TestHTTPAuthConfig(t *testing.T) {
 	if err := os.WriteFile(pw, []byte("s3cret\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c := HTTPConfig{Listen: "0.0.0.0:9110", Auth: HTTPAuthConfig{Username: "admin", PasswordFile: pw}}
+	c := HTTPConfig{Listen: "0.0.0.0:9110", MaxViewers: 4, Auth: HTTPAuthConfig{Username: "admin", PasswordFile: pw}}
 	if err := c.Validate(); err == nil || !strings.Contains(err.Error(), "auth.password_file: "+pw+" is readable by everyone") {
 		t.Errorf("world-readable password file: %v", err)
 	}
@@ -115,13 +115,13 @@ func TestHTTPAuthConfig(t *testing.T) {
 		t.Errorf("password without user: %v", err)
 	}
 	for _, l := range []string{"127.0.0.1:1", "[::1]:1", "localhost:1"} {
-		c := HTTPConfig{Listen: l}
+		c := HTTPConfig{Listen: l, MaxViewers: 4}
 		if err := c.Validate(); err != nil {
 			t.Errorf("%s needs no auth: %v", l, err)
 		}
 	}
 	for _, l := range []string{":9110", "192.168.1.2:9110", "[::]:9110"} {
-		c := HTTPConfig{Listen: l}
+		c := HTTPConfig{Listen: l, MaxViewers: 4}
 		if err := c.Validate(); err == nil {
 			t.Errorf("%s without auth accepted", l)
 		}

@@ -97,67 +97,86 @@ type wireEvent struct {
 // and a real mosquitto. The box appears, crosses from the left zone into the right one, and
 // leaves: new (in left) → update (in right) → end, counts up and back down, retained, track
 // ids in the detections, a snapshot with the box drawn, and Home Assistant discovery.
-func TestEventsEndToEnd(t *testing.T) {
+// rig is the tracking half of a running stardetr: a real publisher and mosquitto, the
+// pipeline with a real file source of the moving-box clip, the tracker, and the sink.
+type rig struct {
+	broker     *testenv.Mosquitto
+	sub, haSub *testenv.Subscriber
+	pub        *publish.Publisher
+	sink       *messageSink
+	pipe       *pipeline.Pipeline
+	cfg        Config
+	labels     []string
+	state      string
+}
+
+func startRig(t *testing.T, loop bool) *rig {
+	t.Helper()
+	r := &rig{labels: []string{"box"}, state: t.TempDir()}
 	clip := movingBoxClip(t)
-	broker := testenv.StartMosquitto(t, "")
-	sub := testenv.Subscribe(t, broker.URL("mqtt"), "stardetr/dev1/#", nil)
-	haSub := testenv.Subscribe(t, broker.URL("mqtt"), "homeassistant/#", nil)
-	state := t.TempDir()
+	r.broker = testenv.StartMosquitto(t, "")
+	r.sub = testenv.Subscribe(t, r.broker.URL("mqtt"), "stardetr/dev1/#", nil)
+	r.haSub = testenv.Subscribe(t, r.broker.URL("mqtt"), "homeassistant/#", nil)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 
 	mq := publish.DefaultConfig()
-	mq.Brokers = []string{broker.URL("mqtt")}
-	pub, err := publish.New(mq, publish.Options{DeviceID: "dev1", StateDir: state, Logger: log})
-	if err != nil {
+	mq.Brokers = []string{r.broker.URL("mqtt")}
+	var err error
+	if r.pub, err = publish.New(mq, publish.Options{DeviceID: "dev1", StateDir: r.state, Logger: log}); err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
-	defer cancel()
-	if err := pub.Start(ctx); err != nil {
+	t.Cleanup(cancel)
+	if err := r.pub.Start(ctx); err != nil {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() {
 		c, stop := context.WithTimeout(context.Background(), 10*time.Second)
 		defer stop()
-		_ = pub.Close(c)
+		_ = r.pub.Close(c)
 	})
 
 	cam := defaultCamera()
-	cam.Name, cam.URL, cam.Loop, cam.Pace = "front", clip, false, "realtime"
+	cam.Name, cam.URL, cam.Loop, cam.Pace = "front", clip, loop, "realtime"
 	cam.Publish = pipeline.Policy{Mode: pipeline.PolicyEvery}
 	cam.Track.Enabled, cam.Track.MaxAge = true, 5
 	cam.Zones = track.Zones{
 		{Name: "left", Polygon: [][]float64{{0, 0}, {0.5, 0}, {0.5, 1}, {0, 1}}, Inertia: 3},
 		{Name: "right", Polygon: [][]float64{{0.5, 0}, {1, 0}, {1, 1}, {0.5, 1}}, Inertia: 3},
 	}
-	cfg := DefaultConfig()
-	cfg.StateDir, cfg.Cameras, cfg.HomeAssistant.Enabled = state, []CameraConfig{cam}, true
-	cfg.Events.UpdateInterval = 0
-	labels := []string{"box"}
-	if err := checkZoneClasses(cfg.Cameras, labels); err != nil {
+	r.cfg = DefaultConfig()
+	r.cfg.StateDir, r.cfg.Cameras, r.cfg.HomeAssistant.Enabled = r.state, []CameraConfig{cam}, true
+	r.cfg.Events.UpdateInterval = 0
+	if err := checkZoneClasses(r.cfg.Cameras, r.labels); err != nil {
 		t.Fatal(err)
 	}
-	if err := publishRetained(&cfg, "dev1", "seed", labels, pub); err != nil {
+	if err := publishRetained(&r.cfg, "dev1", "seed", r.labels, r.pub); err != nil {
 		t.Fatal(err)
 	}
 
-	sink := &messageSink{pub: pub, log: log, recent: &recentEvents{n: 10}}
-	if sink.snaps, err = openEventSnapshots(filepath.Join(state, "events"), 1<<20, log); err != nil {
+	r.sink = &messageSink{pub: r.pub, log: log, recent: &recentEvents{n: 10}}
+	if r.sink.snaps, err = openEventSnapshots(filepath.Join(r.state, "events"), 1<<20, log); err != nil {
 		t.Fatal(err)
 	}
-	det := &redBoxDetector{}
-	p := pipeline.New([]pipeline.Slot{det}, sink, log)
-	cams, err := buildCameras(cfg.Cameras, cfg.Events, labels, log)
+	r.pipe = pipeline.New([]pipeline.Slot{&redBoxDetector{}}, r.sink, log)
+	cams, err := buildCameras(r.cfg.Cameras, r.cfg.Events, r.labels, log)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := p.Update(cams); err != nil {
+	if err := r.pipe.Update(cams); err != nil {
 		t.Fatal(err)
 	}
 	pctx, stopPipe := context.WithCancel(context.Background())
 	done := make(chan error, 1)
-	go func() { done <- p.Run(pctx) }()
-	defer func() { stopPipe(); <-done }()
+	go func() { done <- r.pipe.Run(pctx) }()
+	t.Cleanup(func() { stopPipe(); <-done })
+	return r
+}
+
+func TestEventsEndToEnd(t *testing.T) {
+	r := startRig(t, false)
+	sub, haSub, sink, pub, cfg, labels, state := r.sub, r.haSub, r.sink, r.pub, r.cfg, r.labels, r.state
+	broker := r.broker
 
 	isEnd := func(m testenv.Received) bool {
 		return m.Topic == "stardetr/dev1/front/events" && strings.Contains(string(m.Payload), `"type":"end"`)

@@ -38,6 +38,7 @@ type service struct {
 	inputs []*model.Input
 	pub    *publish.Publisher
 	sink   *messageSink
+	live   *liveView
 	pipe   *pipeline.Pipeline
 	srv    *http.Server
 
@@ -132,6 +133,7 @@ func startService(ctx context.Context, cfg Config, configPath string, log *slog.
 			return nil, herr
 		}
 		s.srv = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+		s.srv.RegisterOnShutdown(s.live.cancel) // live streams end with the server
 		go func() {
 			if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				s.fatal <- fmt.Errorf("http server: %w", err)

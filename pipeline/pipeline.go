@@ -380,7 +380,7 @@ func (p *Pipeline) infer(j job) {
 	}
 	p.st.observe(&lat)
 	cs.processed(t3)
-	cs.keepSnapshot(f, cs.all)
+	cs.keepSnapshot(f, cs.all, ids)
 }
 
 // track runs the camera's scene on the frame's detections, hands what changed to the event

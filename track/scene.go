@@ -80,6 +80,7 @@ type Scene struct {
 	counts, prev [][]int
 	first        bool
 	res          Result
+	outlines     []Outline
 }
 
 // NewScene returns a scene for a camera with validated cfg and zones; labels are the model's
@@ -88,6 +89,11 @@ func NewScene(cfg Config, zones Zones, labels []string) *Scene {
 	s := &Scene{cfg: cfg, tr: newTracker(cfg), labels: append([]string(nil), labels...), first: true}
 	for _, z := range zones {
 		s.zones = append(s.zones, zone{name: z.Name, pts: toPoints(z.Polygon), classes: z.Classes, inertia: z.Inertia, loiter: z.Loiter})
+		o := Outline{Name: z.Name}
+		for _, p := range z.Polygon {
+			o.Polygon = append(o.Polygon, [2]float64{p[0], p[1]})
+		}
+		s.outlines = append(s.outlines, o)
 	}
 	s.counts = make([][]int, len(s.zones)+1)
 	s.prev = make([][]int, len(s.zones)+1)
@@ -262,6 +268,15 @@ func (s *Scene) classIndex(o *object) int {
 	}
 	return o.class
 }
+
+// Outline is a zone's name and corners (fractions of the frame), for drawing.
+type Outline struct {
+	Name    string
+	Polygon [][2]float64
+}
+
+// Outlines returns the scene's zones. They never change, so any goroutine may call it.
+func (s *Scene) Outlines() []Outline { return s.outlines }
 
 // Close ends every confirmed object (the camera stops) and returns their end events.
 func (s *Scene) Close() []Event {
