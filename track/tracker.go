@@ -1,5 +1,10 @@
 package track
 
+import (
+	"math"
+	"slices"
+)
+
 // Detection is one detected object of a frame, as the detector reports it.
 type Detection struct {
 	ClassID int
@@ -41,14 +46,18 @@ type tracker struct {
 	objs   []*object
 	free   []*object
 
-	mt      matcher
-	rows    []int // matcher row → index in objs
-	cols    []int // matcher column → detection index
-	rowCol  []int
-	high    []int
-	low     []int
-	detObj  []*object // per detection: the object it was matched to, or nil
-	removed []*object // objects that ended this frame, returned to the pool next frame
+	mt       matcher
+	rows     []int // matcher row → index in objs
+	cols     []int // matcher column → detection index
+	rowCol   []int
+	colBox   [][4]float32 // boxes of the columns, contiguous
+	colClass []int
+	keys     []uint64 // sort keys of the columns: left edge, then index
+	sorted   []int
+	high     []int
+	low      []int
+	detObj   []*object // per detection: the object it was matched to, or nil
+	removed  []*object // objects that ended this frame, returned to the pool next frame
 }
 
 func newTracker(cfg Config) *tracker {
@@ -130,6 +139,15 @@ func (t *tracker) update(dets []Detection) {
 	}
 }
 
+// sortable maps a float32 to a uint32 of the same order.
+func sortable(f float32) uint32 {
+	u := math.Float32bits(f)
+	if u&(1<<31) != 0 {
+		return ^u
+	}
+	return u | 1<<31
+}
+
 func (t *tracker) newObject() *object {
 	var o *object
 	if n := len(t.free); n > 0 {
@@ -160,15 +178,43 @@ func (t *tracker) associate(dets []Detection, idx []int, minIOU float64, want fu
 	if len(t.rows) == 0 || len(t.cols) == 0 {
 		return
 	}
+	// The pairs are the tracker's hot spot (100 × 100 a frame). Columns sorted by their left
+	// edge, with the widest box's width known, let each row visit only the columns whose
+	// left edge lies within [row.x1 − widest, row.x2): the others cannot overlap it.
+	t.keys = t.keys[:0]
+	var widest float32
+	for k, j := range t.cols {
+		b := &dets[j].Box
+		t.keys = append(t.keys, uint64(sortable(b[0]))<<32|uint64(k))
+		widest = max(widest, b[2]-b[0])
+	}
+	slices.Sort(t.keys)
+	t.colBox, t.colClass, t.sorted = t.colBox[:0], t.colClass[:0], t.sorted[:0]
+	for _, key := range t.keys {
+		j := t.cols[uint32(key)]
+		t.sorted = append(t.sorted, j)
+		t.colBox = append(t.colBox, dets[j].Box)
+		t.colClass = append(t.colClass, dets[j].ClassID)
+	}
+	t.cols, t.sorted = t.sorted, t.cols
 	t.mt.reset(len(t.rows), len(t.cols))
 	for r, oi := range t.rows {
 		o := t.objs[oi]
 		pb := o.kf.box()
-		for c, j := range t.cols {
-			if dets[j].ClassID != o.class {
+		lo, hi := 0, len(t.colBox) // first column with x1 > pb.x1 − widest
+		for lo < hi {
+			if mid := (lo + hi) / 2; t.colBox[mid][0] <= pb[0]-widest {
+				lo = mid + 1
+			} else {
+				hi = mid
+			}
+		}
+		for c := lo; c < len(t.colBox) && t.colBox[c][0] < pb[2]; c++ {
+			b := &t.colBox[c]
+			if b[2] <= pb[0] || t.colClass[c] != o.class {
 				continue
 			}
-			if v := iou(pb, dets[j].Box); v >= minIOU {
+			if v := iou(pb, *b); v >= minIOU {
 				t.mt.allow(r, c, 1-v)
 			}
 		}
