@@ -85,23 +85,9 @@ func encodeEvent(device string, seq uint64, e *Event) ([]byte, error) {
 // PublishEvent queues an event on …/<camera>/events at QoS 1. It takes the camera's next seq:
 // events and detections of a camera share one sequence, so a gap in either is a lost message.
 func (p *Publisher) PublishEvent(ev Event) error {
-	if err := p.accepting("camera name", ev.Camera); err != nil {
-		return err
-	}
-	p.encMu.Lock()
-	defer p.encMu.Unlock()
-	seq, err := p.seqs.take(ev.Camera)
-	if err != nil {
-		return fmt.Errorf("publish: %w", err)
-	}
-	payload, err := encodeEvent(p.device, seq, &ev)
-	if err != nil {
-		return fmt.Errorf("publish: camera %s event %s seq %d: %w", ev.Camera, ev.ID, seq, err)
-	}
-	if err := p.enqueue(p.camPrefix+ev.Camera+"/events", EventQoS, false, payload); err != nil {
-		return fmt.Errorf("publish: queue camera %s seq %d: %w", ev.Camera, seq, err)
-	}
-	return nil
+	return p.publishNumbered(ev.Camera, "events", EventQoS, func(seq uint64) ([]byte, error) {
+		return encodeEvent(p.device, seq, &ev)
+	})
 }
 
 // PublishCount queues the retained count …/<camera>/<zone>/<label> (an integer as text) at

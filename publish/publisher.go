@@ -470,21 +470,29 @@ func (p *Publisher) maintainLoop(ctx context.Context) {
 // connected. It never waits for the network. When the queue is full the
 // oldest queued messages are dropped, counted and logged.
 func (p *Publisher) PublishDetections(msg Detections) error {
-	if err := p.accepting("camera name", msg.Camera); err != nil {
+	return p.publishNumbered(msg.Camera, "detections", byte(p.cfg.QoS), func(seq uint64) ([]byte, error) {
+		return encodeDetections(p.device, seq, &msg)
+	})
+}
+
+// publishNumbered takes the camera's next seq, encodes the message with it and queues it on
+// <camera>/<kind>, all under encMu so that seq order is queue order.
+func (p *Publisher) publishNumbered(camera, kind string, qos byte, encode func(seq uint64) ([]byte, error)) error {
+	if err := p.accepting("camera name", camera); err != nil {
 		return err
 	}
 	p.encMu.Lock()
 	defer p.encMu.Unlock()
-	seq, err := p.seqs.take(msg.Camera)
+	seq, err := p.seqs.take(camera)
 	if err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}
-	payload, err := encodeDetections(p.device, seq, &msg)
+	payload, err := encode(seq)
 	if err != nil {
-		return fmt.Errorf("publish: camera %s seq %d: %w", msg.Camera, seq, err)
+		return fmt.Errorf("publish: camera %s %s seq %d: %w", camera, kind, seq, err)
 	}
-	if err := p.enqueue(p.camPrefix+msg.Camera+"/detections", byte(p.cfg.QoS), false, payload); err != nil {
-		return fmt.Errorf("publish: queue camera %s seq %d: %w", msg.Camera, seq, err)
+	if err := p.enqueue(p.camPrefix+camera+"/"+kind, qos, false, payload); err != nil {
+		return fmt.Errorf("publish: queue camera %s seq %d: %w", camera, seq, err)
 	}
 	return nil
 }

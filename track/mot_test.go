@@ -187,31 +187,13 @@ func evaluate(gt [][]gtBox, hyp [][]hypBox) motResult {
 				cols = append(cols, j)
 			}
 		}
-		if len(rows) > 0 && len(cols) > 0 {
-			n, m := len(rows), len(cols)
-			tr := n > m
-			if tr {
-				n, m = m, n
+		for _, pr := range minCostPairs(&h, len(rows), len(cols), func(a, b int) float64 {
+			if v := iou(G[rows[a]].box, Hs[cols[b]].box); v >= thr {
+				return 1 - v
 			}
-			cost := make([]float64, n*m)
-			for a := range n {
-				for b := range m {
-					gi, hj := pair(rows, cols, a, b, tr)
-					cost[a*m+b] = forbidden
-					if v := iou(G[gi].box, Hs[hj].box); v >= thr {
-						cost[a*m+b] = 1 - v
-					}
-				}
-			}
-			sol := make([]int, n)
-			h.solve(cost, n, m, sol)
-			for a, b := range sol {
-				if cost[a*m+b] >= forbidden {
-					continue
-				}
-				gi, hj := pair(rows, cols, a, b, tr)
-				gMatch[gi], hUsed[hj] = hj, true
-			}
+			return forbidden
+		}) {
+			gMatch[rows[pr[0]]], hUsed[cols[pr[1]]] = cols[pr[1]], true
 		}
 		prevMatch = map[int]uint64{}
 		for i, g := range G {
@@ -244,38 +226,51 @@ func evaluate(gt [][]gtBox, hyp [][]hypBox) motResult {
 	for x := range hypFrames {
 		hids = append(hids, x)
 	}
-	if len(gids) > 0 && len(hids) > 0 {
-		n, m := len(gids), len(hids)
-		tr := n > m
-		if tr {
-			n, m = m, n
-		}
-		cost := make([]float64, n*m)
-		for a := range n {
-			for b := range m {
-				gi, hj := a, b
-				if tr {
-					gi, hj = b, a
-				}
-				cost[a*m+b] = -float64(co[[2]uint64{uint64(gids[gi]), hids[hj]}])
-			}
-		}
-		sol := make([]int, n)
-		h.solve(cost, n, m, sol)
-		for a, b := range sol {
-			r.idtp += int(-cost[a*m+b])
-		}
+	for _, pr := range minCostPairs(&h, len(gids), len(hids), func(a, b int) float64 {
+		return -float64(co[[2]uint64{uint64(gids[a]), hids[b]}])
+	}) {
+		r.idtp += co[[2]uint64{uint64(gids[pr[0]]), hids[pr[1]]}]
 	}
 	r.idf1 = 2 * float64(r.idtp) / float64(r.gt+r.hyp)
 	return r
 }
 
-// pair maps the indices of a possibly transposed cost matrix back to (row, column) items.
-func pair(rows, cols []int, a, b int, transposed bool) (int, int) {
-	if transposed {
-		return rows[b], cols[a]
+// minCostPairs assigns items a < n to items b < m one to one at minimum total cost(a, b)
+// (transposing for the solver, which wants n ≤ m) and returns the pairs whose cost is
+// allowed (below forbidden).
+func minCostPairs(h *hungarian, n, m int, cost func(a, b int) float64) [][2]int {
+	if n == 0 || m == 0 {
+		return nil
 	}
-	return rows[a], cols[b]
+	tr := n > m
+	rn, rm := n, m
+	if tr {
+		rn, rm = m, n
+	}
+	c := make([]float64, rn*rm)
+	for i := range rn {
+		for j := range rm {
+			if tr {
+				c[i*rm+j] = cost(j, i)
+			} else {
+				c[i*rm+j] = cost(i, j)
+			}
+		}
+	}
+	sol := make([]int, rn)
+	h.solve(c, rn, rm, sol)
+	var out [][2]int
+	for i, j := range sol {
+		if c[i*rm+j] >= forbidden {
+			continue
+		}
+		if tr {
+			out = append(out, [2]int{j, i})
+		} else {
+			out = append(out, [2]int{i, j})
+		}
+	}
+	return out
 }
 
 // TestEvaluateHandComputed checks the metric code on a case worked out by hand:
