@@ -101,11 +101,11 @@ func (s *messageSink) PublishTracked(t *pipeline.Tracked) error {
 		if s.snaps != nil && s.snaps.has(pe.ID) {
 			pe.Snapshot = snapshotPath(pe.ID)
 		}
-		if err := s.pub.PublishEvent(pe); err != nil {
+		msg, err := s.pub.PublishEvent(pe)
+		if err != nil {
 			errs = append(errs, err)
-		}
-		if s.recent != nil {
-			s.recent.add(pe)
+		} else if s.recent != nil {
+			s.recent.add(pe.ID, t.Camera, msg)
 		}
 		if ev.Type == track.EventEnd && s.snaps != nil {
 			s.snaps.ended(pe.ID)
@@ -123,32 +123,37 @@ func (s *messageSink) PublishTracked(t *pipeline.Tracked) error {
 // snapshotPath is where the HTTP server serves an event's snapshot.
 func snapshotPath(id string) string { return "/events/" + id + "/snapshot.jpg" }
 
-// recentEvents remembers the latest state of the last n events for /api/events.
+// recentEvents remembers the latest message of each of the last n events for /api/events:
+// exactly what was published on MQTT (schema events.v1.json).
 type recentEvents struct {
 	mu   sync.Mutex
 	n    int
-	list []publish.Event // oldest first; one entry per event id
+	list []recentEvent // oldest first; one entry per event id
 }
 
-func (r *recentEvents) add(e publish.Event) {
+type recentEvent struct {
+	id, camera string
+	msg        json.RawMessage
+}
+
+func (r *recentEvents) add(id, camera string, msg json.RawMessage) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	e.Zones, e.EnteredZones = slices.Clone(e.Zones), slices.Clone(e.EnteredZones) // the scene reuses them
-	r.list = slices.DeleteFunc(r.list, func(x publish.Event) bool { return x.ID == e.ID })
-	r.list = append(r.list, e)
+	r.list = slices.DeleteFunc(r.list, func(x recentEvent) bool { return x.id == id })
+	r.list = append(r.list, recentEvent{id, camera, msg})
 	if len(r.list) > r.n {
 		r.list = slices.Delete(r.list, 0, len(r.list)-r.n)
 	}
 }
 
 // latest returns up to limit events of camera (all cameras when empty), newest first.
-func (r *recentEvents) latest(camera string, limit int) []publish.Event {
+func (r *recentEvents) latest(camera string, limit int) []json.RawMessage {
 	r.mu.Lock()
 	defer r.mu.Unlock()
-	var out []publish.Event
+	out := []json.RawMessage{}
 	for i := len(r.list) - 1; i >= 0 && len(out) < limit; i-- {
-		if camera == "" || r.list[i].Camera == camera {
-			out = append(out, r.list[i])
+		if camera == "" || r.list[i].camera == camera {
+			out = append(out, r.list[i].msg)
 		}
 	}
 	return out
@@ -313,24 +318,9 @@ func (s *service) eventSnapshot(w http.ResponseWriter, r *http.Request) {
 	_, _ = io.Copy(w, f)
 }
 
-// apiEvent is one entry of /api/events: the event's latest state.
-type apiEvent struct {
-	ID           string     `json:"id"`
-	Type         string     `json:"type"`
-	Camera       string     `json:"camera"`
-	TrackID      uint64     `json:"track_id"`
-	Label        string     `json:"label"`
-	Score        float64    `json:"score"`
-	Box          [4]float64 `json:"box"`
-	Zones        []string   `json:"zones"`
-	EnteredZones []string   `json:"entered_zones"`
-	Start        time.Time  `json:"start"`
-	End          *time.Time `json:"end,omitempty"`
-	Frames       int        `json:"frames"`
-	Snapshot     string     `json:"snapshot,omitempty"`
-}
-
-// apiEvents serves /api/events?camera=&limit= : the latest events, newest first.
+// apiEvents serves /api/events?camera=&limit= : the latest message of each recent event,
+// newest first. A snapshot it names may have been removed since to keep
+// events.snapshot_max_mb.
 func (s *service) apiEvents(w http.ResponseWriter, r *http.Request) {
 	limit := 50
 	if v := r.URL.Query().Get("limit"); v != "" {
@@ -341,25 +331,7 @@ func (s *service) apiEvents(w http.ResponseWriter, r *http.Request) {
 		}
 		limit = n
 	}
-	out := []apiEvent{}
-	for _, e := range s.sink.recent.latest(r.URL.Query().Get("camera"), limit) {
-		a := apiEvent{ID: e.ID, Type: e.Type, Camera: e.Camera, TrackID: e.TrackID, Label: e.Label, Score: e.Score,
-			Box: e.Box, Zones: e.Zones, EnteredZones: e.EnteredZones, Start: e.Start.UTC(), Frames: e.Frames}
-		if a.Zones == nil {
-			a.Zones = []string{}
-		}
-		if a.EnteredZones == nil {
-			a.EnteredZones = []string{}
-		}
-		if e.Type == track.EventEnd {
-			end := e.End.UTC()
-			a.End = &end
-		}
-		if s.sink.snaps != nil && s.sink.snaps.has(e.ID) {
-			a.Snapshot = snapshotPath(e.ID)
-		}
-		out = append(out, a)
-	}
+	out := s.sink.recent.latest(r.URL.Query().Get("camera"), limit)
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(out)
 }

@@ -215,11 +215,14 @@ func TestLiveHTTP(t *testing.T) {
 		return false
 	})
 	resp, body := get("/api/events?camera=front&limit=5", "admin", "s3cret")
-	var evs []apiEvent
+	var evs []struct {
+		ID, Camera, Label, Snapshot string
+		Seq                         uint64
+	}
 	if err := json.Unmarshal(body, &evs); err != nil || resp.StatusCode != 200 || len(evs) == 0 {
 		t.Fatalf("/api/events: %d %s (%v)", resp.StatusCode, body, err)
 	}
-	if evs[0].Camera != "front" || evs[0].Label != "box" || evs[0].Snapshot != "/events/"+evs[0].ID+"/snapshot.jpg" {
+	if evs[0].Camera != "front" || evs[0].Label != "box" || evs[0].Seq == 0 || evs[0].Snapshot != "/events/"+evs[0].ID+"/snapshot.jpg" {
 		t.Errorf("/api/events entry %+v", evs[0])
 	}
 	if _, body := get("/api/events?camera=back", "admin", "s3cret"); strings.TrimSpace(string(body)) != "[]" {

@@ -82,12 +82,20 @@ func encodeEvent(device string, seq uint64, e *Event) ([]byte, error) {
 	return json.Marshal(&w)
 }
 
-// PublishEvent queues an event on …/<camera>/events at QoS 1. It takes the camera's next seq:
-// events and detections of a camera share one sequence, so a gap in either is a lost message.
-func (p *Publisher) PublishEvent(ev Event) error {
-	return p.publishNumbered(ev.Camera, "events", EventQoS, func(seq uint64) ([]byte, error) {
-		return encodeEvent(p.device, seq, &ev)
+// PublishEvent queues an event on …/<camera>/events at QoS 1 and returns the message it
+// queued. It takes the camera's next seq: events and detections of a camera share one
+// sequence, so a gap in either is a lost message.
+func (p *Publisher) PublishEvent(ev Event) (json.RawMessage, error) {
+	var msg []byte
+	err := p.publishNumbered(ev.Camera, "events", EventQoS, func(seq uint64) ([]byte, error) {
+		var err error
+		msg, err = encodeEvent(p.device, seq, &ev)
+		return msg, err
 	})
+	if err != nil {
+		return nil, err
+	}
+	return msg, nil
 }
 
 // PublishCount queues the retained count …/<camera>/<zone>/<label> (an integer as text) at

@@ -29,17 +29,17 @@ func TestEventsCountsRetained(t *testing.T) {
 	if err := p.PublishDetections(det); err != nil {
 		t.Fatal(err)
 	}
-	ev := publish.Event{Camera: "front", Type: "new", ID: "1796183200123-7", TrackID: 7, ClassID: 0, Label: "person",
+	ev := publish.Event{Camera: "front", Type: "new", ID: "front-1796183200123-7", TrackID: 7, ClassID: 0, Label: "person",
 		Score: 0.87654, Box: [4]float64{1, 2, 3.333, 4}, Start: start, Frames: 3}
-	if err := p.PublishEvent(ev); err != nil {
+	if _, err := p.PublishEvent(ev); err != nil {
 		t.Fatal(err)
 	}
 	ev.Type, ev.Zones, ev.EnteredZones = "update", []string{"drive"}, []string{"drive"}
-	if err := p.PublishEvent(ev); err != nil {
+	if _, err := p.PublishEvent(ev); err != nil {
 		t.Fatal(err)
 	}
-	ev.Type, ev.Zones, ev.End, ev.Frames, ev.Snapshot = "end", nil, start.Add(5*time.Second), 50, "/events/front/1796183200123-7/snapshot.jpg"
-	if err := p.PublishEvent(ev); err != nil {
+	ev.Type, ev.Zones, ev.End, ev.Frames, ev.Snapshot = "end", nil, start.Add(5*time.Second), 50, "/events/front-1796183200123-7/snapshot.jpg"
+	if _, err := p.PublishEvent(ev); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
