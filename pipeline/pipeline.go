@@ -450,5 +450,24 @@ func (p *Pipeline) shutdown() {
 	p.camWG.Wait()
 	for _, cs := range cams {
 		cs.releaseAll()
+		p.closeScene(cs)
+	}
+}
+
+// closeScene ends the tracks of a stopped camera: end events, counts back to 0. Only
+// shutdown calls it, when the worker no longer uses the scene; a camera that a reload
+// restarts gets a new scene without them.
+func (p *Pipeline) closeScene(cs *camState) {
+	sc := cs.cam.Scene
+	if sc == nil || p.events == nil {
+		return
+	}
+	res := sc.Close()
+	if len(res.Events)+len(res.Counts) == 0 {
+		return
+	}
+	// No frame goes with it: Close reports no best frames.
+	if err := p.events.PublishTracked(&Tracked{Camera: cs.cam.Name, Time: time.Now(), Result: res}); err != nil {
+		cs.log.Warn("publishing the end events failed", "err", err)
 	}
 }

@@ -278,16 +278,20 @@ type Outline struct {
 // Outlines returns the scene's zones. They never change, so any goroutine may call it.
 func (s *Scene) Outlines() []Outline { return s.outlines }
 
-// Close ends every confirmed object (the camera stops) and returns their end events.
-func (s *Scene) Close() []Event {
-	s.res.Events = s.res.Events[:0]
+// Close ends every object (the camera stops): it returns an end event for each confirmed
+// one and the counts that drop to 0. The scene is empty afterwards.
+func (s *Scene) Close() Result {
+	s.res.Events, s.res.Best, s.res.Counts, s.res.TrackIDs = s.res.Events[:0], s.res.Best[:0], s.res.Counts[:0], s.res.TrackIDs[:0]
 	for _, o := range s.tr.objs {
 		if o.id != 0 && o.ev.id != "" {
 			s.res.Events = s.emit(s.res.Events, o, EventEnd)
 		}
 	}
+	s.tr.removed = append(s.tr.removed, s.tr.objs...)
+	clear(s.tr.objs)
 	s.tr.objs = s.tr.objs[:0]
-	return s.res.Events
+	s.count()
+	return s.res
 }
 
 func contains(list []string, s string) bool {

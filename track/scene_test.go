@@ -128,15 +128,21 @@ func TestSceneLoiterAndClasses(t *testing.T) {
 	}
 }
 
-// TestSceneClose ends confirmed tracks when the camera stops.
+// TestSceneClose ends confirmed tracks and zeroes the counts when the camera stops.
 func TestSceneClose(t *testing.T) {
 	cfg := track.DefaultConfig()
 	cfg.MinHits = 1
 	sc := track.NewScene(cfg, nil, []string{"person"})
 	sc.Update(at(0), 100, 100, []track.Detection{{Label: "person", Score: 0.9, Box: box(10, 10, 20, 20)}})
-	evs := sc.Close()
-	if len(evs) != 1 || evs[0].Type != track.EventEnd || !evs[0].End.Equal(at(0)) {
-		t.Fatalf("Close returned %+v, want one end event at %v", evs, at(0))
+	res := sc.Close()
+	if len(res.Events) != 1 || res.Events[0].Type != track.EventEnd || !res.Events[0].End.Equal(at(0)) {
+		t.Fatalf("Close returned %+v, want one end event at %v", res.Events, at(0))
+	}
+	if len(res.Counts) != 1 || res.Counts[0] != (track.Count{Zone: "all", Label: "person", N: 0}) {
+		t.Fatalf("Close counts %+v, want all/person back to 0", res.Counts)
+	}
+	if res := sc.Close(); len(res.Events)+len(res.Counts) != 0 {
+		t.Fatalf("a second Close reported %+v", res)
 	}
 }
 
