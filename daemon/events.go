@@ -19,6 +19,7 @@ import (
 	"sync/atomic"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"gocv.io/x/gocv"
 
 	"github.com/stardetr/stardetr/internal/atomicfile"
@@ -282,7 +283,16 @@ func (s *eventSnapshots) trim(need int64) {
 		s.total -= s.files[id].size
 		delete(s.files, id)
 		s.removed.Add(1)
+		s.log.Debug("event snapshot removed to keep events.snapshot_max_mb", "id", id, "removed_total", s.removed.Load())
 	}
+}
+
+// collector exports how many snapshots the size bound removed.
+func (s *eventSnapshots) collector() prometheus.Collector {
+	return prometheus.NewCounterFunc(prometheus.CounterOpts{
+		Name: "stardetr_event_snapshots_removed_total",
+		Help: "Event snapshots removed, oldest first, to keep events.snapshot_max_mb.",
+	}, func() float64 { return float64(s.removed.Load()) })
 }
 
 // open returns the snapshot file of an event.

@@ -123,6 +123,9 @@ func startService(ctx context.Context, cfg Config, configPath string, log *slog.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		s.pipe.Collector(), s.pub, providerGauge(info.Provider))
+	if s.sink.snaps != nil {
+		reg.MustRegister(s.sink.snaps.collector())
+	}
 	if cfg.HTTP.Listen != "" {
 		ln, lerr := net.Listen("tcp", cfg.HTTP.Listen)
 		if lerr != nil {
