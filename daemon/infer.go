@@ -13,6 +13,7 @@ import (
 
 	"gocv.io/x/gocv"
 
+	"github.com/stardetr/stardetr/internal/libsearch"
 	"github.com/stardetr/stardetr/model"
 )
 
@@ -29,8 +30,8 @@ func modelFlags(fs *flag.FlagSet) *model.Config {
 		return nil
 	})
 	fs.StringVar(&cfg.Path, "model", "", "ONNX model file (ultralytics RT-DETR export)")
-	fs.StringVar(&cfg.ONNXRuntime, "onnxruntime", "", "ONNX Runtime library (default: $STARDETR_ONNXRUNTIME, next to the binary, the source tree's build folders, "+model.SystemLibDir+")")
-	fs.StringVar(&cfg.Plugin, "plugin", "", "CARAFE plugin library (default: $STARDETR_PLUGIN, next to the binary, the source tree's build folder, "+model.SystemLibDir+")")
+	fs.StringVar(&cfg.ONNXRuntime, "onnxruntime", "", "ONNX Runtime library (default: $STARDETR_ONNXRUNTIME, next to the binary, the source tree's build folders, "+libsearch.SystemLibDir+")")
+	fs.StringVar(&cfg.Plugin, "plugin", "", "CARAFE plugin library (default: $STARDETR_PLUGIN, next to the binary, the source tree's build folder, "+libsearch.SystemLibDir+")")
 	fs.IntVar(&cfg.Threads, "threads", 0, "ONNX Runtime intra-op threads (0: ONNX Runtime decides)")
 	fs.Func("providers", "execution providers in order, comma-separated (default: tensorrt,cuda where available, then cpu)", func(s string) error {
 		cfg.Providers = strings.Split(s, ",")

@@ -16,8 +16,8 @@ import (
 	"github.com/stardetr/stardetr/pipeline"
 )
 
-// stopTimeout bounds a clean shutdown after SIGTERM: systemd's default TimeoutStopSec is 90 s,
-// the issue asks for 5 s.
+// stopTimeout bounds a clean shutdown after SIGTERM: the README promises an exit within 5 s
+// (systemd's default TimeoutStopSec is 90 s); 4 s leaves a second for the process to exit.
 const stopTimeout = 4 * time.Second
 
 func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {

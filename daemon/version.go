@@ -9,6 +9,7 @@ import (
 
 	"gocv.io/x/gocv"
 
+	"github.com/stardetr/stardetr/internal/libsearch"
 	"github.com/stardetr/stardetr/model"
 )
 
@@ -23,7 +24,7 @@ func cmdVersion(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	}
 	code := 0
 	fmt.Fprintf(stdout, "stardetr     %s\n", Version)
-	loc := model.DefaultLocator()
+	loc := libsearch.DefaultLocator()
 	if lib, err := loc.ONNXRuntime(*ortPath); err != nil {
 		fmt.Fprintf(stdout, "onnxruntime  %s\n", notFound(err))
 		code = 1
@@ -47,7 +48,7 @@ func cmdVersion(ctx context.Context, args []string, stdout, stderr io.Writer) in
 }
 
 func notFound(err error) string {
-	if nf, ok := err.(*model.NotFoundError); ok {
+	if nf, ok := err.(*libsearch.NotFoundError); ok {
 		return fmt.Sprintf("not found (%s)", strings.Join(nf.Looked, ", "))
 	}
 	return fmt.Sprintf("not found (%v)", err)

@@ -12,9 +12,9 @@ import (
 type Config struct {
 	// Path is the ONNX model file (an ultralytics RT-DETR export).
 	Path string `mapstructure:"path"`
-	// Plugin is the CARAFE custom-op library; empty: searched (see FindPlugin).
+	// Plugin is the CARAFE custom-op library; empty: searched (internal/libsearch).
 	Plugin string `mapstructure:"plugin"`
-	// ONNXRuntime is the ONNX Runtime shared library; empty: searched (see FindONNXRuntime).
+	// ONNXRuntime is the ONNX Runtime shared library; empty: searched (internal/libsearch).
 	ONNXRuntime string `mapstructure:"onnxruntime"`
 	// Providers is the execution-provider chain, tried in order; empty: tensorrt and cuda
 	// where the ONNX Runtime library ships them, then cpu.

@@ -13,6 +13,7 @@ import (
 
 	"gocv.io/x/gocv"
 
+	"github.com/stardetr/stardetr/internal/testenv"
 	"github.com/stardetr/stardetr/model"
 )
 
@@ -215,12 +216,12 @@ func TestPreprocessFrameKinds(t *testing.T) {
 	}
 	empty := gocv.NewMat()
 	defer empty.Close()
-	wantErr(t, d.Preprocess(empty), "empty frame")
+	testenv.WantError(t, d.Preprocess(empty), "empty frame")
 	f32 := gocv.NewMatWithSize(10, 10, gocv.MatTypeCV32FC3)
 	defer f32.Close()
-	wantErr(t, d.Preprocess(f32), "expected 8-bit BGR")
+	testenv.WantError(t, d.Preprocess(f32), "expected 8-bit BGR")
 	_, _, err := d.Detect(empty, nil)
-	wantErr(t, err, "empty frame")
+	testenv.WantError(t, err, "empty frame")
 }
 
 // TestInputsRunConcurrently checks that two Inputs of one Detector can be used at the same

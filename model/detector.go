@@ -1,7 +1,7 @@
 // Package model turns a frame into detections: it owns the ONNX Runtime session of an
 // ultralytics RT-DETR export (execution-provider chain, CARAFE plugin, metadata), the
 // preprocessing of a BGR frame into the model's input tensor and the decoding of its output,
-// following ultralytics' RT-DETR predictor exactly (DESIGN.md, "Model input/output").
+// following ultralytics' RT-DETR predictor exactly (the contract in the README, "Your own model").
 package model
 
 import (
@@ -20,6 +20,9 @@ import (
 
 	ort "github.com/yalue/onnxruntime_go"
 	"gocv.io/x/gocv"
+
+	"github.com/stardetr/stardetr/internal/libsearch"
+	"github.com/stardetr/stardetr/model/internal/onnxpb"
 )
 
 // Detection is one detected object, its box in frame pixels.
@@ -80,11 +83,11 @@ type Detector struct {
 // nodes, creates the session with the first provider of the chain that works, checks that the
 // model is an RT-DETR detector and runs it once. On error nothing stays open.
 func Open(ctx context.Context, cfg Config, stateDir string, log *slog.Logger) (*Detector, error) {
-	return OpenWith(ctx, cfg, stateDir, log, DefaultLocator())
+	return OpenWith(ctx, cfg, stateDir, log, libsearch.DefaultLocator())
 }
 
 // OpenWith is Open with the places to search for the libraries given.
-func OpenWith(ctx context.Context, cfg Config, stateDir string, log *slog.Logger, loc Locator) (_ *Detector, err error) {
+func OpenWith(ctx context.Context, cfg Config, stateDir string, log *slog.Logger, loc libsearch.Locator) (_ *Detector, err error) {
 	start := time.Now()
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
@@ -102,7 +105,7 @@ func OpenWith(ctx context.Context, cfg Config, stateDir string, log *slog.Logger
 		}
 		return nil, fmt.Errorf("model.path: reading %s: %w", cfg.Path, err)
 	}
-	m, err := parseONNX(data)
+	m, err := onnxpb.Parse(data)
 	if err != nil {
 		return nil, fmt.Errorf("model %s (%d bytes) is not a readable ONNX model (%v): the file is truncated or of another kind; copy or export it again", cfg.Path, len(data), err)
 	}

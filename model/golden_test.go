@@ -13,6 +13,7 @@ import (
 
 	"github.com/stardetr/stardetr/internal/testenv"
 	"github.com/stardetr/stardetr/model"
+	"github.com/stardetr/stardetr/model/internal/pyliteral"
 )
 
 // npyArray is one float32 array of an .npz file.
@@ -48,13 +49,13 @@ func readNPZ(t *testing.T, path string) map[string]npyArray {
 		if b[6] >= 2 {
 			hl, off = int(binary.LittleEndian.Uint32(b[8:])), 12
 		}
-		hdr, err := model.ParsePyLiteral(string(b[off : off+hl]))
+		hdr, err := pyliteral.Parse(string(b[off : off+hl]))
 		if err != nil {
 			t.Fatalf("%s/%s header: %v", path, f.Name, err)
 		}
 		var a npyArray
 		descr := ""
-		for _, it := range hdr.(model.PyDict) {
+		for _, it := range hdr.(pyliteral.Dict) {
 			switch it.Key {
 			case "descr":
 				descr = it.Value.(string)

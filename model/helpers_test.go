@@ -12,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stardetr/stardetr/internal/libsearch"
 	"github.com/stardetr/stardetr/internal/testenv"
 	"github.com/stardetr/stardetr/model"
 )
@@ -57,11 +58,11 @@ func testConfig(t testing.TB, path string) model.Config {
 }
 
 // noLibs finds nothing: the plugin must come from the config.
-var noLibs = model.Locator{}
+var noLibs = libsearch.Locator{}
 
 func openDetector(t testing.TB, cfg model.Config) *model.Detector {
 	t.Helper()
-	d, err := model.OpenWith(context.Background(), cfg, t.TempDir(), testLogger(t), model.DefaultLocator())
+	d, err := model.OpenWith(context.Background(), cfg, t.TempDir(), testLogger(t), libsearch.DefaultLocator())
 	if err != nil {
 		t.Fatalf("Open(%s): %v", cfg.Path, err)
 	}
@@ -71,18 +72,6 @@ func openDetector(t testing.TB, cfg model.Config) *model.Detector {
 		}
 	})
 	return d
-}
-
-func wantErr(t *testing.T, err error, parts ...string) {
-	t.Helper()
-	if err == nil {
-		t.Fatalf("got no error, want one containing %q", parts)
-	}
-	for _, p := range parts {
-		if !strings.Contains(err.Error(), p) {
-			t.Errorf("error %q does not contain %q", err, p)
-		}
-	}
 }
 
 func writeFloats(t testing.TB, path string, v []float32) {

@@ -5,9 +5,12 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+
+	"github.com/stardetr/stardetr/model/internal/onnxpb"
+	"github.com/stardetr/stardetr/model/internal/pyliteral"
 )
 
-// Tensor names of the ultralytics export contract (DESIGN.md).
+// Tensor names of the ultralytics export contract (the README, "Your own model").
 const (
 	InputName  = "images"
 	OutputName = "output0"
@@ -23,13 +26,12 @@ type modelSpec struct {
 	task          string
 	carafeNodes   int
 	hasMMCV       bool // any node in, or opset import of, the mmcv domain
-	outputDims    []int64
-	metaH, metaW  int // metadata 'imgsz'
+	metaH, metaW  int  // metadata 'imgsz'
 }
 
 // inspectModel checks that m is an RT-DETR-style detector and resolves its input size.
 // Every error says what was found and what is expected.
-func inspectModel(m *onnxModel, cfg *Config) (*modelSpec, error) {
+func inspectModel(m *onnxpb.Model, cfg *Config) (*modelSpec, error) {
 	s := &modelSpec{queries: -1, nc: -1}
 	if err := s.readMetadata(m.Metadata); err != nil {
 		return nil, err
@@ -42,7 +44,7 @@ func inspectModel(m *onnxModel, cfg *Config) (*modelSpec, error) {
 	s.hasMMCV = s.carafeNodes > 0 || hasOpset
 
 	// Input.
-	var in *onnxValue
+	var in *onnxpb.Value
 	names := make([]string, 0, len(m.Inputs))
 	for i := range m.Inputs {
 		names = append(names, fmt.Sprintf("%q %s", m.Inputs[i].Name, dimsString(m.Inputs[i])))
@@ -54,7 +56,7 @@ func inspectModel(m *onnxModel, cfg *Config) (*modelSpec, error) {
 		return nil, fmt.Errorf("model inputs are [%s]; expected one input %q float32 [N,3,H,W] (ultralytics export)", strings.Join(names, ", "), InputName)
 	}
 	if in.ElemType != 1 {
-		return nil, fmt.Errorf("input %q is %s; expected float32 (export without half=True)", InputName, elemTypeName(in.ElemType))
+		return nil, fmt.Errorf("input %q is %s; expected float32 (export without half=True)", InputName, onnxpb.ElemTypeName(in.ElemType))
 	}
 	if !in.HasShape || len(in.Dims) != 4 {
 		return nil, fmt.Errorf("input %q has shape %s; expected rank 4 [N,3,H,W]", InputName, dimsString(*in))
@@ -86,7 +88,7 @@ func inspectModel(m *onnxModel, cfg *Config) (*modelSpec, error) {
 	}
 
 	// Output.
-	var out *onnxValue
+	var out *onnxpb.Value
 	names = names[:0]
 	for i := range m.Outputs {
 		names = append(names, fmt.Sprintf("%q %s", m.Outputs[i].Name, dimsString(m.Outputs[i])))
@@ -98,7 +100,7 @@ func inspectModel(m *onnxModel, cfg *Config) (*modelSpec, error) {
 		return nil, fmt.Errorf("model outputs are [%s]; expected %q float32 [N,queries,4+nc] (ultralytics RT-DETR export)", strings.Join(names, ", "), OutputName)
 	}
 	if out.ElemType != 0 && out.ElemType != 1 {
-		return nil, fmt.Errorf("output %q is %s; expected float32", OutputName, elemTypeName(out.ElemType))
+		return nil, fmt.Errorf("output %q is %s; expected float32", OutputName, onnxpb.ElemTypeName(out.ElemType))
 	}
 	metaNC := -1
 	if len(s.metaNames) > 0 {
@@ -108,7 +110,6 @@ func inspectModel(m *onnxModel, cfg *Config) (*modelSpec, error) {
 		}
 	}
 	if out.HasShape {
-		s.outputDims = out.Dims
 		if err := s.checkOutputShape(out.Dims, metaNC); err != nil {
 			return nil, err
 		}
@@ -153,7 +154,7 @@ func (s *modelSpec) readMetadata(md map[string]string) error {
 		s.task = strings.Trim(strings.TrimSpace(v), `'"`)
 	}
 	if v, ok := md["stride"]; ok {
-		n, err := ParsePyLiteral(v)
+		n, err := pyliteral.Parse(v)
 		i, isInt := n.(int64)
 		if err != nil || !isInt || i <= 0 || i > 1024 {
 			return fmt.Errorf("model metadata 'stride' is %q; expected a positive integer such as 32", v)
@@ -180,7 +181,7 @@ func (s *modelSpec) readMetadata(md map[string]string) error {
 // parseImgsz reads metadata like `[640, 640]` or `640`.
 func parseImgsz(v string) (h, w int, err error) {
 	bad := fmt.Errorf("model metadata 'imgsz' is %q; expected [height, width] or a size, such as [640, 640]", v)
-	lit, perr := ParsePyLiteral(v)
+	lit, perr := pyliteral.Parse(v)
 	if perr != nil {
 		return 0, 0, fmt.Errorf("%w (%v)", bad, perr)
 	}
@@ -211,13 +212,13 @@ func parseNames(v string) (map[int]string, error) {
 	bad := func(why string) error {
 		return fmt.Errorf("model metadata 'names' is %s; expected a dict of class id to name such as {0: 'person', 1: 'car'}: %s", quoteShort(v), why)
 	}
-	lit, err := ParsePyLiteral(v)
+	lit, err := pyliteral.Parse(v)
 	if err != nil {
 		return nil, bad(err.Error())
 	}
 	names := map[int]string{}
 	switch x := lit.(type) {
-	case PyDict:
+	case pyliteral.Dict:
 		for _, it := range x {
 			id, ok := it.Key.(int64)
 			if !ok || id < 0 || id > 1<<20 {
@@ -273,7 +274,7 @@ func classNames(nc int, meta, override map[int]string) ([]string, error) {
 	return out, nil
 }
 
-func dimsString(v onnxValue) string {
+func dimsString(v onnxpb.Value) string {
 	if !v.HasShape {
 		return "[unknown shape]"
 	}

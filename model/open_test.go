@@ -45,7 +45,7 @@ func TestOpenWithoutMetadata(t *testing.T) {
 		t.Errorf("info = %+v; want class0, class1", info)
 	}
 	_, err := model.Open(context.Background(), testConfig(t, testModel("dynamic_nometa")), t.TempDir(), testLogger(t))
-	wantErr(t, err, "dynamic height and width", "model.imgsz")
+	testenv.WantError(t, err, "dynamic height and width", "model.imgsz")
 	cfg := testConfig(t, testModel("dynamic_nometa"))
 	cfg.Imgsz = []int{64}
 	cfg.Names = map[int]string{1: "bike"}
@@ -63,7 +63,7 @@ func TestConfigNamesOverrideModel(t *testing.T) {
 	}
 	cfg.Names = map[int]string{5: "ghost"}
 	_, err := model.Open(context.Background(), cfg, t.TempDir(), testLogger(t))
-	wantErr(t, err, "model.names", "class id 5", "2 classes")
+	testenv.WantError(t, err, "model.names", "class id 5", "2 classes")
 }
 
 func TestOpenRejectsBadModels(t *testing.T) {
@@ -98,7 +98,7 @@ func TestOpenRejectsBadModels(t *testing.T) {
 	} {
 		t.Run(filepath.Base(c.path), func(t *testing.T) {
 			_, err := model.Open(context.Background(), testConfig(t, c.path), t.TempDir(), testLogger(t))
-			wantErr(t, err, c.want...)
+			testenv.WantError(t, err, c.want...)
 		})
 	}
 }
@@ -107,11 +107,11 @@ func TestOpenRejectsSizeMismatch(t *testing.T) {
 	cfg := testConfig(t, testModel("good"))
 	cfg.Imgsz = []int{128, 128}
 	_, err := model.Open(context.Background(), cfg, t.TempDir(), testLogger(t))
-	wantErr(t, err, "model.imgsz is [128, 128]", "fixed at 64x64")
+	testenv.WantError(t, err, "model.imgsz is [128, 128]", "fixed at 64x64")
 	cfg = testConfig(t, testModel("dynamic"))
 	cfg.Imgsz = []int{100}
 	_, err = model.Open(context.Background(), cfg, t.TempDir(), testLogger(t))
-	wantErr(t, err, "not a multiple of the model's stride 32")
+	testenv.WantError(t, err, "not a multiple of the model's stride 32")
 }
 
 func TestOpenRejectsBadConfig(t *testing.T) {
@@ -121,11 +121,11 @@ func TestOpenRejectsBadConfig(t *testing.T) {
 	cfg.Providers = []string{"gpu"}
 	cfg.GraphOpt = "max"
 	_, err := model.Open(context.Background(), cfg, t.TempDir(), testLogger(t))
-	wantErr(t, err, "model.conf", "model.max_det", "model.providers[0]", "model.graph_opt")
+	testenv.WantError(t, err, "model.conf", "model.max_det", "model.providers[0]", "model.graph_opt")
 	cfg = testConfig(t, testModel("good"))
 	cfg.Classes = []int{7}
 	_, err = model.Open(context.Background(), cfg, t.TempDir(), testLogger(t))
-	wantErr(t, err, "model.classes", "class id 7")
+	testenv.WantError(t, err, "model.classes", "class id 7")
 }
 
 func TestProviderChainFallsBackToCPU(t *testing.T) {
@@ -139,7 +139,7 @@ func TestProviderChainFallsBackToCPU(t *testing.T) {
 	t.Logf("skipped: %q", info.Skipped)
 	cfg.Providers = []string{model.ProviderCUDA}
 	_, err := model.Open(context.Background(), cfg, t.TempDir(), testLogger(t))
-	wantErr(t, err, "model.providers", "none of [cuda] could be used")
+	testenv.WantError(t, err, "model.providers", "none of [cuda] could be used")
 	if got := model.DefaultProviders(testenv.ONNXRuntime(t)); !slices.Equal(got, []string{"cpu"}) {
 		t.Errorf("DefaultProviders = %q; want [cpu] for the CPU-only library", got)
 	}
@@ -148,10 +148,10 @@ func TestProviderChainFallsBackToCPU(t *testing.T) {
 func TestModelWithMMCVNeedsPlugin(t *testing.T) {
 	cfg := testConfig(t, testModel("mmcv"))
 	_, err := model.OpenWith(context.Background(), cfg, t.TempDir(), testLogger(t), noLibs)
-	wantErr(t, err, "1 mmcv::MMCVCARAFE node", "CARAFE plugin not found", "make plugin")
+	testenv.WantError(t, err, "1 mmcv::MMCVCARAFE node", "CARAFE plugin not found", "make plugin")
 	cfg.Plugin = filepath.Join(t.TempDir(), "libnothing.so")
 	_, err = model.Open(context.Background(), cfg, t.TempDir(), testLogger(t))
-	wantErr(t, err, "libnothing.so (configured)")
+	testenv.WantError(t, err, "libnothing.so (configured)")
 }
 
 func TestModelWithMMCVRunsWithPlugin(t *testing.T) {

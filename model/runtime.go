@@ -1,24 +1,25 @@
 package model
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"strings"
 	"sync"
 
 	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/stardetr/stardetr/internal/libsearch"
 )
 
 // Runtime is the process's ONNX Runtime environment. onnxruntime_go keeps one environment
 // per process in package-level state, so stardetr mirrors it with one Runtime value that
 // owns it: LoadRuntime with the library already loaded returns that Runtime, with another
-// library it fails, and Close (by the daemon, once every Detector is closed) releases it.
+// library it fails. The environment lives as long as the process: the daemon loads one
+// library once, and the OS reclaims it at exit.
 type Runtime struct {
 	lib     string
 	version string
 	open    int // Detectors using the environment
-	closed  bool
 }
 
 // ortEnv guards the one environment onnxruntime_go allows per process.
@@ -41,7 +42,7 @@ func LoadRuntime(lib string) (*Runtime, error) {
 	if st, err := os.Stat(lib); err != nil {
 		return nil, fmt.Errorf("ONNX Runtime library %s: %w", lib, err)
 	} else if st.IsDir() {
-		return nil, fmt.Errorf("ONNX Runtime library %s is a directory: give the path of %s", lib, ORTLibName)
+		return nil, fmt.Errorf("ONNX Runtime library %s is a directory: give the path of %s", lib, libsearch.ORTLibName)
 	}
 	switch res, version, detail := probeORT(lib); res {
 	case ortProbeOpenFailed:
@@ -69,7 +70,7 @@ func tooOldError(lib, found string) error {
 	}
 	return fmt.Errorf("ONNX Runtime %s at %s is too old: stardetr needs ONNX Runtime >= %s (C API %d); "+
 		"use the library that `make setup` extracts (npm onnxruntime-node, third_party/onnxruntime/), the one the stardetr package installs in %s, "+
-		"or on a Jetson a GPU build >= %s", found, lib, minORTVersion, ortAPIVersion, SystemLibDir, minORTVersion)
+		"or on a Jetson a GPU build >= %s", found, lib, minORTVersion, ortAPIVersion, libsearch.SystemLibDir, minORTVersion)
 }
 
 // mapInitError turns onnxruntime_go's initialisation failures into what happened and the fix.
@@ -95,31 +96,10 @@ func (r *Runtime) Library() string { return r.lib }
 // Version is the version the library reports.
 func (r *Runtime) Version() string { return r.version }
 
-// Close releases the environment. Every Detector opened on it must be closed first.
-func (r *Runtime) Close() error {
-	ortEnv.mu.Lock()
-	defer ortEnv.mu.Unlock()
-	if r.closed {
-		return nil
-	}
-	if r.open > 0 {
-		return fmt.Errorf("ONNX Runtime environment still has %d open detector(s): close them first", r.open)
-	}
-	r.closed = true
-	ortEnv.rt = nil
-	if err := ort.DestroyEnvironment(); err != nil {
-		return fmt.Errorf("releasing the ONNX Runtime environment: %w", err)
-	}
-	return nil
-}
-
 // acquire and release count the Detectors that use the environment.
 func (r *Runtime) acquire() error {
 	ortEnv.mu.Lock()
 	defer ortEnv.mu.Unlock()
-	if r.closed {
-		return errors.New("ONNX Runtime environment is closed")
-	}
 	r.open++
 	return nil
 }
@@ -137,4 +117,14 @@ func sameFile(a, b string) bool {
 	sa, err1 := os.Stat(a)
 	sb, err2 := os.Stat(b)
 	return err1 == nil && err2 == nil && os.SameFile(sa, sb)
+}
+
+// PluginVersion loads the CARAFE plugin at path and returns what its
+// stardetr_carafe_version() reports.
+func PluginVersion(path string) (string, error) {
+	v, detail, ok := pluginVersion(path)
+	if !ok {
+		return "", fmt.Errorf("%s: %s", path, detail)
+	}
+	return v, nil
 }

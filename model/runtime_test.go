@@ -111,5 +111,5 @@ func TestLoadRuntimeIsProcessWide(t *testing.T) {
 	data, _ := os.ReadFile(lib)
 	os.WriteFile(other, data, 0o644)
 	_, err = model.LoadRuntime(other)
-	wantErr(t, err, "already loaded from", "cannot also load")
+	testenv.WantError(t, err, "already loaded from", "cannot also load")
 }

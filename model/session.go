@@ -28,7 +28,7 @@ func DefaultProviders(ortLib string) []string {
 		{ProviderTensorRT, "libonnxruntime_providers_tensorrt.so"},
 		{ProviderCUDA, "libonnxruntime_providers_cuda.so"},
 	} {
-		if isFile(filepath.Join(dir, p.lib)) {
+		if st, err := os.Stat(filepath.Join(dir, p.lib)); err == nil && !st.IsDir() {
 			chain = append(chain, p.name)
 		}
 	}

@@ -10,6 +10,8 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+
+	"github.com/stardetr/stardetr/internal/srctree"
 )
 
 // RepoRoot returns the directory holding go.mod, found by walking up from the working directory.
@@ -19,16 +21,11 @@ func RepoRoot(t testing.TB) string {
 	if err != nil {
 		t.Fatalf("testenv: working directory: %v", err)
 	}
-	for {
-		if _, err := os.Stat(filepath.Join(dir, "go.mod")); err == nil {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			t.Fatalf("testenv: no go.mod above the working directory")
-		}
-		dir = parent
+	root := srctree.Root(dir)
+	if root == "" {
+		t.Fatalf("testenv: no go.mod above %s", dir)
 	}
+	return root
 }
 
 // find returns the path from the environment variable env, or def relative to the repo root,
@@ -84,15 +81,23 @@ func Model(t testing.TB, name string) string {
 // ortVersion reads ORT_VERSION from scripts/versions.env, the one place versions are pinned.
 func ortVersion(t testing.TB) string {
 	t.Helper()
-	b, err := os.ReadFile(filepath.Join(RepoRoot(t), "scripts", "versions.env"))
-	if err != nil {
-		t.Fatalf("testenv: %v", err)
+	v := srctree.Pinned(RepoRoot(t), "ORT_VERSION")
+	if v == "" {
+		t.Fatalf("testenv: ORT_VERSION missing from scripts/versions.env")
 	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "ORT_VERSION="); ok {
-			return v
+	return v
+}
+
+// WantError fails the test unless err is an error whose text contains every part: the
+// project's errors name the thing that is wrong and the fix, and tests check both.
+func WantError(t testing.TB, err error, parts ...string) {
+	t.Helper()
+	if err == nil {
+		t.Fatalf("got no error, want one naming %q", parts)
+	}
+	for _, p := range parts {
+		if !strings.Contains(err.Error(), p) {
+			t.Errorf("error %q does not name %q", err, p)
 		}
 	}
-	t.Fatalf("testenv: ORT_VERSION missing from scripts/versions.env")
-	return ""
 }

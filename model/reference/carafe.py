@@ -1,6 +1,6 @@
 """CARAFE (content-aware reassembly of features) with mmcv's semantics, exportable as mmcv::MMCVCARAFE.
 
-The definition is mmcv's naive kernel (see DESIGN.md "CARAFE"): for output pixel (ph, pw) the source
+The definition is mmcv's naive kernel (carafe_naive in mmcv's CUDA ops): for output pixel (ph, pw) the source
 centre is (ph // s, pw // s); channel c belongs to group c // (C / G); taps outside the image count as
 zero; the mask weights are used as given (no renormalisation).
 """

@@ -8,7 +8,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"testing"
 
@@ -197,18 +196,6 @@ func TestCARAFEMatchesNumpy(t *testing.T) {
 	}
 }
 
-func wantError(t *testing.T, what string, err error, parts ...string) {
-	t.Helper()
-	if err == nil {
-		t.Fatalf("%s: no error, want one naming %q", what, parts)
-	}
-	for _, p := range parts {
-		if !strings.Contains(err.Error(), p) {
-			t.Fatalf("%s: error %q does not name %q", what, err, p)
-		}
-	}
-}
-
 func TestCARAFERejectsBadAttributesAndShapes(t *testing.T) {
 	initORT(t)
 	dir, _ := graphs(t)
@@ -218,7 +205,7 @@ func TestCARAFERejectsBadAttributesAndShapes(t *testing.T) {
 	// kernel_size=4: refused when the kernel is created, i.e. at session creation.
 	_, err := ort.NewDynamicAdvancedSession(filepath.Join(dir, "bad_even_k.onnx"),
 		[]string{"features", "masks"}, []string{"output"}, opts)
-	wantError(t, "even kernel_size", err, `"bad_even_k"`, "kernel_size=4", "odd")
+	testenv.WantError(t, err, `"bad_even_k"`, "kernel_size=4", "odd")
 
 	// bad_shapes: k=3, group_size=2, scale_factor=2; the shapes reach the kernel at run time.
 	s := newSession(t, filepath.Join(dir, "bad_shapes.onnx"), opts)
@@ -240,7 +227,7 @@ func TestCARAFERejectsBadAttributesAndShapes(t *testing.T) {
 		if got != nil {
 			_ = got.Destroy()
 		}
-		wantError(t, c.what, err, append([]string{`"bad_shapes"`}, c.parts...)...)
+		testenv.WantError(t, err, append([]string{`"bad_shapes"`}, c.parts...)...)
 	}
 	// A good call on the same session still works after the refusals.
 	got, err := run(s, zeros(1, 4, 4, 4), zeros(1, 18, 8, 8))

@@ -1,4 +1,7 @@
-package model
+// Package pyliteral parses Python literals. ultralytics writes its ONNX metadata values with
+// Python's str(): `{0: 'person', 1: 'car'}`, `[640, 640]`, `32`, `detect`. They are Python
+// literals, not JSON (single quotes, integer keys, True/None), so they get their own small parser.
+package pyliteral
 
 import (
 	"fmt"
@@ -7,22 +10,18 @@ import (
 	"unicode/utf8"
 )
 
-// ultralytics writes its ONNX metadata values with Python's str(): `{0: 'person', 1: 'car'}`,
-// `[640, 640]`, `32`, `detect`. They are Python literals, not JSON (single quotes, integer
-// keys, True/None), so they get their own small parser.
+// Dict is a Python dict literal, its items in source order.
+type Dict []Item
 
-// PyDict is a Python dict literal, its items in source order.
-type PyDict []PyItem
-
-// PyItem is one key: value pair of a PyDict.
-type PyItem struct {
+// Item is one key: value pair of a Dict.
+type Item struct {
 	Key, Value any
 }
 
-// ParsePyLiteral parses one Python literal: dict, list, tuple, int, float, str (single or
-// double quotes with backslash escapes), True, False, None. Values come back as PyDict,
+// Parse parses one Python literal: dict, list, tuple, int, float, str (single or
+// double quotes with backslash escapes), True, False, None. Values come back as Dict,
 // []any (list or tuple), int64, float64, string, bool and nil.
-func ParsePyLiteral(s string) (any, error) {
+func Parse(s string) (any, error) {
 	p := pyParser{s: s}
 	v, err := p.value(0)
 	if err != nil {
@@ -96,7 +95,7 @@ func (p *pyParser) value(depth int) (any, error) {
 
 func (p *pyParser) dict(depth int) (any, error) {
 	p.i++ // {
-	d := PyDict{}
+	d := Dict{}
 	for {
 		p.space()
 		if p.i < len(p.s) && p.s[p.i] == '}' {
@@ -108,7 +107,7 @@ func (p *pyParser) dict(depth int) (any, error) {
 			return nil, err
 		}
 		switch k.(type) {
-		case PyDict, []any:
+		case Dict, []any:
 			return nil, p.errorf("dict key must be a number, string, bool or None")
 		}
 		p.space()
@@ -120,7 +119,7 @@ func (p *pyParser) dict(depth int) (any, error) {
 		if err != nil {
 			return nil, err
 		}
-		d = append(d, PyItem{k, v})
+		d = append(d, Item{k, v})
 		if !p.comma('}') {
 			return nil, p.errorf("expected ',' or '}' in a dict")
 		}

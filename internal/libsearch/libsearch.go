@@ -1,4 +1,7 @@
-package model
+// Package libsearch finds the shared libraries stardetr loads at run time (the ONNX Runtime
+// library and the CARAFE plugin) in the places a source tree, the .deb and the configuration
+// put them, and says every place it looked when it finds nothing.
+package libsearch
 
 import (
 	"fmt"
@@ -6,6 +9,8 @@ import (
 	"path/filepath"
 	"runtime"
 	"strings"
+
+	"github.com/stardetr/stardetr/internal/srctree"
 )
 
 // File names of the runtime pieces, as scripts/setup and `make plugin` produce them and as
@@ -92,12 +97,12 @@ func (l Locator) find(what, configured, env, name string, repo func(root string)
 		if p := filepath.Join(filepath.Dir(l.Executable), name); try(p) {
 			return p, nil
 		}
-		if r := findRepoRoot(filepath.Dir(l.Executable)); r != "" {
+		if r := srctree.Root(filepath.Dir(l.Executable)); r != "" {
 			roots = append(roots, r)
 		}
 	}
 	if l.WorkDir != "" {
-		if r := findRepoRoot(l.WorkDir); r != "" && (len(roots) == 0 || roots[0] != r) {
+		if r := srctree.Root(l.WorkDir); r != "" && (len(roots) == 0 || roots[0] != r) {
 			roots = append(roots, r)
 		}
 	}
@@ -125,7 +130,7 @@ func (l Locator) ortRepoPaths(root string) []string {
 		arch = "arm64"
 	}
 	paths := []string{filepath.Join(root, "build", runtime.GOARCH, ORTLibName)}
-	if v := pinnedORTVersion(root); v != "" {
+	if v := srctree.Pinned(root, "ORT_VERSION"); v != "" {
 		return append(paths, filepath.Join(root, "third_party", "onnxruntime", v, arch, ORTLibName))
 	}
 	found, _ := filepath.Glob(filepath.Join(root, "third_party", "onnxruntime", "*", arch, ORTLibName))
@@ -135,44 +140,7 @@ func (l Locator) ortRepoPaths(root string) []string {
 	return append(paths, found[len(found)-1])
 }
 
-func pinnedORTVersion(root string) string {
-	b, err := os.ReadFile(filepath.Join(root, "scripts", "versions.env"))
-	if err != nil {
-		return ""
-	}
-	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(strings.TrimSpace(line), "ORT_VERSION="); ok {
-			return strings.TrimSpace(v)
-		}
-	}
-	return ""
-}
-
-// findRepoRoot walks up from dir to the folder holding go.mod; "" when there is none.
-func findRepoRoot(dir string) string {
-	for {
-		if isFile(filepath.Join(dir, "go.mod")) {
-			return dir
-		}
-		parent := filepath.Dir(dir)
-		if parent == dir {
-			return ""
-		}
-		dir = parent
-	}
-}
-
 func isFile(p string) bool {
 	st, err := os.Stat(p)
 	return err == nil && !st.IsDir()
-}
-
-// PluginVersion loads the CARAFE plugin at path and returns what its
-// stardetr_carafe_version() reports.
-func PluginVersion(path string) (string, error) {
-	v, detail, ok := pluginVersion(path)
-	if !ok {
-		return "", fmt.Errorf("%s: %s", path, detail)
-	}
-	return v, nil
 }

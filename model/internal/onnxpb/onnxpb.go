@@ -1,4 +1,9 @@
-package model
+// Package onnxpb is a minimal reader of the ONNX ModelProto protobuf: just the fields stardetr needs before it
+// creates a session (graph inputs and outputs with their shapes, node op domains, opset
+// imports, metadata). Reading them from the file, rather than from a session, lets Open
+// decide whether the CARAFE plugin is needed and reject a wrong model before ONNX Runtime
+// spends seconds optimising it. Field numbers are those of onnx/onnx.proto.
+package onnxpb
 
 import (
 	"encoding/binary"
@@ -6,24 +11,18 @@ import (
 	"fmt"
 )
 
-// A minimal reader of the ONNX ModelProto protobuf: just the fields stardetr needs before it
-// creates a session (graph inputs and outputs with their shapes, node op domains, opset
-// imports, metadata). Reading them from the file, rather than from a session, lets Open
-// decide whether the CARAFE plugin is needed and reject a wrong model before ONNX Runtime
-// spends seconds optimising it. Field numbers are those of onnx/onnx.proto.
-
-// onnxModel is what stardetr reads from an ONNX file.
-type onnxModel struct {
+// Model is what stardetr reads from an ONNX file.
+type Model struct {
 	IRVersion int64
 	Opsets    map[string]int64 // domain ("" is the default ai.onnx) -> version
 	Metadata  map[string]string
-	Inputs    []onnxValue // graph inputs that are not initializers
-	Outputs   []onnxValue
+	Inputs    []Value // graph inputs that are not initializers
+	Outputs   []Value
 	Domains   map[string]int // node domain -> node count, top-level graph
 }
 
-// onnxValue is a graph input or output.
-type onnxValue struct {
+// Value is a graph input or output.
+type Value struct {
 	Name     string
 	ElemType int32    // onnx.TensorProto.DataType; 1 = float32
 	Dims     []int64  // -1 where the dimension is symbolic or unknown
@@ -34,7 +33,7 @@ type onnxValue struct {
 // onnx TensorProto.DataType values that error messages name.
 var onnxElemTypes = map[int32]string{1: "float32", 2: "uint8", 3: "int8", 6: "int32", 7: "int64", 9: "bool", 10: "float16", 11: "float64", 16: "bfloat16"}
 
-func elemTypeName(t int32) string {
+func ElemTypeName(t int32) string {
 	if n, ok := onnxElemTypes[t]; ok {
 		return n
 	}
@@ -99,9 +98,9 @@ func pbWalk(buf []byte, fn func(f pbField) error) error {
 	return nil
 }
 
-// parseONNX reads the parts of a ModelProto that stardetr needs.
-func parseONNX(data []byte) (*onnxModel, error) {
-	m := &onnxModel{Opsets: map[string]int64{}, Metadata: map[string]string{}, Domains: map[string]int{}}
+// Parse reads the parts of a ModelProto that stardetr needs.
+func Parse(data []byte) (*Model, error) {
+	m := &Model{Opsets: map[string]int64{}, Metadata: map[string]string{}, Domains: map[string]int{}}
 	var graph []byte
 	sawGraph := false
 	err := pbWalk(data, func(f pbField) error {
@@ -154,9 +153,9 @@ func parseONNX(data []byte) (*onnxModel, error) {
 	return m, nil
 }
 
-func (m *onnxModel) parseGraph(graph []byte) error {
+func (m *Model) parseGraph(graph []byte) error {
 	initializers := map[string]bool{}
-	var inputs []onnxValue
+	var inputs []Value
 	err := pbWalk(graph, func(f pbField) error {
 		switch {
 		case f.num == 1 && f.wire == 2: // node
@@ -204,8 +203,8 @@ func (m *onnxModel) parseGraph(graph []byte) error {
 
 // parseValueInfo reads a ValueInfoProto: name = 1, type = 2 (TypeProto: tensor_type = 1
 // (elem_type = 1, shape = 2 (dim = 1 (dim_value = 1, dim_param = 2)))).
-func parseValueInfo(b []byte) (onnxValue, error) {
-	var v onnxValue
+func parseValueInfo(b []byte) (Value, error) {
+	var v Value
 	err := pbWalk(b, func(f pbField) error {
 		switch {
 		case f.num == 1 && f.wire == 2:

@@ -1,4 +1,4 @@
-package model_test
+package libsearch_test
 
 import (
 	"errors"
@@ -7,7 +7,8 @@ import (
 	"runtime"
 	"testing"
 
-	"github.com/stardetr/stardetr/model"
+	"github.com/stardetr/stardetr/internal/libsearch"
+	"github.com/stardetr/stardetr/internal/testenv"
 )
 
 func touch(t *testing.T, path string) string {
@@ -35,19 +36,19 @@ func TestLocatorOrder(t *testing.T) {
 	touch(t, exe)
 	system := filepath.Join(root, "usr-lib")
 	env := map[string]string{}
-	loc := model.Locator{Executable: exe, Getenv: func(k string) string { return env[k] }, SystemDir: system}
+	loc := libsearch.Locator{Executable: exe, Getenv: func(k string) string { return env[k] }, SystemDir: system}
 
 	// Nothing anywhere: the error lists every place in order.
 	_, err := loc.ONNXRuntime("")
-	var nf *model.NotFoundError
+	var nf *libsearch.NotFoundError
 	if !errors.As(err, &nf) {
 		t.Fatalf("err = %v; want NotFoundError", err)
 	}
 	want := []string{
-		filepath.Join(root, "bin", model.ORTLibName),
-		filepath.Join(root, "build", runtime.GOARCH, model.ORTLibName),
-		filepath.Join(root, "third_party", "onnxruntime", "9.9.9", arch, model.ORTLibName),
-		filepath.Join(system, model.ORTLibName),
+		filepath.Join(root, "bin", libsearch.ORTLibName),
+		filepath.Join(root, "build", runtime.GOARCH, libsearch.ORTLibName),
+		filepath.Join(root, "third_party", "onnxruntime", "9.9.9", arch, libsearch.ORTLibName),
+		filepath.Join(system, libsearch.ORTLibName),
 	}
 	if len(nf.Looked) != len(want) {
 		t.Fatalf("looked in %q; want %q", nf.Looked, want)
@@ -57,7 +58,7 @@ func TestLocatorOrder(t *testing.T) {
 			t.Errorf("looked[%d] = %q; want %q", i, nf.Looked[i], want[i])
 		}
 	}
-	wantErr(t, err, "ONNX Runtime library not found", "make setup")
+	testenv.WantError(t, err, "ONNX Runtime library not found", "make setup")
 
 	// Each place, from last to first, takes over once it has the file.
 	for i := len(want) - 1; i >= 0; i-- {
@@ -66,7 +67,7 @@ func TestLocatorOrder(t *testing.T) {
 			t.Errorf("with %s present: got %q, %v", want[i], got, err)
 		}
 	}
-	envLib := touch(t, filepath.Join(root, "env", model.ORTLibName))
+	envLib := touch(t, filepath.Join(root, "env", libsearch.ORTLibName))
 	env["STARDETR_ONNXRUNTIME"] = envLib
 	if got, _ := loc.ONNXRuntime(""); got != envLib {
 		t.Errorf("with $STARDETR_ONNXRUNTIME: got %q", got)
@@ -76,7 +77,7 @@ func TestLocatorOrder(t *testing.T) {
 		t.Errorf("configured: got %q", got)
 	}
 	_, err = loc.ONNXRuntime(filepath.Join(root, "nope.so"))
-	wantErr(t, err, "nope.so (configured)")
+	testenv.WantError(t, err, "nope.so (configured)")
 	env["STARDETR_ONNXRUNTIME"] = filepath.Join(root, "gone.so")
 	if got, _ := loc.ONNXRuntime(""); got != want[0] {
 		t.Errorf("with a stale $STARDETR_ONNXRUNTIME: got %q; want the next place", got)
@@ -84,8 +85,8 @@ func TestLocatorOrder(t *testing.T) {
 
 	// The plugin: build/<goarch>/ of the tree above the binary.
 	_, err = loc.Plugin("")
-	wantErr(t, err, "CARAFE plugin not found", filepath.Join(root, "build", runtime.GOARCH, model.PluginLibName), "make plugin")
-	p := touch(t, filepath.Join(root, "build", runtime.GOARCH, model.PluginLibName))
+	testenv.WantError(t, err, "CARAFE plugin not found", filepath.Join(root, "build", runtime.GOARCH, libsearch.PluginLibName), "make plugin")
+	p := touch(t, filepath.Join(root, "build", runtime.GOARCH, libsearch.PluginLibName))
 	if got, _ := loc.Plugin(""); got != p {
 		t.Errorf("plugin: got %q; want %q", got, p)
 	}
