@@ -1,7 +1,6 @@
 package track
 
 import (
-	"bufio"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -11,6 +10,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/stardetr/stardetr/internal/srctree"
 	"github.com/stardetr/stardetr/internal/testenv"
 )
 
@@ -18,23 +18,15 @@ import (
 func motmetricsPath(t *testing.T) string {
 	t.Helper()
 	root := testenv.RepoRoot(t)
-	f, err := os.Open(filepath.Join(root, "scripts", "versions.env"))
-	if err != nil {
-		t.Fatal(err)
+	v := srctree.Pinned(root, "MOTMETRICS_VERSION")
+	if v == "" {
+		t.Fatal("scripts/versions.env names no MOTMETRICS_VERSION")
 	}
-	defer f.Close()
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), "MOTMETRICS_VERSION="); ok {
-			dir := filepath.Join(root, "build", "pydeps", "motmetrics-"+v)
-			if _, err := os.Stat(filepath.Join(dir, "motmetrics")); err != nil {
-				t.Fatalf("py-motmetrics %s is not installed in %s: run scripts/setup (make test runs it)", v, dir)
-			}
-			return dir
-		}
+	dir := filepath.Join(root, "build", "pydeps", "motmetrics-"+v)
+	if _, err := os.Stat(filepath.Join(dir, "motmetrics")); err != nil {
+		t.Fatalf("py-motmetrics %s is not installed in %s: run scripts/setup (make test runs it)", v, dir)
 	}
-	t.Fatal("scripts/versions.env names no MOTMETRICS_VERSION")
-	return ""
+	return dir
 }
 
 // motmetricsScript computes the CLEAR MOT and identity metrics with py-motmetrics from
