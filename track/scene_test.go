@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stardetr/stardetr/internal/testenv"
 	"github.com/stardetr/stardetr/track"
 )
 
@@ -197,15 +198,7 @@ func TestConfigValidate(t *testing.T) {
 		t.Fatalf("defaults: %v", err)
 	}
 	bad := track.Config{MinHits: 0, MaxAge: -1, IOU: 1.5, High: 0.2, Low: 0.4}
-	err := bad.Validate()
-	if err == nil {
-		t.Fatal("no error for bad values")
-	}
-	for _, key := range []string{"min_hits:", "max_age:", "iou:", "low:"} {
-		if !strings.Contains(err.Error(), key) {
-			t.Errorf("error does not name %s: %v", key, err)
-		}
-	}
+	testenv.WantError(t, bad.Validate(), "min_hits: 0 is out of range", "max_age: -1 is out of range", "iou: 1.5 is out of range", "low: 0.4 is above high 0.2")
 }
 
 func TestZonesValidate(t *testing.T) {
@@ -225,22 +218,15 @@ func TestZonesValidate(t *testing.T) {
 		{track.Zone{Name: "a", Polygon: sq, Inertia: 0}, "zones[0].inertia"},
 		{track.Zone{Name: "a", Polygon: sq, Inertia: 1, Loiter: -1}, "zones[0].loiter"},
 	} {
-		err := track.Zones{c.z}.Validate()
-		if err == nil || !strings.Contains(err.Error(), c.want) {
-			t.Errorf("%+v: error %v, want one containing %q", c.z, err, c.want)
-		}
+		testenv.WantError(t, track.Zones{c.z}.Validate(), c.want)
 	}
 	dup := track.Zones{{Name: "a", Polygon: sq, Inertia: 1}, {Name: "a", Polygon: sq, Inertia: 1}}
-	if err := dup.Validate(); err == nil || !strings.Contains(err.Error(), "zones[1].name") {
-		t.Errorf("duplicate names: %v", err)
-	}
+	testenv.WantError(t, dup.Validate(), `zones[1].name: "a" is already the name of zones[0]`)
 	// Every problem at once.
 	two := track.Zones{{Name: "a/", Polygon: sq[:1], Inertia: 0}}
 	if err := two.Validate(); err == nil || strings.Count(err.Error(), "\n") != 2 {
 		t.Errorf("want three problems on three lines, got %v", err)
 	}
 	cls := track.Zones{{Name: "a", Polygon: sq, Inertia: 1, Classes: []string{"person", "unicorn"}}}
-	if err := cls.CheckClasses([]string{"person", "car"}); err == nil || !strings.Contains(err.Error(), `zones[0].classes[1]: "unicorn" is not a class`) {
-		t.Errorf("unknown class: %v", err)
-	}
+	testenv.WantError(t, cls.CheckClasses([]string{"person", "car"}), `zones[0].classes[1]: "unicorn" is not a class`)
 }
