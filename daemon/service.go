@@ -70,7 +70,9 @@ func startService(ctx context.Context, cfg Config, configPath string, log *slog.
 	if err != nil {
 		return nil, err
 	}
-	undo = append(undo, func() { _ = s.det.Close() })
+	// The undo steps use their own copies: a failed start returns a nil *service.
+	det := s.det
+	undo = append(undo, func() { _ = det.Close() })
 	info := s.det.Info()
 	s.labels = info.Names
 	if err = checkZoneClasses(cfg.Cameras, s.labels); err != nil {
@@ -114,10 +116,11 @@ func startService(ctx context.Context, cfg Config, configPath string, log *slog.
 	if err = s.pub.Start(ctx); err != nil {
 		return nil, err
 	}
+	pub := s.pub
 	undo = append(undo, func() {
 		c, cancel := context.WithTimeout(context.Background(), stopTimeout)
 		defer cancel()
-		_ = s.pub.Close(c)
+		_ = pub.Close(c)
 	})
 
 	reg := prometheus.NewRegistry()
