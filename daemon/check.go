@@ -47,6 +47,9 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			for _, s := range i.Skipped {
 				fmt.Fprintf(stdout, "model: provider skipped: %s\n", s)
 			}
+			if err := checkZoneClasses(cfg.Cameras, i.Names); err != nil {
+				problems = append(problems, strings.Split(err.Error(), "\n")...)
+			}
 			if err := det.Close(); err != nil {
 				problems = append(problems, "model: close: "+err.Error())
 			}

@@ -3,7 +3,6 @@ package daemon
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -17,6 +16,7 @@ import (
 	"github.com/stardetr/stardetr/model"
 	"github.com/stardetr/stardetr/pipeline"
 	"github.com/stardetr/stardetr/publish"
+	"github.com/stardetr/stardetr/track"
 )
 
 // DefaultConfigPath is where the package installs the configuration.
@@ -45,18 +45,30 @@ type Config struct {
 	// Watchdog bounds one frame's processing: past it the pipeline counts as stuck, the
 	// systemd watchdog pings stop and /healthz fails.
 	Watchdog WatchdogConfig `mapstructure:"watchdog"`
+	// Events are the tracking cameras' event settings.
+	Events EventsConfig `mapstructure:"events"`
+	// HomeAssistant publishes MQTT discovery for the cameras' zone counts.
+	HomeAssistant HomeAssistantConfig `mapstructure:"homeassistant"`
 }
 
 // CameraConfig is one entry of `cameras:`: the camera's own keys plus its publish policy.
 type CameraConfig struct {
 	camera.Config `mapstructure:",squash"`
 	Publish       pipeline.Policy `mapstructure:"publish"`
+	// Track turns on tracking, zones and events for the camera.
+	Track track.Config `mapstructure:"track"`
+	// Zones are polygons whose objects are counted and reported in events.
+	Zones track.Zones `mapstructure:"zones"`
 }
 
 // HTTPConfig is the `http:` section.
 type HTTPConfig struct {
 	// Listen is host:port; empty disables the HTTP server.
 	Listen string `mapstructure:"listen"`
+	// Auth is required when Listen is not a loopback address.
+	Auth HTTPAuthConfig `mapstructure:"auth"`
+	// MaxViewers bounds the live streams (/stream/<camera>.mjpeg) open at once per camera.
+	MaxViewers int `mapstructure:"max_viewers"`
 }
 
 // WatchdogConfig is the `watchdog:` section.
@@ -70,17 +82,19 @@ type WatchdogConfig struct {
 // DefaultConfig returns every default of the configuration; cameras get theirs when decoded.
 func DefaultConfig() Config {
 	return Config{
-		StateDir: "/var/lib/stardetr",
-		LogLevel: "info",
-		Model:    model.DefaultConfig(),
-		MQTT:     publish.DefaultConfig(),
-		HTTP:     HTTPConfig{Listen: "127.0.0.1:9110"},
-		Watchdog: WatchdogConfig{FrameTimeout: 30 * time.Second, RetryBudget: 5 * time.Minute},
+		StateDir:      "/var/lib/stardetr",
+		LogLevel:      "info",
+		Model:         model.DefaultConfig(),
+		MQTT:          publish.DefaultConfig(),
+		HTTP:          HTTPConfig{Listen: "127.0.0.1:9110", MaxViewers: 4},
+		Watchdog:      WatchdogConfig{FrameTimeout: 30 * time.Second, RetryBudget: 5 * time.Minute},
+		Events:        DefaultEventsConfig(),
+		HomeAssistant: HomeAssistantConfig{Prefix: "homeassistant"},
 	}
 }
 
 func defaultCamera() CameraConfig {
-	return CameraConfig{Config: camera.DefaultConfig(), Publish: pipeline.DefaultPolicy()}
+	return CameraConfig{Config: camera.DefaultConfig(), Publish: pipeline.DefaultPolicy(), Track: track.DefaultConfig()}
 }
 
 // LoadConfig reads the YAML file at path, applies STARDETR_* environment overrides, fills the
@@ -110,6 +124,15 @@ func LoadConfig(path string) (Config, error) {
 		cfg.Cameras = make([]CameraConfig, len(raw))
 		for i := range cfg.Cameras {
 			cfg.Cameras[i] = defaultCamera()
+			// Zones are a list too: each starts from the zone defaults.
+			if cam, ok := raw[i].(map[string]any); ok {
+				if zs, ok := cam["zones"].([]any); ok {
+					cfg.Cameras[i].Zones = make(track.Zones, len(zs))
+					for j := range zs {
+						cfg.Cameras[i].Zones[j] = track.DefaultZone()
+					}
+				}
+			}
 		}
 	}
 	err := v.Unmarshal(&cfg, func(dc *mapstructure.DecoderConfig) { dc.ErrorUnused = true })
@@ -185,6 +208,7 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.MQTT.TLS.CA)
 	abs(&c.MQTT.TLS.Cert)
 	abs(&c.MQTT.TLS.Key)
+	abs(&c.HTTP.Auth.PasswordFile)
 	for i := range c.Cameras {
 		u := c.Cameras[i].URL
 		if isFilePath(u) {
@@ -228,6 +252,11 @@ func (c *Config) Validate() error {
 		if err := c.Cameras[i].Publish.Validate(path + ".publish"); err != nil {
 			errs = append(errs, err)
 		}
+		errs = append(errs, prefixed(path+".track.", c.Cameras[i].Track.Validate())...)
+		errs = append(errs, prefixed(path+".", c.Cameras[i].Zones.Validate())...)
+		if len(c.Cameras[i].Zones) > 0 && !c.Cameras[i].Track.Enabled {
+			errs = append(errs, fmt.Errorf("%s.zones: need tracking: set %s.track.enabled: true", path, path))
+		}
 		if j, dup := names[c.Cameras[i].Name]; dup && c.Cameras[i].Name != "" {
 			errs = append(errs, fmt.Errorf("%s.name: %q is already the name of cameras[%d]: names must be unique", path, c.Cameras[i].Name, j))
 		}
@@ -236,11 +265,9 @@ func (c *Config) Validate() error {
 	if err := c.MQTT.Validate(); err != nil {
 		errs = append(errs, err)
 	}
-	if c.HTTP.Listen != "" {
-		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
-			errs = append(errs, fmt.Errorf("http.listen: %q is not host:port (%v): use e.g. 127.0.0.1:9110, or \"\" to disable", c.HTTP.Listen, err))
-		}
-	}
+	errs = append(errs, prefixed("http.", c.HTTP.Validate())...)
+	errs = append(errs, prefixed("events.", c.Events.Validate())...)
+	errs = append(errs, prefixed("homeassistant.", c.HomeAssistant.Validate())...)
 	if c.Watchdog.FrameTimeout < time.Second {
 		errs = append(errs, fmt.Errorf("watchdog.frame_timeout: %s is too short: use at least 1s", c.Watchdog.FrameTimeout))
 	}

@@ -70,15 +70,17 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 // cameraKey fingerprints a camera's configuration: a reload restarts the camera only if it changed.
 func cameraKey(c CameraConfig) string { return fmt.Sprintf("%#v", c) }
 
-// buildCameras makes a source for every configured camera.
-func buildCameras(cfgs []CameraConfig, log *slog.Logger) ([]pipeline.Camera, error) {
+// buildCameras makes a source (and, for a tracking camera, a scene that names counts by the
+// model's labels) for every configured camera.
+func buildCameras(cfgs []CameraConfig, ev EventsConfig, labels []string, log *slog.Logger) ([]pipeline.Camera, error) {
 	cams := make([]pipeline.Camera, 0, len(cfgs))
 	for i, c := range cfgs {
 		src, err := camera.NewSource(c.Config, log)
 		if err != nil {
 			return nil, fmt.Errorf("cameras[%d] (%s): %w", i, c.Name, err)
 		}
-		cams = append(cams, pipeline.Camera{Name: c.Name, Key: cameraKey(c), Source: src, Policy: c.Publish})
+		cams = append(cams, pipeline.Camera{Name: c.Name, Key: cameraKey(c), Source: src, Policy: c.Publish,
+			Scene: newScene(c, ev, labels)})
 	}
 	return cams, nil
 }
@@ -112,7 +114,11 @@ func (s *service) reload() {
 		s.log.Error("reload refused: keeping the running configuration", "err", err)
 		return
 	}
-	cams, err := buildCameras(cfg.Cameras, s.log)
+	if err := checkZoneClasses(cfg.Cameras, s.labels); err != nil {
+		s.log.Error("reload refused: keeping the running configuration", "err", err)
+		return
+	}
+	cams, err := buildCameras(cfg.Cameras, s.cfg.Events, s.labels, s.log)
 	if err != nil {
 		s.log.Error("reload refused: keeping the running configuration", "err", err)
 		return
@@ -127,5 +133,6 @@ func (s *service) reload() {
 		s.log.Warn("reload: only cameras are applied live; restart stardetr for the other changes")
 	}
 	s.cfg.Cameras = cfg.Cameras
+	s.applyRetained()
 	s.log.Info("configuration reloaded", "cameras", len(cams))
 }

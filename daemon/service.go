@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -33,8 +34,11 @@ type service struct {
 	deviceID   string
 
 	det    *model.Detector
+	labels []string // the model's class names by id
 	inputs []*model.Input
 	pub    *publish.Publisher
+	sink   *messageSink
+	live   *liveView
 	pipe   *pipeline.Pipeline
 	srv    *http.Server
 
@@ -66,8 +70,14 @@ func startService(ctx context.Context, cfg Config, configPath string, log *slog.
 	if err != nil {
 		return nil, err
 	}
-	undo = append(undo, func() { _ = s.det.Close() })
+	// The undo steps use their own copies: a failed start returns a nil *service.
+	det := s.det
+	undo = append(undo, func() { _ = det.Close() })
 	info := s.det.Info()
+	s.labels = info.Names
+	if err = checkZoneClasses(cfg.Cameras, s.labels); err != nil {
+		return nil, err
+	}
 
 	started := time.Now()
 	s.pub, err = publish.New(cfg.MQTT, publish.Options{DeviceID: s.deviceID, StateDir: cfg.StateDir, Logger: log,
@@ -76,7 +86,7 @@ func startService(ctx context.Context, cfg Config, configPath string, log *slog.
 		return nil, err
 	}
 
-	cams, err := buildCameras(cfg.Cameras, log)
+	cams, err := buildCameras(cfg.Cameras, cfg.Events, s.labels, log)
 	if err != nil {
 		return nil, err
 	}
@@ -91,29 +101,45 @@ func startService(ctx context.Context, cfg Config, configPath string, log *slog.
 		s.inputs = append(s.inputs, in)
 		slots[i] = in
 	}
-	s.pipe = pipeline.New(slots, &messageSink{pub: s.pub, model: info, log: log}, log.With("component", "pipeline"))
+	s.sink = &messageSink{pub: s.pub, model: info, log: log, recent: &recentEvents{n: cfg.Events.Recent}}
+	if cfg.Events.SnapshotMaxMB > 0 {
+		if s.sink.snaps, err = openEventSnapshots(filepath.Join(cfg.StateDir, "events"), int64(cfg.Events.SnapshotMaxMB)<<20, log); err != nil {
+			return nil, err
+		}
+	}
+	s.pipe = pipeline.New(slots, s.sink, log.With("component", "pipeline"))
 	if err = s.pipe.Update(cams); err != nil {
 		return nil, err
 	}
+	s.applyRetained()
 	// The publisher starts once the pipeline exists: its stats callback reads the pipeline.
 	if err = s.pub.Start(ctx); err != nil {
 		return nil, err
 	}
+	pub := s.pub
 	undo = append(undo, func() {
 		c, cancel := context.WithTimeout(context.Background(), stopTimeout)
 		defer cancel()
-		_ = s.pub.Close(c)
+		_ = pub.Close(c)
 	})
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		s.pipe.Collector(), s.pub, providerGauge(info.Provider))
+	if s.sink.snaps != nil {
+		reg.MustRegister(s.sink.snaps.collector())
+	}
 	if cfg.HTTP.Listen != "" {
 		ln, lerr := net.Listen("tcp", cfg.HTTP.Listen)
 		if lerr != nil {
 			return nil, fmt.Errorf("http.listen %s: %w: pick a free port or set http.listen to \"\"", cfg.HTTP.Listen, lerr)
 		}
-		s.srv = &http.Server{Handler: s.routes(reg), ReadHeaderTimeout: 5 * time.Second}
+		h, herr := s.handler(reg)
+		if herr != nil {
+			return nil, herr
+		}
+		s.srv = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+		s.srv.RegisterOnShutdown(s.live.cancel) // live streams end with the server
 		go func() {
 			if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				s.fatal <- fmt.Errorf("http server: %w", err)
@@ -226,6 +252,8 @@ func (s *service) routes(reg *prometheus.Registry) http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /snapshot/{file}", s.snapshot)
+	mux.HandleFunc("GET /events/{id}/snapshot.jpg", s.eventSnapshot)
+	mux.HandleFunc("GET /api/events", s.apiEvents)
 	return mux
 }
 

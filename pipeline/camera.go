@@ -9,6 +9,7 @@ import (
 
 	"github.com/stardetr/stardetr/camera"
 	"github.com/stardetr/stardetr/model"
+	"github.com/stardetr/stardetr/track"
 )
 
 // camState is one running camera: its latest-frame hand-off, counters, the worker's reused
@@ -30,6 +31,8 @@ type camState struct {
 
 	// Worker-only state: reused across frames so the per-frame path does not allocate.
 	all      []model.Detection
+	tdets    []track.Detection
+	tracked  Tracked
 	msg      Message
 	lastPub  time.Time
 	lastProc time.Time
@@ -38,6 +41,8 @@ type camState struct {
 	snapMu   sync.Mutex
 	snap     *camera.Frame // last processed frame, owned here until replaced
 	snapDets []model.Detection
+	snapIDs  []uint64        // track id of each of snapDets (0: none); empty without tracking
+	viewers  []chan struct{} // live views of the camera, each told (without blocking) of every new snapshot
 }
 
 func newCamState(c Camera, log *slog.Logger) *camState {
@@ -87,11 +92,18 @@ func (cs *camState) processed(now time.Time) {
 }
 
 // keepSnapshot makes f the camera's snapshot frame and releases the previous one.
-func (cs *camState) keepSnapshot(f *camera.Frame, dets []model.Detection) {
+func (cs *camState) keepSnapshot(f *camera.Frame, dets []model.Detection, ids []uint64) {
 	cs.snapMu.Lock()
 	old := cs.snap
 	cs.snap = f
 	cs.snapDets = append(cs.snapDets[:0], dets...)
+	cs.snapIDs = append(cs.snapIDs[:0], ids...)
+	for _, v := range cs.viewers {
+		select {
+		case v <- struct{}{}:
+		default: // the viewer has not taken the last one yet: it will see this one
+		}
+	}
 	cs.snapMu.Unlock()
 	if old != nil {
 		old.Release()

@@ -18,6 +18,7 @@ import (
 
 	"github.com/stardetr/stardetr/camera"
 	"github.com/stardetr/stardetr/model"
+	"github.com/stardetr/stardetr/track"
 )
 
 // Source produces frames until its context ends. The sink takes ownership of each frame and
@@ -57,6 +58,27 @@ type Message struct {
 	Width, Height int
 	Latency       Latency
 	Detections    []model.Detection // after the policy's score and class filters
+	// TrackIDs holds each detection's confirmed track id (0: none); empty when the camera
+	// does not track.
+	TrackIDs []uint64
+}
+
+// Tracked is one frame's tracking outcome for a camera: events, the objects whose best score
+// rose (the moment for an event snapshot) and changed counts.
+type Tracked struct {
+	Camera string
+	Time   time.Time
+	// Frame is the picture the result describes. It stays owned by the pipeline and is
+	// valid only during the call: a sink copies what it keeps.
+	Frame gocv.Mat
+	track.Result
+}
+
+// EventPublisher takes tracking outcomes. A Publisher that also implements it receives one
+// call per processed frame of a tracking camera that changed something, whatever the
+// camera's publish policy: events describe objects, not frames.
+type EventPublisher interface {
+	PublishTracked(t *Tracked) error
 }
 
 // Camera is one configured camera: its source and publish policy. Key identifies the
@@ -67,14 +89,18 @@ type Camera struct {
 	Key    string
 	Source Source
 	Policy Policy
+	// Scene tracks the camera's objects; nil: no tracking. The pipeline's worker is its
+	// only user.
+	Scene *track.Scene
 }
 
 // Pipeline runs the cameras and the inference worker.
 type Pipeline struct {
-	slots []Slot
-	pub   Publisher
-	log   *slog.Logger
-	st    *stageStats
+	slots  []Slot
+	pub    Publisher
+	events EventPublisher // pub, when it takes events; else nil
+	log    *slog.Logger
+	st     *stageStats
 
 	mu      sync.Mutex
 	cams    map[string]*camState
@@ -95,13 +121,15 @@ func New(slots []Slot, pub Publisher, log *slog.Logger) *Pipeline {
 	if len(slots) == 0 {
 		panic("pipeline.New: no model slot")
 	}
+	events, _ := pub.(EventPublisher)
 	return &Pipeline{
-		slots: slots,
-		pub:   pub,
-		log:   log,
-		st:    newStageStats(),
-		cams:  map[string]*camState{},
-		wake:  make(chan struct{}, 1),
+		events: events,
+		slots:  slots,
+		pub:    pub,
+		log:    log,
+		st:     newStageStats(),
+		cams:   map[string]*camState{},
+		wake:   make(chan struct{}, 1),
 	}
 }
 
@@ -320,10 +348,18 @@ func (p *Pipeline) infer(j job) {
 	t3 := time.Now()
 	lat.Decode = t3.Sub(t2)
 
+	var ids []uint64
+	if cs.cam.Scene != nil {
+		ids = p.track(cs, f, w, h)
+	}
 	cs.msg.Detections = cs.msg.Detections[:0]
-	for _, d := range cs.all {
+	cs.msg.TrackIDs = cs.msg.TrackIDs[:0]
+	for i, d := range cs.all {
 		if cs.cam.Policy.keep(d.ClassID, d.Score) {
 			cs.msg.Detections = append(cs.msg.Detections, d)
+			if ids != nil {
+				cs.msg.TrackIDs = append(cs.msg.TrackIDs, ids[i])
+			}
 		}
 	}
 	if cs.cam.Policy.due(t3, cs.lastPub, len(cs.msg.Detections)) {
@@ -342,7 +378,25 @@ func (p *Pipeline) infer(j job) {
 	}
 	p.st.observe(&lat)
 	cs.processed(t3)
-	cs.keepSnapshot(f, cs.all)
+	cs.keepSnapshot(f, cs.all, ids)
+}
+
+// track runs the camera's scene on the frame's detections, hands what changed to the event
+// publisher and returns each detection's track id.
+func (p *Pipeline) track(cs *camState, f *camera.Frame, w, h int) []uint64 {
+	cs.tdets = cs.tdets[:0]
+	for _, d := range cs.all {
+		cs.tdets = append(cs.tdets, track.Detection{ClassID: d.ClassID, Label: d.Label, Score: d.Score, Box: d.Box})
+	}
+	res := cs.cam.Scene.Update(f.Time, w, h, cs.tdets)
+	if p.events != nil && len(res.Events)+len(res.Best)+len(res.Counts) > 0 {
+		cs.tracked = Tracked{Camera: cs.cam.Name, Time: f.Time, Frame: f.Mat, Result: res}
+		if err := p.events.PublishTracked(&cs.tracked); err != nil {
+			cs.log.Warn("publishing events failed", "frame", f.Seq, "err", err)
+		}
+		cs.tracked = Tracked{}
+	}
+	return res.TrackIDs
 }
 
 func (p *Pipeline) fail(cs *camState, f *camera.Frame, stage string, err error) {
@@ -394,5 +448,24 @@ func (p *Pipeline) shutdown() {
 	p.camWG.Wait()
 	for _, cs := range cams {
 		cs.releaseAll()
+		p.closeScene(cs)
+	}
+}
+
+// closeScene ends the tracks of a stopped camera: end events, counts back to 0. Only
+// shutdown calls it, when the worker no longer uses the scene; a camera that a reload
+// restarts gets a new scene without them.
+func (p *Pipeline) closeScene(cs *camState) {
+	sc := cs.cam.Scene
+	if sc == nil || p.events == nil {
+		return
+	}
+	res := sc.Close()
+	if len(res.Events)+len(res.Counts) == 0 {
+		return
+	}
+	// No frame goes with it: Close reports no best frames.
+	if err := p.events.PublishTracked(&Tracked{Camera: cs.cam.Name, Time: time.Now(), Result: res}); err != nil {
+		cs.log.Warn("publishing the end events failed", "err", err)
 	}
 }

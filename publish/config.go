@@ -10,6 +10,8 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/stardetr/stardetr/internal/secret"
 )
 
 // Config is the `mqtt:` section of the daemon's configuration. Field tags
@@ -123,7 +125,7 @@ func (c Config) Validate() error {
 		bad("password", "set either mqtt.password or mqtt.password_file, not both")
 	}
 	if c.PasswordFile != "" {
-		if _, err := readSecret(c.PasswordFile); err != nil {
+		if _, err := secret.Read(c.PasswordFile); err != nil {
 			bad("password_file", "%v", err)
 		}
 	}
@@ -216,25 +218,6 @@ func checkTopicLevel(what, s string) error {
 		return fmt.Errorf("%s %q must not contain '+', '#', '/' or NUL: it is one MQTT topic level", what, s)
 	}
 	return nil
-}
-
-// readSecret reads a secret file, refusing one that everyone may read.
-func readSecret(path string) (string, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return "", fmt.Errorf("cannot read %s: %w", path, err)
-	}
-	if st.IsDir() {
-		return "", fmt.Errorf("%s is a directory, not a file", path)
-	}
-	if st.Mode().Perm()&0o004 != 0 {
-		return "", fmt.Errorf("%s is readable by everyone (mode %04o): run chmod 600 %s", path, st.Mode().Perm(), path)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("cannot read %s: %w", path, err)
-	}
-	return strings.TrimRight(string(b), "\r\n"), nil
 }
 
 func loadCAPool(path string) (*x509.CertPool, error) {

@@ -146,28 +146,31 @@ func frame(camera string, n uint64, dets int) publish.Detections {
 // schemas compiles publish/schema/*.v1.json with a real JSON Schema implementation.
 func schemas(t testing.TB) (det, stats *jsonschema.Schema) {
 	t.Helper()
+	return loadSchema(t, "detections.v1.json"), loadSchema(t, "stats.v1.json")
+}
+
+// loadSchema compiles one schema of publish/schema.
+func loadSchema(t testing.TB, name string) *jsonschema.Schema {
+	t.Helper()
 	c := jsonschema.NewCompiler()
 	c.AssertFormat()
-	load := func(name string) *jsonschema.Schema {
-		f, err := os.Open(filepath.Join("schema", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		doc, err := jsonschema.UnmarshalJSON(f)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		if err := c.AddResource(name, doc); err != nil {
-			t.Fatal(err)
-		}
-		s, err := c.Compile(name)
-		if err != nil {
-			t.Fatalf("compile %s: %v", name, err)
-		}
-		return s
+	f, err := os.Open(filepath.Join("schema", name))
+	if err != nil {
+		t.Fatal(err)
 	}
-	return load("detections.v1.json"), load("stats.v1.json")
+	defer f.Close()
+	doc, err := jsonschema.UnmarshalJSON(f)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	if err := c.AddResource(name, doc); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Compile(name)
+	if err != nil {
+		t.Fatalf("compile %s: %v", name, err)
+	}
+	return s
 }
 
 func validate(t testing.TB, s *jsonschema.Schema, payload []byte) {

@@ -45,6 +45,7 @@ type Detection struct {
 	Label   string
 	Score   float64    // 0..1
 	Box     [4]float64 // x1, y1, x2, y2 in pixels of the frame
+	TrackID uint64     // the object's confirmed track; 0: untracked (omitted from the message)
 }
 
 // Stats is a periodic health report. The publisher adds v, device, ts and
@@ -110,6 +111,7 @@ type wireDetection struct {
 	Label   string     `json:"label"`
 	Score   float64    `json:"score"`
 	Box     [4]float64 `json:"box"`
+	TrackID uint64     `json:"track_id,omitempty"`
 }
 
 type wireStats struct {
@@ -182,7 +184,7 @@ func encodeDetections(device string, seq uint64, m *Detections) ([]byte, error) 
 		if err := finite(fmt.Sprintf("detections[%d].score", i), d.Score); err != nil {
 			return nil, err
 		}
-		wd := wireDetection{ClassID: d.ClassID, Label: d.Label, Score: round(d.Score, 1e4)}
+		wd := wireDetection{ClassID: d.ClassID, Label: d.Label, Score: round(d.Score, 1e4), TrackID: d.TrackID}
 		for j, v := range d.Box {
 			if err := finite(fmt.Sprintf("detections[%d].box[%d]", i, j), v); err != nil {
 				return nil, err

@@ -18,6 +18,7 @@ import (
 	"github.com/eclipse/paho.mqtt.golang/packets"
 	mochi "github.com/mochi-mqtt/server/v2"
 
+	"github.com/stardetr/stardetr/internal/secret"
 	"github.com/stardetr/stardetr/publish/internal/diskqueue"
 )
 
@@ -150,7 +151,7 @@ func New(cfg Config, opts Options) (*Publisher, error) {
 	}
 	p.passwd = cfg.Password
 	if cfg.PasswordFile != "" {
-		if p.passwd, err = readSecret(cfg.PasswordFile); err != nil {
+		if p.passwd, err = secret.Read(cfg.PasswordFile); err != nil {
 			return nil, fmt.Errorf("mqtt.password_file: %w", err)
 		}
 	}
@@ -469,27 +470,36 @@ func (p *Publisher) maintainLoop(ctx context.Context) {
 // connected. It never waits for the network. When the queue is full the
 // oldest queued messages are dropped, counted and logged.
 func (p *Publisher) PublishDetections(msg Detections) error {
-	if err := checkTopicLevel("camera name", msg.Camera); err != nil {
-		return fmt.Errorf("publish: %w", err)
-	}
-	p.mu.Lock()
-	closed := p.closed
-	p.mu.Unlock()
-	if closed {
-		return ErrClosed
+	return p.publishNumbered(msg.Camera, "detections", byte(p.cfg.QoS), func(seq uint64) ([]byte, error) {
+		return encodeDetections(p.device, seq, &msg)
+	})
+}
+
+// publishNumbered takes the camera's next seq, encodes the message with it and queues it on
+// <camera>/<kind>, all under encMu so that seq order is queue order.
+func (p *Publisher) publishNumbered(camera, kind string, qos byte, encode func(seq uint64) ([]byte, error)) error {
+	if err := p.accepting("camera name", camera); err != nil {
+		return err
 	}
 	p.encMu.Lock()
 	defer p.encMu.Unlock()
-	seq, err := p.seqs.take(msg.Camera)
+	seq, err := p.seqs.take(camera)
 	if err != nil {
 		return fmt.Errorf("publish: %w", err)
 	}
-	payload, err := encodeDetections(p.device, seq, &msg)
+	payload, err := encode(seq)
 	if err != nil {
-		return fmt.Errorf("publish: camera %s seq %d: %w", msg.Camera, seq, err)
+		return fmt.Errorf("publish: camera %s %s seq %d: %w", camera, kind, seq, err)
 	}
-	rec := encodeRecord(p.camPrefix+msg.Camera+"/detections", byte(p.cfg.QoS), false, payload)
-	dropped, err := p.queue.Append(rec)
+	if err := p.enqueue(p.camPrefix+camera+"/"+kind, qos, false, payload); err != nil {
+		return fmt.Errorf("publish: queue camera %s seq %d: %w", camera, seq, err)
+	}
+	return nil
+}
+
+// enqueue appends one message to the disk queue, counting what overflow drops.
+func (p *Publisher) enqueue(topic string, qos byte, retained bool, payload []byte) error {
+	dropped, err := p.queue.Append(encodeRecord(topic, qos, retained, payload))
 	if dropped > 0 {
 		p.dropped.Add(uint64(dropped))
 		p.log.Warn("message queue full: dropped oldest messages", "dropped", dropped,
@@ -497,7 +507,7 @@ func (p *Publisher) PublishDetections(msg Detections) error {
 	}
 	if err != nil {
 		p.dropped.Add(1)
-		return fmt.Errorf("publish: queue camera %s seq %d: %w", msg.Camera, seq, err)
+		return err
 	}
 	p.queued.Add(1)
 	return nil
