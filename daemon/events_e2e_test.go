@@ -158,7 +158,7 @@ func startRig(t *testing.T, loop bool) *rig {
 	if r.sink.snaps, err = openEventSnapshots(filepath.Join(r.state, "events"), 1<<20, log); err != nil {
 		t.Fatal(err)
 	}
-	r.pipe = pipeline.New([]pipeline.Slot{&redBoxDetector{}}, r.sink, log)
+	r.pipe = pipeline.New([]pipeline.Slot{pipeline.OneFrame(&redBoxDetector{})}, r.sink, pipeline.Options{}, log)
 	cams, err := buildCameras(r.cfg.Cameras, r.cfg.Events, r.labels, log)
 	if err != nil {
 		t.Fatal(err)

@@ -37,7 +37,7 @@ func TestWatchdogWithheldWhileInferenceIsStuck(t *testing.T) {
 	t.Setenv("NOTIFY_SOCKET", ns.Path)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	det := &blockingDetector{release: make(chan struct{})}
-	p := pipeline.New([]pipeline.Slot{det}, discard{}, log)
+	p := pipeline.New([]pipeline.Slot{pipeline.OneFrame(det)}, discard{}, pipeline.Options{}, log)
 	cfg := camera.DefaultConfig()
 	cfg.Name, cfg.URL = "cam", filepath.Join("..", "camera", "testdata", "testsrc-320x240-10fps.mp4")
 	src, err := camera.NewSource(cfg, log)

@@ -35,7 +35,7 @@ type service struct {
 
 	det    *model.Detector
 	labels []string // the model's class names by id
-	inputs []*model.Input
+	slots  []*model.Batch
 	pub    *publish.Publisher
 	sink   *messageSink
 	live   *liveView
@@ -90,16 +90,17 @@ func startService(ctx context.Context, cfg Config, configPath string, log *slog.
 	if err != nil {
 		return nil, err
 	}
-	// Two input slots: the next frame is preprocessed while the model runs on the current one.
+	// Two input slots: the next frames are preprocessed while the model runs on the current
+	// ones. Each holds up to model.batch frames, one per camera.
 	slots := make([]pipeline.Slot, 2)
 	for i := range slots {
-		in, ierr := s.det.NewInput()
-		if ierr != nil {
-			return nil, fmt.Errorf("model input %d: %w", i, ierr)
+		b, berr := s.det.NewBatch(cfg.Model.Batch)
+		if berr != nil {
+			return nil, fmt.Errorf("model.batch: %w", berr)
 		}
-		undo = append(undo, func() { _ = in.Close() })
-		s.inputs = append(s.inputs, in)
-		slots[i] = in
+		undo = append(undo, func() { _ = b.Close() })
+		s.slots = append(s.slots, b)
+		slots[i] = b
 	}
 	s.sink = &messageSink{pub: s.pub, model: info, log: log, recent: &recentEvents{n: cfg.Events.Recent}}
 	if cfg.Events.SnapshotMaxMB > 0 {
@@ -107,7 +108,7 @@ func startService(ctx context.Context, cfg Config, configPath string, log *slog.
 			return nil, err
 		}
 	}
-	s.pipe = pipeline.New(slots, s.sink, log.With("component", "pipeline"))
+	s.pipe = pipeline.New(slots, s.sink, pipeline.Options{BatchWait: cfg.Model.BatchWait}, log.With("component", "pipeline"))
 	if err = s.pipe.Update(cams); err != nil {
 		return nil, err
 	}
@@ -236,8 +237,8 @@ func (s *service) stop() int {
 	cancel()
 	if code == 0 {
 		// The model is closed only when the pipeline has stopped using it.
-		for _, in := range s.inputs {
-			_ = in.Close()
+		for _, b := range s.slots {
+			_ = b.Close()
 		}
 		if err := s.det.Close(); err != nil {
 			s.log.Error("model close", "err", err)

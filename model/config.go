@@ -5,6 +5,7 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"time"
 )
 
 // Config is the `model:` section of stardetr's configuration. The mapstructure tags are the
@@ -36,6 +37,12 @@ type Config struct {
 	Classes []int `mapstructure:"classes"`
 	// Names overrides the model's class names (id -> label).
 	Names map[int]string `mapstructure:"names"`
+	// Batch is the most frames, one per camera, that one Run takes (Batch): above 1 the model
+	// needs a dynamic batch axis. 1 runs each frame alone.
+	Batch int `mapstructure:"batch"`
+	// BatchWait is how long a batch that has a frame waits for other cameras' frames before it
+	// runs with what it has: the most a batch adds to a frame's latency.
+	BatchWait time.Duration `mapstructure:"batch_wait"`
 	// TensorRT holds the TensorRT execution provider's options.
 	TensorRT TensorRTConfig `mapstructure:"tensorrt"`
 	// ProfilePrefix, when set, makes ONNX Runtime profile every run and write
@@ -67,10 +74,12 @@ var graphOptLevels = []string{"disabled", "basic", "extended", "all"}
 // DefaultConfig returns the defaults of the `model:` section.
 func DefaultConfig() Config {
 	return Config{
-		GraphOpt: "all",
-		Conf:     0.25,
-		MaxDet:   100,
-		TensorRT: TensorRTConfig{FP16: true},
+		GraphOpt:  "all",
+		Batch:     1,
+		BatchWait: 5 * time.Millisecond,
+		Conf:      0.25,
+		MaxDet:    100,
+		TensorRT:  TensorRTConfig{FP16: true},
 	}
 }
 
@@ -115,6 +124,12 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxDet < 1 || c.MaxDet > 10000 {
 		bad("model.max_det: %d is out of range: 1 to 10000", c.MaxDet)
+	}
+	if c.Batch < 1 || c.Batch > 64 {
+		bad("model.batch: %d is out of range: 1 (each frame alone) to 64 frames", c.Batch)
+	}
+	if c.BatchWait < 0 || c.BatchWait > time.Second {
+		bad("model.batch_wait: %v is out of range: 0 to 1s", c.BatchWait)
 	}
 	for i, id := range c.Classes {
 		if id < 0 {

@@ -103,7 +103,7 @@ func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
 func TestLatestFrameHandOffAndPolicy(t *testing.T) {
 	det := &slowDetector{delay: 40 * time.Millisecond}
 	rec := &recorder{}
-	p := pipeline.New([]pipeline.Slot{det, det}, rec, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	p := pipeline.New([]pipeline.Slot{pipeline.OneFrame(det), pipeline.OneFrame(det)}, rec, pipeline.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	src := fileSource(t, "cam", camera.PaceFast)
 	err := p.Update([]pipeline.Camera{{Name: "cam", Key: "1", Source: src,
 		Policy: pipeline.Policy{Mode: pipeline.PolicyDetections, MinScore: 0.5}}})
@@ -156,7 +156,7 @@ func TestLatestFrameHandOffAndPolicy(t *testing.T) {
 // finishes the frame in flight before Run returns.
 func TestProgressingAndSnapshot(t *testing.T) {
 	det := &slowDetector{block: make(chan struct{})}
-	p := pipeline.New([]pipeline.Slot{det, det}, &recorder{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	p := pipeline.New([]pipeline.Slot{pipeline.OneFrame(det), pipeline.OneFrame(det)}, &recorder{}, pipeline.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err := p.Update([]pipeline.Camera{{Name: "cam", Key: "1", Source: fileSource(t, "cam", camera.PaceRealtime),
 		Policy: pipeline.Policy{Mode: pipeline.PolicyEvery}}}); err != nil {
 		t.Fatal(err)
@@ -197,7 +197,7 @@ func TestProgressingAndSnapshot(t *testing.T) {
 func TestSnapshotJPEG(t *testing.T) {
 	det := &slowDetector{}
 	rec := &recorder{}
-	p := pipeline.New([]pipeline.Slot{det, det}, rec, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	p := pipeline.New([]pipeline.Slot{pipeline.OneFrame(det), pipeline.OneFrame(det)}, rec, pipeline.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err := p.Update([]pipeline.Camera{{Name: "cam", Key: "1", Source: fileSource(t, "cam", camera.PaceRealtime),
 		Policy: pipeline.Policy{Mode: pipeline.PolicyEvery}}}); err != nil {
 		t.Fatal(err)
@@ -235,7 +235,7 @@ func TestSnapshotJPEG(t *testing.T) {
 func TestUpdateKeepsUnchangedCameras(t *testing.T) {
 	det := &slowDetector{delay: 5 * time.Millisecond}
 	rec := &recorder{}
-	p := pipeline.New([]pipeline.Slot{det, det}, rec, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	p := pipeline.New([]pipeline.Slot{pipeline.OneFrame(det), pipeline.OneFrame(det)}, rec, pipeline.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	a, b := fileSource(t, "a", camera.PaceRealtime), fileSource(t, "b", camera.PaceRealtime)
 	pol := pipeline.Policy{Mode: pipeline.PolicyEvery}
 	if err := p.Update([]pipeline.Camera{{Name: "a", Key: "1", Source: a, Policy: pol}, {Name: "b", Key: "1", Source: b, Policy: pol}}); err != nil {
@@ -317,9 +317,9 @@ func TestPreprocessOverlapsInference(t *testing.T) {
 		}
 		slots := make([]pipeline.Slot, n)
 		for i := range slots {
-			slots[i] = det
+			slots[i] = pipeline.OneFrame(det)
 		}
-		p := pipeline.New(slots, &recorder{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		p := pipeline.New(slots, &recorder{}, pipeline.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 		if err := p.Update([]pipeline.Camera{{Name: "cam", Key: "1", Source: fileSource(t, "cam", camera.PaceRealtime),
 			Policy: pipeline.Policy{Mode: pipeline.PolicyEvery}}}); err != nil {
 			t.Fatal(err)

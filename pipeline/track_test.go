@@ -58,7 +58,7 @@ func (r *eventRecorder) snapshotEvents() ([]string, []track.Count, int) {
 func TestTrackingCamera(t *testing.T) {
 	det := &slowDetector{}
 	rec := &eventRecorder{}
-	p := pipeline.New([]pipeline.Slot{det}, rec, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	p := pipeline.New([]pipeline.Slot{pipeline.OneFrame(det)}, rec, pipeline.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	cfg := track.DefaultConfig()
 	cfg.Enabled = true
 	cfg.MinHits = 1 // the detector's box scores high only every other frame: a tentative track would never see min_hits high frames in a row
