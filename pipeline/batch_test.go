@@ -61,17 +61,8 @@ func (b *batchModel) runCounts() []int {
 
 func gstSource(t *testing.T, name string, w, h int) *camera.Source {
 	t.Helper()
-	cfg := camera.DefaultConfig()
-	cfg.Name = name
-	cfg.URL = fmt.Sprintf("gst:videotestsrc is-live=true pattern=ball ! video/x-raw,width=%d,height=%d,framerate=20/1 ! videoconvert ! video/x-raw,format=BGR ! appsink", w, h)
-	if err := cfg.Validate("cameras[0]"); err != nil {
-		t.Fatal(err)
-	}
-	src, err := camera.NewSource(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return src
+	url := fmt.Sprintf("gst:videotestsrc is-live=true pattern=ball ! video/x-raw,width=%d,height=%d,framerate=20/1 ! videoconvert ! video/x-raw,format=BGR ! appsink", w, h)
+	return newSource(t, name, url, func(*camera.Config) {})
 }
 
 // Four cameras of four frame sizes share slots of four places: runs take several cameras'

@@ -81,8 +81,15 @@ func clip(t *testing.T) string {
 
 func fileSource(t *testing.T, name string, pace string) *camera.Source {
 	t.Helper()
+	return newSource(t, name, clip(t), func(c *camera.Config) { c.Loop, c.Pace = true, pace })
+}
+
+// newSource builds a camera source of url from the camera defaults changed by mod.
+func newSource(t *testing.T, name, url string, mod func(*camera.Config)) *camera.Source {
+	t.Helper()
 	cfg := camera.DefaultConfig()
-	cfg.Name, cfg.URL, cfg.Loop, cfg.Pace = name, clip(t), true, pace
+	cfg.Name, cfg.URL = name, url
+	mod(&cfg)
 	if err := cfg.Validate("cameras[0]"); err != nil {
 		t.Fatal(err)
 	}
