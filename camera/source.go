@@ -96,7 +96,7 @@ type Source struct {
 
 // NewSource validates cfg and returns a stopped source. log may be nil (no logging).
 func NewSource(cfg Config, log *slog.Logger) (*Source, error) {
-	if err := cfg.Validate(""); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("camera %q: %w", cfg.Name, err)
 	}
 	if log == nil {

@@ -81,25 +81,6 @@ func basicAuth(h http.Handler, user, password string) http.Handler {
 	})
 }
 
-// prefixed puts prefix before each problem of err (errors.Join'ed or single), so that a
-// section's Validate, which names keys relative to itself, reads with full key paths.
-func prefixed(prefix string, err error) []error {
-	if err == nil {
-		return nil
-	}
-	var list []error
-	if j, ok := err.(interface{ Unwrap() []error }); ok {
-		list = j.Unwrap()
-	} else {
-		list = []error{err}
-	}
-	out := make([]error, 0, len(list))
-	for _, e := range list {
-		out = append(out, fmt.Errorf("%s%w", prefix, e))
-	}
-	return out
-}
-
 // handler is the HTTP API and live view, behind basic authentication when http.auth is set.
 func (s *service) handler(reg *prometheus.Registry) (http.Handler, error) {
 	ctx, cancel := context.WithCancel(context.Background())

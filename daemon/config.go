@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/stardetr/stardetr/camera"
+	"github.com/stardetr/stardetr/internal/confcheck"
 	"github.com/stardetr/stardetr/model"
 	"github.com/stardetr/stardetr/pipeline"
 	"github.com/stardetr/stardetr/publish"
@@ -223,58 +224,51 @@ func isFilePath(u string) bool {
 	return err == nil && k == camera.KindFile
 }
 
-// Validate checks every section and returns all problems at once, each naming its key.
+// Validate checks every section and returns all problems at once, each naming its full key.
 func (c *Config) Validate() error {
-	var errs []error
+	var l confcheck.List
 	if c.DeviceID != "" && strings.ContainsAny(c.DeviceID, "+#/ ") {
-		errs = append(errs, fmt.Errorf("device_id: %q contains +, #, / or a space, which MQTT topics cannot carry", c.DeviceID))
+		l.Add("device_id", "%q contains +, #, / or a space, which MQTT topics cannot carry", c.DeviceID)
 	}
 	if c.StateDir == "" {
-		errs = append(errs, errors.New("state_dir: required: a writable folder for the queue and caches"))
+		l.Add("state_dir", "required: a writable folder for the queue and caches")
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
-		errs = append(errs, fmt.Errorf("log_level: %q is not a level: use debug, info, warn or error", c.LogLevel))
+		l.Add("log_level", "%q is not a level: use debug, info, warn or error", c.LogLevel)
 	}
-	if err := c.Model.Validate(); err != nil {
-		errs = append(errs, err)
-	}
+	l.Include("model", c.Model.Validate())
 	if len(c.Cameras) == 0 {
-		errs = append(errs, errors.New("cameras: none configured: add at least one camera with a name and a url"))
+		l.Add("cameras", "none configured: add at least one camera with a name and a url")
 	}
 	names := map[string]int{}
 	for i := range c.Cameras {
+		cam := &c.Cameras[i]
 		path := fmt.Sprintf("cameras[%d]", i)
-		if err := c.Cameras[i].Config.Validate(path); err != nil {
-			errs = append(errs, err)
+		l.Include(path, cam.Config.Validate())
+		l.Include(path+".publish", cam.Publish.Validate())
+		l.Include(path+".track", cam.Track.Validate())
+		l.Include(path, cam.Zones.Validate())
+		if len(cam.Zones) > 0 && !cam.Track.Enabled {
+			l.Add(path+".zones", "need tracking: set %s.track.enabled: true", path)
 		}
-		if err := c.Cameras[i].Publish.Validate(path + ".publish"); err != nil {
-			errs = append(errs, err)
+		if j, dup := names[cam.Name]; dup && cam.Name != "" {
+			l.Add(path+".name", "%q is already the name of cameras[%d]: names must be unique", cam.Name, j)
 		}
-		errs = append(errs, prefixed(path+".track.", c.Cameras[i].Track.Validate())...)
-		errs = append(errs, prefixed(path+".", c.Cameras[i].Zones.Validate())...)
-		if len(c.Cameras[i].Zones) > 0 && !c.Cameras[i].Track.Enabled {
-			errs = append(errs, fmt.Errorf("%s.zones: need tracking: set %s.track.enabled: true", path, path))
-		}
-		if j, dup := names[c.Cameras[i].Name]; dup && c.Cameras[i].Name != "" {
-			errs = append(errs, fmt.Errorf("%s.name: %q is already the name of cameras[%d]: names must be unique", path, c.Cameras[i].Name, j))
-		}
-		names[c.Cameras[i].Name] = i
+		names[cam.Name] = i
 	}
-	if err := c.MQTT.Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	errs = append(errs, prefixed("http.", c.HTTP.Validate())...)
-	errs = append(errs, prefixed("events.", c.Events.Validate())...)
-	errs = append(errs, prefixed("homeassistant.", c.HomeAssistant.Validate())...)
+	l.Include("mqtt", c.MQTT.Validate())
+	l.Include("http", c.HTTP.Validate())
+	l.Include("events", c.Events.Validate())
+	l.Include("homeassistant", c.HomeAssistant.Validate())
 	if c.Watchdog.FrameTimeout < time.Second {
-		errs = append(errs, fmt.Errorf("watchdog.frame_timeout: %s is too short: use at least 1s", c.Watchdog.FrameTimeout))
+		l.Add("watchdog.frame_timeout", "%s is too short: use at least 1s", c.Watchdog.FrameTimeout)
 	}
 	if c.Watchdog.RetryBudget < 0 {
-		errs = append(errs, fmt.Errorf("watchdog.retry_budget: %s is negative", c.Watchdog.RetryBudget))
+		l.Add("watchdog.retry_budget", "%s is negative", c.Watchdog.RetryBudget)
 	}
-	return errors.Join(errs...)
+	return l.Err()
 }
 
 // deviceID returns the configured device id or the hostname.

@@ -23,6 +23,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/stardetr/stardetr/internal/atomicfile"
+	"github.com/stardetr/stardetr/internal/confcheck"
 	"github.com/stardetr/stardetr/pipeline"
 	"github.com/stardetr/stardetr/publish"
 	"github.com/stardetr/stardetr/track"
@@ -61,11 +62,11 @@ func (c *EventsConfig) Validate() error {
 
 // checkZoneClasses reports zone classes that name no class of the model.
 func checkZoneClasses(cams []CameraConfig, labels []string) error {
-	var errs []error
+	var l confcheck.List
 	for i := range cams {
-		errs = append(errs, prefixed(fmt.Sprintf("cameras[%d].", i), cams[i].Zones.CheckClasses(labels))...)
+		l.Include(fmt.Sprintf("cameras[%d]", i), cams[i].Zones.CheckClasses(labels))
 	}
-	return errors.Join(errs...)
+	return l.Err()
 }
 
 // newScene returns the camera's tracking scene, or nil when it does not track.

@@ -21,6 +21,7 @@ import (
 	ort "github.com/yalue/onnxruntime_go"
 	"gocv.io/x/gocv"
 
+	"github.com/stardetr/stardetr/internal/confcheck"
 	"github.com/stardetr/stardetr/internal/libsearch"
 	"github.com/stardetr/stardetr/model/internal/onnxpb"
 )
@@ -94,7 +95,7 @@ func OpenWith(ctx context.Context, cfg Config, stateDir string, log *slog.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := confcheck.In("model", cfg.Validate()); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {

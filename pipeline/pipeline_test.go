@@ -90,7 +90,7 @@ func newSource(t *testing.T, name, url string, mod func(*camera.Config)) *camera
 	cfg := camera.DefaultConfig()
 	cfg.Name, cfg.URL = name, url
 	mod(&cfg)
-	if err := cfg.Validate("cameras[0]"); err != nil {
+	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	src, err := camera.NewSource(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))

@@ -11,12 +11,14 @@ import (
 
 	"github.com/go-viper/mapstructure/v2"
 
+	"github.com/stardetr/stardetr/internal/confcheck"
 	"github.com/stardetr/stardetr/publish"
 )
 
 func TestDefaultConfigIsValid(t *testing.T) {
 	t.Parallel()
-	if err := publish.DefaultConfig().Validate(); err != nil {
+	cfg := publish.DefaultConfig()
+	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -73,7 +75,7 @@ func TestBadConfigNamesTheKey(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := publish.DefaultConfig()
 			tc.edit(&cfg)
-			err := cfg.Validate()
+			err := confcheck.In("mqtt", cfg.Validate())
 			if err == nil {
 				t.Fatalf("Validate() accepted it")
 			}

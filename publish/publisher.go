@@ -18,6 +18,7 @@ import (
 	"github.com/eclipse/paho.mqtt.golang/packets"
 	mochi "github.com/mochi-mqtt/server/v2"
 
+	"github.com/stardetr/stardetr/internal/confcheck"
 	"github.com/stardetr/stardetr/internal/secret"
 	"github.com/stardetr/stardetr/publish/internal/diskqueue"
 )
@@ -109,7 +110,7 @@ func (l *link) markLost() { l.lostOnce.Do(func() { close(l.lost) }) }
 // publisher that accepts messages but does not connect until Start. A
 // publisher returned by New must be closed with Close.
 func New(cfg Config, opts Options) (*Publisher, error) {
-	if err := cfg.Validate(); err != nil {
+	if err := confcheck.In("mqtt", cfg.Validate()); err != nil {
 		return nil, err
 	}
 	if err := checkTopicLevel("device id", opts.DeviceID); err != nil {
