@@ -59,11 +59,40 @@ func (b *batchModel) runCounts() []int {
 	return append([]int(nil), b.runs...)
 }
 
-func gstSource(t *testing.T, name string, w, h int) *camera.Source {
-	t.Helper()
-	url := fmt.Sprintf("gst:videotestsrc is-live=true pattern=ball ! video/x-raw,width=%d,height=%d,framerate=20/1 ! videoconvert ! video/x-raw,format=BGR ! appsink", w, h)
-	return newSource(t, name, url, func(*camera.Config) {})
+// synthSource is a camera made in the test: grey frames of one size at a fixed rate, from
+// a camera.FramePool as the camera package's own sources do.
+type synthSource struct {
+	name  string
+	w, h  int
+	every time.Duration
 }
+
+func (s *synthSource) Run(ctx context.Context, sink func(*camera.Frame)) error {
+	pool := camera.NewFramePool(camera.FramePoolSize, s.name)
+	defer pool.Close()
+	picture := gocv.NewMatWithSizeFromScalar(gocv.NewScalar(128, 128, 128, 0), s.h, s.w, gocv.MatTypeCV8UC3)
+	defer picture.Close()
+	rate := time.NewTicker(s.every) // the camera's frame rate
+	defer rate.Stop()
+	var seq uint64
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-rate.C:
+		}
+		seq++
+		f := pool.Get()
+		if f == nil { // the consumer holds every frame: this one is dropped
+			continue
+		}
+		picture.CopyTo(&f.Mat)
+		f.Seq, f.Time = seq, time.Now()
+		sink(f)
+	}
+}
+
+func (s *synthSource) State() camera.State { return camera.State{Phase: camera.PhaseStreaming} }
 
 // Four cameras of four frame sizes share slots of four places: runs take several cameras'
 // frames at once, never more than the slot holds, and each camera's messages carry the
@@ -79,7 +108,7 @@ func TestBatchedCameras(t *testing.T) {
 	var cams []pipeline.Camera
 	for i, s := range sizes {
 		name := fmt.Sprintf("cam%d", i)
-		cams = append(cams, pipeline.Camera{Name: name, Key: "1", Source: gstSource(t, name, s[0], s[1]),
+		cams = append(cams, pipeline.Camera{Name: name, Key: "1", Source: &synthSource{name: name, w: s[0], h: s[1], every: 50 * time.Millisecond},
 			Policy: pipeline.Policy{Mode: pipeline.PolicyEvery}})
 	}
 	if err := p.Update(cams); err != nil {
