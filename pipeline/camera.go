@@ -9,7 +9,6 @@ import (
 
 	"github.com/stardetr/stardetr/camera"
 	"github.com/stardetr/stardetr/model"
-	"github.com/stardetr/stardetr/track"
 )
 
 // camState is one running camera: its latest-frame hand-off, counters, the worker's reused
@@ -31,7 +30,6 @@ type camState struct {
 
 	// Worker-only state: reused across frames so the per-frame path does not allocate.
 	all      []model.Detection
-	tdets    []track.Detection
 	tracked  Tracked
 	msg      Message
 	lastPub  time.Time
@@ -41,7 +39,6 @@ type camState struct {
 	snapMu   sync.Mutex
 	snap     *camera.Frame // last processed frame, owned here until replaced
 	snapDets []model.Detection
-	snapIDs  []uint64        // track id of each of snapDets (0: none); empty without tracking
 	viewers  []chan struct{} // live views of the camera, each told (without blocking) of every new snapshot
 }
 
@@ -92,12 +89,11 @@ func (cs *camState) processed(now time.Time) {
 }
 
 // keepSnapshot makes f the camera's snapshot frame and releases the previous one.
-func (cs *camState) keepSnapshot(f *camera.Frame, dets []model.Detection, ids []uint64) {
+func (cs *camState) keepSnapshot(f *camera.Frame, dets []model.Detection) {
 	cs.snapMu.Lock()
 	old := cs.snap
 	cs.snap = f
 	cs.snapDets = append(cs.snapDets[:0], dets...)
-	cs.snapIDs = append(cs.snapIDs[:0], ids...)
 	for _, v := range cs.viewers {
 		select {
 		case v <- struct{}{}:

@@ -84,10 +84,7 @@ type Message struct {
 	Time          time.Time
 	Width, Height int
 	Latency       Latency
-	Detections    []model.Detection // after the policy's score and class filters
-	// TrackIDs holds each detection's confirmed track id (0: none); empty when the camera
-	// does not track.
-	TrackIDs []uint64
+	Detections    []model.Detection // after the policy's score and class filters; TrackID set when the camera tracks
 }
 
 // Tracked is one frame's tracking outcome for a camera: events, the objects whose best score
@@ -434,18 +431,13 @@ func (p *Pipeline) finish(slot Slot, i int, jf jobFrame) {
 	t3 := time.Now()
 	lat.Decode = t3.Sub(t2)
 
-	var ids []uint64
 	if cs.cam.Scene != nil {
-		ids = p.track(cs, f, w, h)
+		p.track(cs, f, w, h)
 	}
 	cs.msg.Detections = cs.msg.Detections[:0]
-	cs.msg.TrackIDs = cs.msg.TrackIDs[:0]
-	for i, d := range cs.all {
+	for _, d := range cs.all {
 		if cs.cam.Policy.keep(d.ClassID, d.Score) {
 			cs.msg.Detections = append(cs.msg.Detections, d)
-			if ids != nil {
-				cs.msg.TrackIDs = append(cs.msg.TrackIDs, ids[i])
-			}
 		}
 	}
 	if cs.cam.Policy.due(t3, cs.lastPub, len(cs.msg.Detections)) {
@@ -464,17 +456,16 @@ func (p *Pipeline) finish(slot Slot, i int, jf jobFrame) {
 	}
 	p.st.observe(&lat)
 	cs.processed(t3)
-	cs.keepSnapshot(f, cs.all, ids)
+	cs.keepSnapshot(f, cs.all)
 }
 
-// track runs the camera's scene on the frame's detections, hands what changed to the event
-// publisher and returns each detection's track id.
-func (p *Pipeline) track(cs *camState, f *camera.Frame, w, h int) []uint64 {
-	cs.tdets = cs.tdets[:0]
-	for _, d := range cs.all {
-		cs.tdets = append(cs.tdets, track.Detection{ClassID: d.ClassID, Label: d.Label, Score: d.Score, Box: d.Box})
+// track runs the camera's scene on the frame's detections, sets each one's track id and
+// hands what changed to the event publisher.
+func (p *Pipeline) track(cs *camState, f *camera.Frame, w, h int) {
+	res := cs.cam.Scene.Update(f.Time, w, h, cs.all)
+	for i, id := range res.TrackIDs {
+		cs.all[i].TrackID = id
 	}
-	res := cs.cam.Scene.Update(f.Time, w, h, cs.tdets)
 	if p.events != nil && len(res.Events)+len(res.Best)+len(res.Counts) > 0 {
 		cs.tracked = Tracked{Camera: cs.cam.Name, Time: f.Time, Frame: f.Mat, Result: res}
 		if err := p.events.PublishTracked(&cs.tracked); err != nil {
@@ -482,7 +473,6 @@ func (p *Pipeline) track(cs *camState, f *camera.Frame, w, h int) []uint64 {
 		}
 		cs.tracked = Tracked{}
 	}
-	return res.TrackIDs
 }
 
 func (p *Pipeline) fail(cs *camState, f *camera.Frame, stage string, err error) {

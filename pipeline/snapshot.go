@@ -93,8 +93,8 @@ func toCopies(cs *camState) []detectionCopy {
 	out := make([]detectionCopy, len(cs.snapDets))
 	for i, d := range cs.snapDets {
 		out[i] = detectionCopy{label: fmt.Sprintf("%s %.2f", d.Label, d.Score), box: d.Box}
-		if i < len(cs.snapIDs) && cs.snapIDs[i] != 0 {
-			out[i].label = fmt.Sprintf("%s #%d %.2f", d.Label, cs.snapIDs[i], d.Score)
+		if d.TrackID != 0 {
+			out[i].label = fmt.Sprintf("%s #%d %.2f", d.Label, d.TrackID, d.Score)
 		}
 	}
 	return out

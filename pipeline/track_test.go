@@ -25,7 +25,6 @@ type eventRecorder struct {
 
 func (r *eventRecorder) Publish(m *pipeline.Message) error {
 	c := *m
-	c.TrackIDs = slices.Clone(m.TrackIDs)
 	c.Detections = slices.Clone(m.Detections)
 	r.recorder.mu.Lock()
 	defer r.recorder.mu.Unlock()
@@ -77,10 +76,8 @@ func TestTrackingCamera(t *testing.T) {
 	}
 	tracked := 0
 	for i, m := range rec.snapshot() {
-		if len(m.TrackIDs) != len(m.Detections) {
-			t.Fatalf("message %d: %d track ids for %d detections", i, len(m.TrackIDs), len(m.Detections))
-		}
-		for _, id := range m.TrackIDs {
+		for _, d := range m.Detections {
+			id := d.TrackID
 			if id != 0 && id != 1 {
 				t.Fatalf("message %d: track id %d; one box is one track", i, id)
 			}

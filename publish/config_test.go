@@ -122,7 +122,7 @@ func TestBadOptions(t *testing.T) {
 	}
 }
 
-func nan() float64 { z := 0.0; return z / z }
+func nan() float32 { z := float32(0); return z / z }
 
 // Seq continues after a clean restart, and a corrupt counter file is
 // refused rather than restarting numbering (which would reuse numbers).

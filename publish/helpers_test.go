@@ -21,12 +21,13 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/stardetr/stardetr/detection"
 	"github.com/stardetr/stardetr/internal/testenv"
 	"github.com/stardetr/stardetr/publish"
 )
 
-// detection is the decoded wire message, as a consumer would read it.
-type detection struct {
+// received is the decoded wire message, as a consumer would read it.
+type received struct {
 	V          int    `json:"v"`
 	Device     string `json:"device"`
 	Camera     string `json:"camera"`
@@ -47,7 +48,7 @@ func seqs(t testing.TB, msgs []testenv.Received, camera string) []uint64 {
 		if !strings.HasSuffix(m.Topic, "/"+camera+"/detections") {
 			continue
 		}
-		var d detection
+		var d received
 		if err := json.Unmarshal(m.Payload, &d); err != nil {
 			t.Fatalf("message on %s is not JSON: %v", m.Topic, err)
 		}
@@ -135,9 +136,9 @@ func frame(camera string, n uint64, dets int) publish.Detections {
 		Latency: publish.Latency{Capture: 1.5, Preprocess: 3.25, Infer: 480.123, Decode: 0.5, Publish: 0.05},
 	}
 	for i := range dets {
-		m.Detections = append(m.Detections, publish.Detection{
-			ClassID: i % 3, Label: []string{"person", "car", "bicycle"}[i%3], Score: 0.5 + float64(i%50)/100,
-			Box: [4]float64{10.123 + float64(i), 20, 110.5, 220.25},
+		m.Detections = append(m.Detections, detection.Detection{
+			ClassID: i % 3, Label: []string{"person", "car", "bicycle"}[i%3], Score: 0.5 + float32(i%50)/100,
+			Box: [4]float32{10.123 + float32(i), 20, 110.5, 220.25},
 		})
 	}
 	return m

@@ -14,6 +14,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/stardetr/stardetr/detection"
 	"github.com/stardetr/stardetr/internal/testenv"
 	"github.com/stardetr/stardetr/publish"
 )
@@ -47,7 +48,7 @@ func TestMessagesMatchSchema(t *testing.T) {
 
 	for i := range 3 {
 		m := frame("front", uint64(100+i), i*2)
-		m.Detections = append(m.Detections, publish.Detection{ClassID: 7, Label: "\"quoted\" ünïcode", Score: 1, Box: [4]float64{0, 0, 1920, 1080}})
+		m.Detections = append(m.Detections, detection.Detection{ClassID: 7, Label: "\"quoted\" ünïcode", Score: 1, Box: [4]float32{0, 0, 1920, 1080}})
 		if err := p.PublishDetections(m); err != nil {
 			t.Fatal(err)
 		}
@@ -77,7 +78,7 @@ func TestMessagesMatchSchema(t *testing.T) {
 		}
 	}
 	checkContiguous(t, seqs(t, msgs, "front"), 1, 3)
-	var d detection
+	var d received
 	for _, m := range msgs {
 		if m.Topic == "stardetr/dev1/front/detections" {
 			_ = json.Unmarshal(m.Payload, &d)

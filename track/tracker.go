@@ -3,15 +3,12 @@ package track
 import (
 	"math"
 	"slices"
+
+	"github.com/stardetr/stardetr/detection"
 )
 
-// Detection is one detected object of a frame, as the detector reports it.
-type Detection struct {
-	ClassID int
-	Label   string
-	Score   float32
-	Box     [4]float32 // x1, y1, x2, y2 in pixels
-}
+// Detection is one object of a frame as the model found it (TrackID is not read).
+type Detection = detection.Detection
 
 type phase uint8
 
