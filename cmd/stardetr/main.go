@@ -15,7 +15,7 @@ import (
 // allocator starts, before main and before libraries' own threads (OpenBLAS's) allocate, so it
 // is set by running the program again with MALLOC_ARENA_MAX in its environment. A value the
 // user set (MALLOC_ARENA_MAX, or GLIBC_TUNABLES) is kept.
-const mallocArenas = "2"
+const mallocArenas = "1"
 
 func main() {
 	if _, set := os.LookupEnv("MALLOC_ARENA_MAX"); !set {

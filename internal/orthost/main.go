@@ -15,6 +15,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -23,6 +24,10 @@ import (
 )
 
 func main() {
+	// One OS thread calls ONNX Runtime throughout, as in a C program's main thread: Go would
+	// otherwise move the calls between threads, and glibc's per-thread malloc arenas would make
+	// the peak depend on which threads ran them.
+	runtime.LockOSThread()
 	lib := flag.String("ort", "", "ONNX Runtime shared library (required)")
 	path := flag.String("model", "", "ONNX model (required)")
 	plugin := flag.String("plugin", "", "CARAFE custom-op library")

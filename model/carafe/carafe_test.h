@@ -1,13 +1,35 @@
-/* Shared by the CPU test (test_carafe.c) and the GPU test (test_carafe_cuda.cu): the shapes
- * every kernel is checked on, the input generator, and the comparison against the reference
- * that treats NaN and Inf as values (a NaN must stay a NaN, an Inf the same Inf). Header-only,
- * C and C++. */
+/* Shared by the CPU test (test_carafe.c) and the GPU test (test_carafe_cuda.cu): the check
+ * counter, the shapes every kernel is checked on, the input generator, and the comparison
+ * against the reference that treats NaN and Inf as values (a NaN must stay a NaN, an Inf the
+ * same Inf). Header-only, C and C++; each test program includes it once. */
 #ifndef STARDETR_CARAFE_TEST_H
 #define STARDETR_CARAFE_TEST_H
 
 #include <math.h>
+#include <stdarg.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <stdio.h>
+
+/* Counts of the checks so far; the program's last line reports them. */
+static int passed, failed;
+
+/* Counts one check, printing "FAIL: <message>" when ok is false. */
+static void check(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void check(int ok, const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	if (ok) {
+		passed++;
+	} else {
+		failed++;
+		printf("FAIL: ");
+		vprintf(fmt, ap);
+		printf("\n");
+	}
+	va_end(ap);
+}
 
 typedef struct carafe_shape {
 	int64_t n, c, h, w, g, k;

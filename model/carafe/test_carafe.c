@@ -11,27 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int passed, failed;
 
 static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
 static float rnd(void) { return carafe_rnd(&rng_state); }
 
-static void check(int ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-#include <stdarg.h>
-static void check(int ok, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	if (ok) {
-		passed++;
-	} else {
-		failed++;
-		printf("FAIL: ");
-		vprintf(fmt, ap);
-		printf("\n");
-	}
-	va_end(ap);
-}
 
 static void compare(int64_t n, int64_t c, int64_t h, int64_t w, int64_t g, int64_t k, float s, int poison)
 {

@@ -28,7 +28,6 @@
 #include "carafe_cuda.h"
 #include "carafe_test.h"
 
-static int passed, failed;
 
 #define CUDA_OK(call)                                                                                            \
 	do {                                                                                                         \
@@ -39,22 +38,6 @@ static int passed, failed;
 		}                                                                                                        \
 	} while (0)
 
-static void check(bool ok, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
-#include <stdarg.h>
-static void check(bool ok, const char *fmt, ...)
-{
-	va_list ap;
-	va_start(ap, fmt);
-	if (ok) {
-		passed++;
-	} else {
-		failed++;
-		printf("FAIL: ");
-		vprintf(fmt, ap);
-		printf("\n");
-	}
-	va_end(ap);
-}
 
 static carafe_dims dims_of(const carafe_shape &s)
 {
