@@ -130,6 +130,7 @@ log_level: loud
 model:
   path: m.onnx
   conf: 1.5
+  memory: {cpu_arena: true, mem_pattern: false}
 cameras:
   - name: front
     url: `+clip+`

@@ -39,7 +39,7 @@ func (b *lockedBuffer) String() string {
 }
 
 // buildStardetr compiles the command once per test binary run.
-func buildStardetr(t *testing.T) string {
+func buildStardetr(t testing.TB) string {
 	t.Helper()
 	bin := filepath.Join(t.TempDir(), "stardetr")
 	cmd := exec.Command("go", "build", "-tags", "gocv_specific_modules,gocv_videoio", "-o", bin, "./cmd/stardetr")
@@ -77,7 +77,7 @@ const ghostCamera = `  - name: ghost
     open_timeout: 1s
 `
 
-func getURL(t *testing.T, url string) (int, []byte) {
+func getURL(t testing.TB, url string) (int, []byte) {
 	t.Helper()
 	resp, err := http.Get(url)
 	if err != nil {

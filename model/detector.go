@@ -6,13 +6,11 @@ package model
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
 	"io/fs"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -24,7 +22,6 @@ import (
 	"github.com/stardetr/stardetr/detection"
 	"github.com/stardetr/stardetr/internal/confcheck"
 	"github.com/stardetr/stardetr/internal/libsearch"
-	"github.com/stardetr/stardetr/model/internal/onnxpb"
 )
 
 // Detection is one detected object, its box in frame pixels (the type every stage carries).
@@ -97,16 +94,16 @@ func OpenWith(ctx context.Context, cfg Config, stateDir string, log *slog.Logger
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	data, err := os.ReadFile(cfg.Path)
+	m, sum, size, err := readModel(cfg.Path)
 	if err != nil {
 		if errors.Is(err, fs.ErrNotExist) {
 			return nil, fmt.Errorf("model.path: %s does not exist: set model.path to your ultralytics RT-DETR ONNX export (see the README, \"Your own model\")", cfg.Path)
 		}
+		var perr *parseError
+		if errors.As(err, &perr) {
+			return nil, fmt.Errorf("model %s (%d bytes) is not a readable ONNX model (%v): the file is truncated or of another kind; copy or export it again", cfg.Path, size, perr.err)
+		}
 		return nil, fmt.Errorf("model.path: reading %s: %w", cfg.Path, err)
-	}
-	m, err := onnxpb.Parse(data)
-	if err != nil {
-		return nil, fmt.Errorf("model %s (%d bytes) is not a readable ONNX model (%v): the file is truncated or of another kind; copy or export it again", cfg.Path, len(data), err)
 	}
 	spec, err := inspectModel(m, &cfg)
 	if err != nil {
@@ -130,7 +127,6 @@ func OpenWith(ctx context.Context, cfg Config, stateDir string, log *slog.Logger
 	if err := rt.acquire(); err != nil {
 		return nil, err
 	}
-	sum := sha256.Sum256(data)
 	d := &Detector{
 		rt:     rt,
 		log:    log,
@@ -159,10 +155,9 @@ func OpenWith(ctx context.Context, cfg Config, stateDir string, log *slog.Logger
 			d.Close()
 		}
 	}()
-	if err := d.createSession(data, &cfg, stateDir, plugin); err != nil {
+	if err := d.createSession(&cfg, stateDir, plugin); err != nil {
 		return nil, err
 	}
-	data = nil
 	if err := d.resolveOutput(spec); err != nil {
 		return nil, fmt.Errorf("model %s: %w", cfg.Path, err)
 	}

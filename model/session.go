@@ -37,8 +37,10 @@ func DefaultProviders(ortLib string) []string {
 
 // createSession builds the session with the first provider of the chain that can be created.
 // A provider that fails is logged once with the reason and the next one is tried; the CPU
-// provider needs no appending and ends every chain that lists it.
-func (d *Detector) createSession(data []byte, cfg *Config, stateDir, plugin string) error {
+// provider needs no appending and ends every chain that lists it. ONNX Runtime reads the model
+// from its path: handing it a byte slice would keep a second copy of the file (Go's) alive while
+// it builds the session, and on Go's heap until a later collection (README, "Memory").
+func (d *Detector) createSession(cfg *Config, stateDir, plugin string) error {
 	chain := cfg.Providers
 	if len(chain) == 0 {
 		chain = DefaultProviders(d.rt.Library())
@@ -52,7 +54,7 @@ func (d *Detector) createSession(data []byte, cfg *Config, stateDir, plugin stri
 			opts.Destroy()
 			break
 		}
-		s, err := ort.NewDynamicAdvancedSessionWithONNXData(data, []string{InputName}, []string{OutputName}, opts)
+		s, err := ort.NewDynamicAdvancedSession(cfg.Path, []string{InputName}, []string{OutputName}, opts)
 		opts.Destroy()
 		if err == nil {
 			d.session = s
@@ -123,6 +125,9 @@ func (d *Detector) sessionOptions(cfg *Config, stateDir, plugin string, chain []
 	if err := opts.SetGraphOptimizationLevel(graphOptLevel[cfg.GraphOpt]); err != nil {
 		return nil, "", fmt.Errorf("model.graph_opt: %w", err)
 	}
+	if err := setMemoryOptions(opts, cfg.Memory); err != nil {
+		return nil, "", err
+	}
 	if plugin != "" {
 		if err := opts.RegisterCustomOpsLibrary(plugin); err != nil {
 			return nil, "", fmt.Errorf("registering the CARAFE plugin %s: %w: rebuild it for this ONNX Runtime (`make plugin`) or set model.plugin", plugin, err)
@@ -152,6 +157,17 @@ func (d *Detector) sessionOptions(cfg *Config, stateDir, plugin string, chain []
 		}
 	}
 	return opts, used, nil
+}
+
+// setMemoryOptions applies model.memory (see MemoryConfig).
+func setMemoryOptions(opts *ort.SessionOptions, m MemoryConfig) error {
+	if err := opts.SetCpuMemArena(m.CPUArena); err != nil {
+		return fmt.Errorf("model.memory.cpu_arena: %w", err)
+	}
+	if err := opts.SetMemPattern(m.MemPattern); err != nil {
+		return fmt.Errorf("model.memory.mem_pattern: %w", err)
+	}
+	return nil
 }
 
 func appendCUDA(opts *ort.SessionOptions) error {

@@ -9,7 +9,7 @@
 #       and CUDA-provider ops (float32, float16) in the same mmcv domain. Needs nvcc and libcudart; load
 #       it instead of the CPU library on a GPU device. Here it is compile-checked only (no GPU).
 # The ORT C header is the one onnxruntime_go ships (go.mod pins the version).
-.PHONY: plugin test-carafe test-carafe-arm64 bench-carafe cuda-check cuda-plugin
+.PHONY: plugin test-carafe test-carafe-arm64 bench-carafe cuda-check cuda-plugin cuda-test-build
 
 CARAFE_DIR     := model/carafe
 CARAFE_OBJ     := $(BUILD)/carafe
@@ -65,28 +65,59 @@ bench-carafe: $(CARAFE_OBJ)/bench_carafe
 # CUDA: nvcc (Debian's nvidia-cuda-toolkit, 11.8) is installed by cuda-check only, never by `make test`.
 CARAFE_CUDA_LIB  := $(BUILD)/libstardetr_carafe_cuda.so
 CARAFE_CUDA_OBJ  := $(BUILD)/carafe-cuda
-CARAFE_CUDA_ARCH ?= -gencode arch=compute_87,code=sm_87 -gencode arch=compute_90,code=sm_90
+CARAFE_CUDA_TEST := $(CARAFE_CUDA_OBJ)/test_carafe_cuda
+# Machine code (SASS) for Jetson Orin (sm_87) and H100/H200 (sm_90), plus PTX that the driver
+# compiles at load time on any other GPU: compute_70 PTX runs on every Volta-or-newer GPU
+# (sm_80/86/89 included), compute_90 PTX on any GPU newer than sm_90.
+CARAFE_CUDA_ARCH ?= -gencode arch=compute_87,code=sm_87 -gencode arch=compute_90,code=[sm_90,compute_90] \
+                    -gencode arch=compute_70,code=compute_70
 # On a Jetson: make cuda-plugin NVCC=/usr/local/cuda/bin/nvcc CARAFE_CUDA_ARCH="-arch sm_87"
 NVCC             ?= nvcc
 CUDA_HOME        ?= /usr/local/cuda
 CARAFE_CUDA_LDIR := $(if $(wildcard $(CUDA_HOME)/lib64),-L$(CUDA_HOME)/lib64)
+# The CUDA runtime is linked shared (libcudart.so), never nvcc's default static copy: the kernel
+# then shares one runtime, and so one error state, with ONNX Runtime's CUDA provider.
+CARAFE_NVCC      := $(NVCC) -O3 -std=c++14 $(CARAFE_CUDA_ARCH) -cudart shared
 
 cuda-plugin: $(CARAFE_CUDA_LIB)
 
 $(CARAFE_CUDA_OBJ)/carafe_cuda.o: $(CARAFE_DIR)/carafe_cuda.cu $(CARAFE_HDRS)
 	@mkdir -p $(dir $@)
-	$(NVCC) -O3 -std=c++14 $(CARAFE_CUDA_ARCH) -Xcompiler -fPIC,-fvisibility=hidden -I$(CARAFE_DIR) -I$(CARAFE_ORT_INC) -c $< -o $@
+	$(CARAFE_NVCC) -Xcompiler -fPIC,-fvisibility=hidden -I$(CARAFE_DIR) -c $< -o $@
 
 $(CARAFE_CUDA_OBJ)/carafe_ort.o: $(CARAFE_DIR)/carafe_ort.c $(CARAFE_HDRS)
 	@mkdir -p $(dir $@)
 	$(CARAFE_CC) $(CARAFE_CFLAGS) -DSTARDETR_CARAFE_CUDA -c $< -o $@
 
 $(CARAFE_CUDA_LIB): $(filter-out $(CARAFE_OBJ)/carafe_ort.o,$(CARAFE_OBJS)) $(CARAFE_CUDA_OBJ)/carafe_ort.o $(CARAFE_CUDA_OBJ)/carafe_cuda.o
-	$(NVCC) -shared $(CARAFE_CUDA_ARCH) -Xlinker -soname,libstardetr_carafe_cuda.so -o $@ $^ $(CARAFE_CUDA_LDIR) -lcudart -lm
+	$(CARAFE_NVCC) -shared -Xlinker -soname,libstardetr_carafe_cuda.so -o $@ $^ $(CARAFE_CUDA_LDIR) -lm
 
+# The GPU test (scripts/gpu check) links the kernel with the C reference and dimension checks
+# directly; these objects need no ONNX Runtime header (and so no Go), as on a bare GPU machine.
+CARAFE_CUDA_CPU := $(patsubst %,$(CARAFE_CUDA_OBJ)/cpu/%.o,$(filter-out carafe_ort,$(CARAFE_SRCS)))
+
+$(CARAFE_CUDA_OBJ)/cpu/%.o: $(CARAFE_DIR)/%.c $(CARAFE_HDRS)
+	@mkdir -p $(dir $@)
+	$(CARAFE_CC) -O2 -std=gnu11 -Wall -Wextra -I$(CARAFE_DIR) $(CARAFE_FLAGS_$*) -c $< -o $@
+
+$(CARAFE_CUDA_TEST): $(CARAFE_DIR)/test_carafe_cuda.cu $(CARAFE_CUDA_OBJ)/carafe_cuda.o $(CARAFE_CUDA_CPU) $(CARAFE_HDRS)
+	$(CARAFE_NVCC) -I$(CARAFE_DIR) -o $@ $< $(CARAFE_CUDA_OBJ)/carafe_cuda.o $(CARAFE_CUDA_CPU) $(CARAFE_CUDA_LDIR) \
+		$(if $(wildcard $(CUDA_HOME)/lib64),-Xlinker -rpath=$(CUDA_HOME)/lib64) -lm
+
+cuda-test-build: $(CARAFE_CUDA_TEST)
+
+# Compile check (no GPU here): the plugin and the GPU test build, the plugin exports
+# RegisterCustomOps, carries SASS for sm_87 and sm_90 and PTX, and needs the shared CUDA runtime.
 cuda-check:
 	$(CARAFE_DIR)/cuda-toolkit.sh
-	$(MAKE) --no-print-directory cuda-plugin
-	@nm -D --defined-only $(CARAFE_CUDA_LIB) | grep -q ' RegisterCustomOps$$' && \
-		cuobjdump --list-elf $(CARAFE_CUDA_LIB) | grep -E 'sm_(87|90)' && \
-		echo "cuda-check: $(CARAFE_CUDA_LIB) built for sm_87 and sm_90 (compile check only: no GPU here)"
+	$(MAKE) --no-print-directory cuda-plugin cuda-test-build
+	@set -e; lib=$(CARAFE_CUDA_LIB); \
+	nm -D --defined-only $$lib | grep -q ' RegisterCustomOps$$' || { echo "cuda-check: $$lib does not export RegisterCustomOps"; exit 1; }; \
+	for f in $$lib $(CARAFE_CUDA_TEST); do \
+		elf=$$(cuobjdump --list-elf $$f); ptx=$$(cuobjdump --list-ptx $$f); \
+		for a in sm_87 sm_90; do echo "$$elf" | grep -q "$$a" || { echo "cuda-check: $$f has no $$a code"; exit 1; }; done; \
+		for a in sm_70 sm_90; do echo "$$ptx" | grep -q "$$a" || { echo "cuda-check: $$f has no $$a PTX"; exit 1; }; done; \
+		readelf -d $$f | grep -q 'NEEDED.*libcudart\.so' || { echo "cuda-check: $$f does not link libcudart.so"; exit 1; }; \
+		! nm $$f | grep -q ' cudart::' || { echo "cuda-check: $$f contains a static CUDA runtime"; exit 1; }; \
+	done; \
+	echo "cuda-check: $$lib and $(CARAFE_CUDA_TEST) built: SASS sm_87 + sm_90, PTX compute_70 + compute_90, shared libcudart (compile check only: no GPU here)"

@@ -1,5 +1,7 @@
 """Checks the plugin's exported reference kernel (stardetr_carafe_run "reference", via ctypes)
-against the independent numpy CARAFE in carafe_numpy.py. Usage: carafe_numpy_test.py LIB.so"""
+against the independent numpy CARAFE in carafe_numpy.py, on random inputs and again with NaN and
+Inf on the features' borders (a non-finite value must reach exactly the outputs whose window
+covers it). Usage: carafe_numpy_test.py LIB.so"""
 import ctypes
 import math
 import os
@@ -26,6 +28,25 @@ def run_lib(lib, variant, feat, masks, k, g, s):
     return out
 
 
+def poison_border(feat):
+    """NaN, +Inf and -Inf on each plane's border: corners and the middle of two edges."""
+    h, w = feat.shape[2], feat.shape[3]
+    feat[:, :, 0, 0] = np.nan
+    feat[:, :, h - 1, w - 1] = np.inf
+    feat[:, :, h // 2, 0] = -np.inf
+    feat[:, :, h - 1, w // 2] = np.nan
+    return feat
+
+
+def mismatch(got, want):
+    """Worst |diff| over the finite expected values; inf if a NaN or Inf is not matched exactly."""
+    nan, inf = np.isnan(want), np.isinf(want)
+    if not np.array_equal(np.isnan(got), nan) or not np.array_equal(got[inf], want[inf]):
+        return math.inf
+    fin = ~(nan | inf)
+    return float(np.max(np.abs(got[fin] - want[fin]))) if fin.any() else 0.0
+
+
 def main():
     lib = ctypes.CDLL(sys.argv[1])
     lib.stardetr_carafe_version.restype = ctypes.c_char_p
@@ -40,18 +61,22 @@ def main():
         (2, 13, 7, 11, 1, 3, 1), (2, 10, 5, 9, 2, 5, 2), (2, 12, 9, 4, 4, 7, 3), (2, 5, 6, 7, 1, 1, 2),
         (2, 8, 3, 5, 2, 5, 1.5), (1, 7, 1, 6, 1, 5, 2), (1, 64, 20, 20, 1, 3, 1), (1, 256, 20, 20, 1, 5, 2),
     ]
-    for n, c, h, w, g, k, s in cases:
-        feat = rng.uniform(-1, 1, (n, c, h, w)).astype(np.float32)
-        masks = rng.uniform(-1, 1, (n, g * k * k, math.floor(h * s), math.floor(w * s))).astype(np.float32)
-        want = carafe(feat, masks, k, g, s)
-        # the reference is the definition; the best variant is checked here too, end to end
-        for v in ("reference", variants[-1]):
-            got = run_lib(lib, v, feat, masks, k, g, s)
-            diff = float(np.max(np.abs(got - want))) if got.size else 0.0
-            ok = not np.isnan(got).any() and diff <= TOL
-            print("%s %-9s N=%d C=%d %dx%d G=%d k=%d s=%g max|diff|=%.2e" %
-                  ("ok  " if ok else "FAIL", v, n, c, h, w, g, k, s, diff))
-            passed, failed = (passed + 1, failed) if ok else (passed, failed + 1)
+    for poison in (False, True):
+        for n, c, h, w, g, k, s in cases:
+            feat = rng.uniform(-1, 1, (n, c, h, w)).astype(np.float32)
+            masks = rng.uniform(-1, 1, (n, g * k * k, math.floor(h * s), math.floor(w * s))).astype(np.float32)
+            if poison:
+                feat = poison_border(feat)
+            with np.errstate(invalid="ignore"):  # Inf - Inf: NaN, as in C
+                want = carafe(feat, masks, k, g, s)
+            # the reference is the definition; the best variant is checked here too, end to end
+            for v in ("reference", variants[-1]):
+                got = run_lib(lib, v, feat, masks, k, g, s)
+                diff = mismatch(got, want)
+                ok = diff <= TOL and (poison or not np.isnan(got).any())
+                print("%s %-9s N=%d C=%d %dx%d G=%d k=%d s=%g%s max|diff|=%.2e" %
+                      ("ok  " if ok else "FAIL", v, n, c, h, w, g, k, s, " NaN/Inf border" if poison else "", diff))
+                passed, failed = (passed + 1, failed) if ok else (passed, failed + 1)
     print("reference vs numpy, libstardetr_carafe %s" % lib.stardetr_carafe_version().decode())
     print("%d passed, %d failed" % (passed, failed))
     return 1 if failed else 0

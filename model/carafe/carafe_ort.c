@@ -11,7 +11,11 @@
  *
  * Built twice: libstardetr_carafe.so (CPU op only, no CUDA dependency) and, with
  * -DSTARDETR_CARAFE_CUDA, libstardetr_carafe_cuda.so, which also registers CUDA-provider ops
- * (float32 and float16) that launch on the provider's compute stream. */
+ * that launch on the provider's compute stream. Type constraint: on the CPU everything is
+ * float32; on CUDA features are float32 or float16, masks float32 or float16 independently of
+ * the features (a model may keep its softmaxed masks in float32), and the output has the
+ * features' type. ONNX Runtime merges the ops of one name into one schema and picks the kernel
+ * whose types match the node. */
 #include "carafe.h"
 #include "onnxruntime_c_api.h"
 
@@ -30,14 +34,15 @@
 typedef struct carafe_op {
 	OrtCustomOp base; /* first member: ONNX Runtime hands back &base */
 	const char *ep;
-	ONNXTensorElementDataType type;
+	ONNXTensorElementDataType feat_type, mask_type; /* the output has feat_type */
 } carafe_op;
 
 typedef struct carafe_kernel {
 	const OrtApi *api;
 	int64_t k, groups;
 	float scale;
-	int cuda;                       /* 0: CPU, else the element type for the CUDA launch */
+	int cuda;                      /* CUDA op (else CPU) */
+	int feat_half, mask_half;      /* CUDA: float16 features (and output), float16 masks */
 	const carafe_variant *variant; /* CPU only */
 	char node[160];
 } carafe_kernel;
@@ -55,10 +60,15 @@ static OrtStatus *carafe_error(const OrtApi *api, OrtErrorCode code, const char 
 
 static const char *ORT_API_CALL op_name(const OrtCustomOp *op) { (void)op; return OP_NAME; }
 static const char *ORT_API_CALL op_ep(const OrtCustomOp *op) { return ((const carafe_op *)op)->ep; }
-static ONNXTensorElementDataType ORT_API_CALL op_type(const OrtCustomOp *op, size_t i)
+static ONNXTensorElementDataType ORT_API_CALL op_in_type(const OrtCustomOp *op, size_t i)
+{
+	const carafe_op *o = (const carafe_op *)op;
+	return i == 1 ? o->mask_type : o->feat_type;
+}
+static ONNXTensorElementDataType ORT_API_CALL op_out_type(const OrtCustomOp *op, size_t i)
 {
 	(void)i;
-	return ((const carafe_op *)op)->type;
+	return ((const carafe_op *)op)->feat_type;
 }
 static size_t ORT_API_CALL op_in_count(const OrtCustomOp *op) { (void)op; return 2; }
 static size_t ORT_API_CALL op_out_count(const OrtCustomOp *op) { (void)op; return 1; }
@@ -126,9 +136,11 @@ static OrtStatus *ORT_API_CALL kernel_create(const OrtCustomOp *op, const OrtApi
 		free(kr);
 		return e;
 	}
-	if (cop->ep && strcmp(cop->ep, "CPUExecutionProvider") != 0)
-		kr->cuda = (int)cop->type;
-	else
+	if (cop->ep && strcmp(cop->ep, "CPUExecutionProvider") != 0) {
+		kr->cuda = 1;
+		kr->feat_half = cop->feat_type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
+		kr->mask_half = cop->mask_type == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
+	} else
 		kr->variant = carafe_best_variant();
 	*out = kr;
 	return NULL;
@@ -233,11 +245,9 @@ static OrtStatus *ORT_API_CALL kernel_compute_cuda(void *k, OrtKernelContext *ct
 	void *stream = NULL;
 	if ((st = kr->api->KernelContext_GetGPUComputeStream(ctx, &stream)))
 		return st;
-	const int half = kr->cuda == ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
-	const int rc = stardetr_carafe_cuda_launch(stream, half, feat, mask, out, &d);
-	if (rc)
-		return carafe_error(kr->api, ORT_RUNTIME_EXCEPTION, kr->node, "CUDA launch failed: %s",
-		                    stardetr_carafe_cuda_error_string(rc));
+	char msg[320] = "";
+	if (stardetr_carafe_cuda_launch(stream, kr->feat_half, kr->mask_half, feat, mask, out, &d, msg, sizeof msg))
+		return carafe_error(kr->api, ORT_RUNTIME_EXCEPTION, kr->node, "CUDA: %s", msg);
 	return NULL;
 }
 #endif
@@ -246,7 +256,7 @@ static OrtStatus *ORT_API_CALL kernel_compute_cuda(void *k, OrtKernelContext *ct
 static pthread_mutex_t carafe_lock = PTHREAD_MUTEX_INITIALIZER;
 static OrtCustomOpDomain *carafe_domain;
 static const OrtApi *carafe_registered_api;
-static carafe_op carafe_ops[3];
+static carafe_op carafe_ops[5];
 
 /* Output shape [N, C, Ho, Wo]: N and C from features, Ho and Wo from masks, symbolic names
  * kept, so graphs whose later shapes depend on this node still get static shapes. */
@@ -295,19 +305,20 @@ done:
 	return st;
 }
 
-static void op_init(carafe_op *o, const char *ep, ONNXTensorElementDataType type,
-                    OrtStatus *(ORT_API_CALL *compute)(void *, OrtKernelContext *))
+static void op_init(carafe_op *o, const char *ep, ONNXTensorElementDataType feat_type,
+                    ONNXTensorElementDataType mask_type, OrtStatus *(ORT_API_CALL *compute)(void *, OrtKernelContext *))
 {
 	memset(o, 0, sizeof *o);
 	o->ep = ep;
-	o->type = type;
+	o->feat_type = feat_type;
+	o->mask_type = mask_type;
 	OrtCustomOp *b = &o->base;
 	b->version = ORT_API_VERSION;
 	b->GetName = op_name;
 	b->GetExecutionProviderType = op_ep;
-	b->GetInputType = op_type;
+	b->GetInputType = op_in_type;
 	b->GetInputTypeCount = op_in_count;
-	b->GetOutputType = op_type;
+	b->GetOutputType = op_out_type;
 	b->GetOutputTypeCount = op_out_count;
 	b->KernelDestroy = kernel_destroy;
 	b->GetInputCharacteristic = op_required;
@@ -327,10 +338,14 @@ static void op_init(carafe_op *o, const char *ep, ONNXTensorElementDataType type
 static OrtStatus *domain_create(const OrtApi *api)
 {
 	size_t nops = 0;
-	op_init(&carafe_ops[nops++], "CPUExecutionProvider", ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, kernel_compute_cpu);
+	const ONNXTensorElementDataType f32 = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT;
+	op_init(&carafe_ops[nops++], "CPUExecutionProvider", f32, f32, kernel_compute_cpu);
 #ifdef STARDETR_CARAFE_CUDA
-	op_init(&carafe_ops[nops++], "CUDAExecutionProvider", ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT, kernel_compute_cuda);
-	op_init(&carafe_ops[nops++], "CUDAExecutionProvider", ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16, kernel_compute_cuda);
+	const ONNXTensorElementDataType f16 = ONNX_TENSOR_ELEMENT_DATA_TYPE_FLOAT16;
+	op_init(&carafe_ops[nops++], "CUDAExecutionProvider", f32, f32, kernel_compute_cuda);
+	op_init(&carafe_ops[nops++], "CUDAExecutionProvider", f16, f16, kernel_compute_cuda);
+	op_init(&carafe_ops[nops++], "CUDAExecutionProvider", f16, f32, kernel_compute_cuda);
+	op_init(&carafe_ops[nops++], "CUDAExecutionProvider", f32, f16, kernel_compute_cuda);
 #endif
 	OrtCustomOpDomain *dom;
 	OrtStatus *st = api->CreateCustomOpDomain("mmcv", &dom);

@@ -1,0 +1,303 @@
+package daemon_test
+
+import (
+	"bufio"
+	"bytes"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stardetr/stardetr/internal/testenv"
+)
+
+// The memory benchmarks compare the daemon with a bare ONNX Runtime host (internal/orthost:
+// the same model, plugin, threads and ONNX Runtime options, nothing else) measured side by
+// side in one run. Peak resident set (VmHWM) is what a small board has to fit. Run with
+//
+//	go test -tags gocv_specific_modules,gocv_videoio -run '^$' -bench Memory -benchtime 1x ./daemon/
+//
+// The machine is shared: times are as measured under whatever load there is; ratios taken in
+// one run are what count.
+
+// memFrames is how many frames the daemon processes before its peak is read: the first runs
+// grow ONNX Runtime's buffers, later ones reuse them (make soak-memory checks the long run).
+const memFrames = 6
+
+// benchTools builds the daemon and the bare host once per benchmark.
+func benchTools(b *testing.B) (daemonBin, hostBin string) {
+	b.Helper()
+	daemonBin = buildStardetr(b)
+	hostBin = filepath.Join(b.TempDir(), "orthost")
+	cmd := exec.Command("go", "build", "-o", hostBin, "./internal/orthost")
+	cmd.Dir = testenv.RepoRoot(b)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		b.Fatalf("go build ./internal/orthost: %v\n%s", err, out)
+	}
+	return daemonBin, hostBin
+}
+
+// clip720 generates a 1280x720 clip (ffmpeg's moving test pattern, 10 fps, 10 s): a 720p camera.
+func clip720(b *testing.B) string {
+	b.Helper()
+	path := filepath.Join(b.TempDir(), "clip720.mp4")
+	out, err := exec.Command("ffmpeg", "-hide_banner", "-loglevel", "error", "-y", "-f", "lavfi",
+		"-i", "testsrc2=size=1280x720:rate=10", "-t", "10", "-c:v", "libx264", "-pix_fmt", "yuv420p", path).CombinedOutput()
+	if err != nil {
+		b.Fatalf("ffmpeg: %v\n%s (ffmpeg is installed by scripts/setup: run `make setup`)", err, out)
+	}
+	return path
+}
+
+// hostResult is one bare-host run: peak and final resident set, anonymous memory, ms per run.
+type hostResult struct {
+	HWM, RSS, Anon int64 // kB
+	MS             float64
+}
+
+// daemonORTOptions are the bare host's flags for the daemon's default model.memory options.
+var daemonORTOptions = []string{"-arena=false", "-mempattern=true"}
+
+// runHost runs the bare host on model with 2 threads and the ONNX Runtime options in opts
+// (orthost flags).
+func runHost(b *testing.B, bin, model string, size, runs int, opts []string) hostResult {
+	b.Helper()
+	args := append([]string{"-ort", testenv.ONNXRuntime(b), "-model", model, "-plugin", testenv.Plugin(b),
+		"-threads", "2", "-runs", strconv.Itoa(runs), "-imgsz", strconv.Itoa(size)}, opts...)
+	out, err := exec.Command(bin, args...).CombinedOutput()
+	if err != nil {
+		b.Fatalf("orthost %v: %v\n%s", args, err, out)
+	}
+	var r hostResult
+	if _, err := fmt.Sscanf(strings.TrimSpace(string(out)), "hwm_kb %d rss_kb %d anon_kb %d ms_per_run %f", &r.HWM, &r.RSS, &r.Anon, &r.MS); err != nil {
+		b.Fatalf("orthost output %q: %v", out, err)
+	}
+	return r
+}
+
+const memConfig = `
+device_id: mem
+state_dir: %[1]s/state
+log_level: warn
+model:
+  path: %[2]s
+  plugin: %[3]s
+  onnxruntime: %[4]s
+  threads: 2
+  conf: 0.5
+  max_det: 5
+cameras:
+%[5]s
+mqtt:
+  brokers: [mqtt://127.0.0.1:%[6]d]
+  embedded:
+    enabled: true
+    listen: 127.0.0.1:%[6]d
+  stats_interval: 10s
+http:
+  listen: 127.0.0.1:%[7]d
+`
+
+// daemonResult is the daemon's memory once every camera has delivered memFrames frames.
+type daemonResult struct {
+	HWM, RSS, Anon int64 // kB
+	HeapInuse      float64
+}
+
+// runDaemon starts the daemon with the demo's settings (embedded broker, realtime pacing) on
+// cameras copies of clip, waits until memFrames frames per camera went through the model,
+// reads its memory and stops it with SIGTERM.
+func runDaemon(b *testing.B, bin, model, clip string, cameras int) daemonResult {
+	b.Helper()
+	dir := b.TempDir()
+	var cams strings.Builder
+	for i := range cameras {
+		fmt.Fprintf(&cams, "  - {name: cam%d, url: %s, loop: true, pace: realtime, publish: {policy: every, interval: 1s}}\n", i, clip)
+	}
+	httpPort := testenv.FreePort(b)
+	conf := fmt.Sprintf(memConfig, dir, model, testenv.Plugin(b), testenv.ONNXRuntime(b), cams.String(), testenv.FreePort(b), httpPort)
+	cfgPath := filepath.Join(dir, "config.yaml")
+	if err := os.WriteFile(cfgPath, []byte(conf), 0o600); err != nil {
+		b.Fatal(err)
+	}
+	var log lockedBuffer // written by exec's copying goroutine while the benchmark reads it
+	cmd := exec.Command(bin, "run", "--config", cfgPath)
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		b.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(10 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if b.Failed() {
+			b.Logf("daemon log:\n%s", log.String())
+		}
+	}()
+	url := fmt.Sprintf("http://127.0.0.1:%d/metrics", httpPort)
+	var r daemonResult
+	var scraped time.Time
+	testenv.WaitFor(b, 5*time.Minute, fmt.Sprintf("%d frames per camera through the model", memFrames), func() bool {
+		select {
+		case err := <-exited:
+			exited <- err
+			b.Fatalf("daemon exited early: %v", err)
+		default:
+		}
+		if time.Since(scraped) < 500*time.Millisecond { // scraping is not free: twice a second
+			return false
+		}
+		scraped = time.Now()
+		body, ok := scrape(url)
+		if !ok || minSeries(body, "stardetr_frames_processed_total", cameras) < memFrames {
+			return false
+		}
+		pid := cmd.Process.Pid
+		r.HWM, r.RSS = procField(b, pid, "status", "VmHWM:"), procField(b, pid, "status", "VmRSS:")
+		r.Anon = procField(b, pid, "smaps_rollup", "Anonymous:")
+		r.HeapInuse = minSeries(body, "go_memstats_heap_inuse_bytes", 1)
+		return true
+	})
+	return r
+}
+
+// scrape fetches /metrics; ok is false while the daemon is not listening yet.
+func scrape(url string) (body []byte, ok bool) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return nil, false
+	}
+	defer resp.Body.Close()
+	body, err = io.ReadAll(resp.Body)
+	return body, err == nil && resp.StatusCode == http.StatusOK
+}
+
+// minSeries is the smallest value among the series of metric name (labelled or not); -1 when
+// fewer than want series are present.
+func minSeries(body []byte, name string, want int) float64 {
+	best, n := -1.0, 0
+	sc := bufio.NewScanner(bytes.NewReader(body))
+	for sc.Scan() {
+		line := sc.Text()
+		if !strings.HasPrefix(line, name+" ") && !strings.HasPrefix(line, name+"{") {
+			continue
+		}
+		f := strings.Fields(line)
+		v, err := strconv.ParseFloat(f[len(f)-1], 64)
+		if err != nil {
+			continue
+		}
+		if n == 0 || v < best {
+			best = v
+		}
+		n++
+	}
+	if n < want {
+		return -1
+	}
+	return best
+}
+
+// procField reads a kB field of /proc/<pid>/<file>.
+func procField(b *testing.B, pid int, file, name string) int64 {
+	b.Helper()
+	data, err := os.ReadFile(fmt.Sprintf("/proc/%d/%s", pid, file))
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		if v, ok := strings.CutPrefix(line, name); ok {
+			n, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			if err != nil {
+				b.Fatalf("/proc/%d/%s %s: %v", pid, file, name, err)
+			}
+			return n
+		}
+	}
+	b.Fatalf("/proc/%d/%s has no %s", pid, file, name)
+	return 0
+}
+
+func mb(kb int64) float64 { return float64(kb) / 1024 }
+
+// BenchmarkMemory prints the daemon's peak resident set against the bare ONNX Runtime host's
+// for the tiny model (128x128) and the seed model at 640 (one 720p camera, 2 threads), and what
+// each further 720p camera adds (tiny model, 1 and 3 cameras).
+func BenchmarkMemory(b *testing.B) {
+	daemonBin, hostBin := benchTools(b)
+	clip := clip720(b)
+	for _, m := range []struct {
+		name string
+		size int
+	}{{"tiny.onnx", 128}, {"seed-640.onnx", 640}} {
+		name := m.name
+		b.Run(strings.TrimSuffix(name, ".onnx"), func(b *testing.B) {
+			model := testenv.Model(b, name)
+			host := runHost(b, hostBin, model, m.size, memFrames, daemonORTOptions)
+			d := runDaemon(b, daemonBin, model, clip, 1)
+			ratio := float64(d.HWM) / float64(host.HWM)
+			b.ReportMetric(mb(d.HWM), "daemon-peak-MB")
+			b.ReportMetric(mb(host.HWM), "bare-peak-MB")
+			b.ReportMetric(ratio, "daemon/bare")
+			b.Logf("%s: daemon peak %.1f MB (anonymous %.1f MB, Go heap in use %.1f MB), bare ONNX Runtime host peak %.1f MB (anonymous %.1f MB): ratio %.3f",
+				name, mb(d.HWM), mb(d.Anon), d.HeapInuse/(1<<20), mb(host.HWM), mb(host.Anon), ratio)
+		})
+	}
+	b.Run("per-camera", func(b *testing.B) {
+		model := testenv.Model(b, "tiny.onnx")
+		one := runDaemon(b, daemonBin, model, clip, 1)
+		three := runDaemon(b, daemonBin, model, clip, 3)
+		per := float64(three.HWM-one.HWM) / 2 / 1024
+		b.ReportMetric(per, "MB/camera")
+		b.Logf("720p cameras: 1 camera peak %.1f MB, 3 cameras %.1f MB: %.1f MB per added camera (anonymous %.1f MB)",
+			mb(one.HWM), mb(three.HWM), per, float64(three.Anon-one.Anon)/2/1024)
+	})
+}
+
+// BenchmarkMemoryORTOptions runs the bare host on the seed model at 640 with each ONNX
+// Runtime memory option, twice in turn, and prints peak memory and ms per run side by side.
+func BenchmarkMemoryORTOptions(b *testing.B) {
+	_, hostBin := benchTools(b)
+	model := testenv.Model(b, "seed-640.onnx")
+	own := "session.use_device_allocator_for_initializers=1"
+	variants := []struct {
+		name string
+		args []string
+	}{
+		{"ORT defaults (arena, mem pattern), from bytes", []string{"-bytes"}},
+		{"ORT defaults (arena, mem pattern), from path", nil},
+		{"arena off (stardetr's default)", daemonORTOptions},
+		{"arena off, no memory pattern", []string{"-arena=false", "-mempattern=false"}},
+		{"arena on, no memory pattern", []string{"-mempattern=false"}},
+		{"arena on, initializers in their own buffers", []string{"-config", own}},
+		{"arena off, initializers in their own buffers", []string{"-arena=false", "-config", own}},
+	}
+	results := make([][]hostResult, len(variants))
+	for range 2 {
+		for i, v := range variants {
+			results[i] = append(results[i], runHost(b, hostBin, model, 640, 4, v.args))
+		}
+	}
+	b.Logf("%-52s %9s %9s %9s %9s", "seed-640, 2 threads (min of 2)", "peak MB", "end MB", "anon MB", "ms/run")
+	for i, v := range variants {
+		best := results[i][0]
+		for _, r := range results[i][1:] {
+			best.HWM, best.RSS, best.Anon = min(best.HWM, r.HWM), min(best.RSS, r.RSS), min(best.Anon, r.Anon)
+			best.MS = min(best.MS, r.MS)
+		}
+		b.Logf("%-52s %9.1f %9.1f %9.1f %9.1f", v.name, mb(best.HWM), mb(best.RSS), mb(best.Anon), best.MS)
+	}
+}

@@ -1,0 +1,147 @@
+// Command orthost is the bare ONNX Runtime host that stardetr's memory is compared with: it
+// loads a model into ONNX Runtime with the CARAFE plugin and the given threads and session
+// options, runs it on a zero input, and prints its peak resident set size. It uses
+// onnxruntime_go alone (no OpenCV, no stardetr package), so its memory is ONNX Runtime's own
+// plus a small Go runtime. The daemon's memory benchmark (daemon/memory_test.go) runs it side
+// by side with the daemon.
+//
+//	go run ./internal/orthost -ort LIB -model M.onnx -plugin P.so -threads 2 -runs 5
+//
+// Output, one line on stdout: "hwm_kb N rss_kb N anon_kb N ms_per_run F" (peak and current
+// resident set, current anonymous memory, mean time of the runs after the first).
+package main
+
+import (
+	"flag"
+	"fmt"
+	"os"
+	"runtime"
+	"strconv"
+	"strings"
+	"time"
+
+	ort "github.com/yalue/onnxruntime_go"
+)
+
+func main() {
+	// One OS thread calls ONNX Runtime throughout, as in a C program's main thread: Go would
+	// otherwise move the calls between threads, and glibc's per-thread malloc arenas would make
+	// the peak depend on which threads ran them.
+	runtime.LockOSThread()
+	lib := flag.String("ort", "", "ONNX Runtime shared library (required)")
+	path := flag.String("model", "", "ONNX model (required)")
+	plugin := flag.String("plugin", "", "CARAFE custom-op library")
+	threads := flag.Int("threads", 0, "intra-op threads (0: ONNX Runtime decides)")
+	runs := flag.Int("runs", 3, "runs after the first")
+	size := flag.Int("imgsz", 640, "input height and width")
+	arena := flag.Bool("arena", true, "ONNX Runtime's CPU memory arena")
+	pattern := flag.Bool("mempattern", true, "ONNX Runtime's memory pattern")
+	fromBytes := flag.Bool("bytes", false, "load the model from a byte slice read by Go instead of from the path")
+	var entries []string
+	flag.Func("config", "session config entry key=value (repeatable)", func(s string) error {
+		if !strings.Contains(s, "=") {
+			return fmt.Errorf("want key=value, got %q", s)
+		}
+		entries = append(entries, s)
+		return nil
+	})
+	flag.Parse()
+	if *lib == "" || *path == "" {
+		fmt.Fprintln(os.Stderr, "orthost: -ort and -model are required")
+		os.Exit(2)
+	}
+	if err := run(*lib, *path, *plugin, *threads, *runs, *size, *arena, *pattern, *fromBytes, entries); err != nil {
+		fmt.Fprintln(os.Stderr, "orthost:", err)
+		os.Exit(1)
+	}
+}
+
+func run(lib, path, plugin string, threads, runs, size int, arena, pattern, fromBytes bool, entries []string) error {
+	ort.SetSharedLibraryPath(lib)
+	if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
+		return err
+	}
+	defer ort.DestroyEnvironment()
+	opts, err := ort.NewSessionOptions()
+	if err != nil {
+		return err
+	}
+	defer opts.Destroy()
+	if threads > 0 {
+		if err := opts.SetIntraOpNumThreads(threads); err != nil {
+			return err
+		}
+	}
+	if err := opts.SetCpuMemArena(arena); err != nil {
+		return err
+	}
+	if err := opts.SetMemPattern(pattern); err != nil {
+		return err
+	}
+	for _, e := range entries {
+		k, v, _ := strings.Cut(e, "=")
+		if err := opts.AddSessionConfigEntry(k, v); err != nil {
+			return err
+		}
+	}
+	if plugin != "" {
+		if err := opts.RegisterCustomOpsLibrary(plugin); err != nil {
+			return err
+		}
+	}
+	in, err := ort.NewEmptyTensor[float32](ort.NewShape(1, 3, int64(size), int64(size)))
+	if err != nil {
+		return err
+	}
+	defer in.Destroy()
+	var s *ort.DynamicAdvancedSession
+	names := []string{"images"}
+	outNames := []string{"output0"}
+	if fromBytes {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		s, err = ort.NewDynamicAdvancedSessionWithONNXData(data, names, outNames, opts)
+		if err != nil {
+			return err
+		}
+	} else if s, err = ort.NewDynamicAdvancedSession(path, names, outNames, opts); err != nil {
+		return err
+	}
+	defer s.Destroy()
+	var total time.Duration
+	for i := 0; i <= runs; i++ {
+		outs := []ort.Value{nil}
+		t0 := time.Now()
+		if err := s.Run([]ort.Value{in}, outs); err != nil {
+			return err
+		}
+		if i > 0 {
+			total += time.Since(t0)
+		}
+		outs[0].Destroy()
+	}
+	ms := 0.0
+	if runs > 0 {
+		ms = float64(total.Microseconds()) / 1e3 / float64(runs)
+	}
+	fmt.Printf("hwm_kb %d rss_kb %d anon_kb %d ms_per_run %.1f\n", field("/proc/self/status", "VmHWM:"),
+		field("/proc/self/status", "VmRSS:"), field("/proc/self/smaps_rollup", "Anonymous:"), ms)
+	return nil
+}
+
+// field reads one kB field of a /proc file such as /proc/self/status.
+func field(file, name string) int64 {
+	b, err := os.ReadFile(file)
+	if err != nil {
+		return -1
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, name); ok {
+			n, _ := strconv.ParseInt(strings.TrimSuffix(strings.TrimSpace(v), " kB"), 10, 64)
+			return n
+		}
+	}
+	return -1
+}
