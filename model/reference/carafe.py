@@ -51,7 +51,12 @@ def carafe_forward(features, masks, kernel_size, group_size, scale_factor):
 
 
 class CarafeFunction(torch.autograd.Function):
-    """Forward in PyTorch; exported to ONNX as one mmcv::MMCVCARAFE node (mmcv's CARAFEFunction contract)."""
+    """Forward in PyTorch; exported to ONNX as one mmcv::MMCVCARAFE node (mmcv's CARAFEFunction contract).
+
+    Training needs the backward too: it differentiates carafe_forward itself (unfold, multiply, add are
+    all differentiable), recomputed from the saved inputs, so the forward, the backward and the export
+    come from this one definition and nothing large is kept between forward and backward.
+    """
 
     @staticmethod
     def symbolic(g, features, masks, kernel_size, group_size, scale_factor):
@@ -66,7 +71,22 @@ class CarafeFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, features, masks, kernel_size, group_size, scale_factor):
+        ctx.save_for_backward(features, masks)
+        ctx.args = (kernel_size, group_size, scale_factor)
         return carafe_forward(features, masks, kernel_size, group_size, scale_factor)
+
+    @staticmethod
+    def backward(ctx, grad_out):
+        features, masks = ctx.saved_tensors
+        with torch.enable_grad():
+            f = features.detach().requires_grad_(ctx.needs_input_grad[0])
+            m = masks.detach().requires_grad_(ctx.needs_input_grad[1])
+            out = carafe_forward(f, m, *ctx.args)
+            wrt = [t for t in (f, m) if t.requires_grad]
+            grads = iter(torch.autograd.grad(out, wrt, grad_out) if wrt else ())
+        gf = next(grads) if ctx.needs_input_grad[0] else None
+        gm = next(grads) if ctx.needs_input_grad[1] else None
+        return gf, gm, None, None, None
 
 
 def carafe(features, masks, kernel_size, group_size, scale_factor):
