@@ -106,6 +106,11 @@ class RTDETRStarNetFreqFusion(nn.Module):
                 RTDETRDecoder(nc, (c, c, c), a.hd, a.nq, a.ndp, a.nh, a.ndl, a.d_ffn),  # 22
             ]
         )
+        # ultralytics' initialize_weights gives every BatchNorm2d of a model it builds (the seed fork's
+        # included) eps 1e-3: trained weights reproduce only with the same eps.
+        for m in self.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.eps, m.momentum = 1e-3, 0.03
 
     def forward(self, images):
         check_imgsz(images.shape[2:])
@@ -169,7 +174,7 @@ def init_random(model, seed, imgsz=160, batch=2):
         bn.train()
     model(images)
     for bn in bns:
-        bn.momentum = 0.1
+        bn.momentum = 0.03
         bn.eval()
         bn.num_batches_tracked.zero_()
         # Affine parameters stay at 1/0 by default; give them some spread so BN is not an identity.
