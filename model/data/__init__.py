@@ -1,0 +1,1 @@
+"""Datasets for the seed model: a synthetic YOLO-format generator (synth) and the dataset checks (check)."""
