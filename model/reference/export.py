@@ -20,6 +20,7 @@ import warnings
 import numpy as np
 import torch
 
+from . import checkpoint
 from . import seed as seedmod
 
 OPSET = 17
@@ -138,7 +139,7 @@ def main(argv=None):
     p.add_argument("--imgsz", type=parse_imgsz, default=None, help="N or H,W, multiples of 32 (default 640 seed, 128 tiny)")
     p.add_argument("--batch", type=int, default=1, help="batch size of the traced graph")
     p.add_argument("--dynamic", action="store_true", help="make the batch axis symbolic")
-    p.add_argument("--weights", default="", help="state_dict checkpoint; without it weights come from --seed")
+    p.add_argument("--weights", default="", help="checkpoint: a state_dict, or an ultralytics or seed-fork best.pt (read without executing it); without it weights come from --seed")
     p.add_argument("--seed", type=int, default=0, help="random seed of the stand-in weights")
     p.add_argument("--golden", default="", help="also write inputs and PyTorch outputs to this .npz")
     p.add_argument("--golden-batch", type=int, default=None, help="batch of the golden input (default --batch)")
@@ -159,6 +160,14 @@ def main(argv=None):
         names = parse_names(args.names, nc)
     except ValueError as e:
         p.error(str(e))
+    if args.weights and not args.names:
+        try:
+            _, ck_names, _ = checkpoint.read(args.weights)
+        except checkpoint.CheckpointError as e:
+            print(f"error: {e}", file=sys.stderr)
+            return 2
+        if ck_names and len(ck_names) == nc:
+            names = ck_names  # an ultralytics or fork checkpoint carries its class names
 
     t0 = time.time()
     arch = seedmod.ARCHS[args.arch]

@@ -11,6 +11,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn as nn
 
+from . import checkpoint
+from .checkpoint import CheckpointError  # noqa: F401 - re-exported for the CLIs
 from .modules import AIFI, Concat, Conv, FreqFusion, RepC3, RTDETRDecoder, StarNet
 
 STRIDE = 32
@@ -213,54 +215,15 @@ def summary(model):
     return [(r, layer, frm, name, count_params(model.model[r])) for r, layer, frm, name, _ in SUMMARY_ROWS]
 
 
-class CheckpointError(ValueError):
-    pass
-
-
 def load_checkpoint(model, path):
-    """Loads a state_dict (ours, or one saved from ultralytics' model.state_dict()) into model.
+    """Loads a checkpoint into model: a state_dict (bare or under 'model'/'ema'/'state_dict'), or an
+    ultralytics or seed-fork checkpoint (read without executing it, see checkpoint.read).
 
-    Accepts a raw state_dict or a dict holding one under 'model', 'state_dict' or 'ema'. Raises
-    CheckpointError naming the first key that is missing, unexpected or of the wrong shape.
+    Raises CheckpointError listing every key that is missing, unexpected or of the wrong shape.
     """
-    try:
-        ckpt = torch.load(path, map_location="cpu")
-    except Exception as e:  # noqa: BLE001 - any unreadable file gets the same advice
-        raise CheckpointError(
-            f"checkpoint {path}: cannot read it with torch.load ({e}); save it with "
-            "torch.save(model.state_dict(), path)"
-        ) from e
-    sd = ckpt
-    if isinstance(ckpt, dict):
-        for key in ("model", "ema", "state_dict"):
-            if key in ckpt and ckpt[key] is not None:
-                sd = ckpt[key]
-                break
-    if isinstance(sd, nn.Module):
-        sd = sd.state_dict()
-    if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        raise CheckpointError(
-            f"checkpoint {path}: no state_dict found (a pickled ultralytics model needs ultralytics to load); "
-            "save one with torch.save(model.state_dict(), path)"
-        )
-    own = model.state_dict()
-    if not any(k in own for k in sd) and all(k.startswith("model.model.") for k in sd):
-        sd = {k[len("model."):]: v for k, v in sd.items()}
-    for key, want in own.items():
-        if key not in sd:
-            raise CheckpointError(f"checkpoint {path}: key '{key}' (shape {list(want.shape)}) is missing")
-        if tuple(sd[key].shape) != tuple(want.shape):
-            raise CheckpointError(
-                f"checkpoint {path}: key '{key}' has shape {list(sd[key].shape)} in the checkpoint but "
-                f"{list(want.shape)} in the model (nc={model.nc}, arch={model.arch.name}); "
-                "pass the --nc and --arch the checkpoint was trained with"
-            )
-    for key in sd:
-        if key not in own:
-            raise CheckpointError(
-                f"checkpoint {path}: key '{key}' (shape {list(sd[key].shape)}) is not in the model "
-                f"(arch={model.arch.name}); the checkpoint is of another architecture"
-            )
+    sd, _, info = checkpoint.read(path)
+    checkpoint.check_keys(path, model.state_dict(), sd,
+                          f"the {model.arch.name} architecture with nc={model.nc} ({info['class']}); pass --nc and --arch")
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
     return model
 
@@ -268,15 +231,7 @@ def load_checkpoint(model, path):
 def infer_nc(path):
     """nc from a checkpoint's encoder score head, or None if it cannot be told."""
     try:
-        sd = torch.load(path, map_location="cpu")
-    except Exception:  # noqa: BLE001 - load_checkpoint reports it properly
-        return None
-    if isinstance(sd, dict):
-        for key in ("model", "ema", "state_dict"):
-            if isinstance(sd.get(key), dict):
-                sd = sd[key]
-                break
-    if not isinstance(sd, dict):
-        return None
-    w = sd.get("model.18.enc_score_head.weight")
-    return int(w.shape[0]) if isinstance(w, torch.Tensor) else None
+        sd, _, _ = checkpoint.read(path)
+    except CheckpointError:
+        return None  # load_checkpoint reports it properly
+    return checkpoint.nc_of(sd)
