@@ -27,6 +27,7 @@ func commands() []command {
 		{"run", "run the detector service (--config FILE)", cmdRun},
 		{"check", "validate a config file and its model, listing every problem (--config FILE)", cmdCheck},
 		{"infer", "detect objects in one image (--model M --image I [--conf 0.25] [--json])", cmdInfer},
+		{"eval", "accuracy on a YOLO-format val set as ultralytics val computes it (--model M --data D.yaml [--conf 0.001] [--json])", cmdEval},
 		{"bench", "time a model: load, preprocess, run, decode vs a bare Run() (--model M)", cmdBench},
 		{"version", "print the versions of stardetr, ONNX Runtime, OpenCV and the CARAFE plugin", cmdVersion},
 	}
