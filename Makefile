@@ -46,6 +46,7 @@ $(BIN): $(SETUP_STAMP) $(shell find . -name '*.go' -not -path './build/*' -not -
 include model/carafe/carafe.mk
 include model/reference/reference.mk
 include model/quantize/quantize.mk
+include model/train/train.mk
 include packaging/packaging.mk
 
 # The demo's clip: generated, 10 s of ffmpeg's moving test pattern at 10 fps (~200 KB).
@@ -68,7 +69,7 @@ test-go: $(SETUP_STAMP) plugin models
 	# gocv's matprofile build counts every Mat: no Mat leaks across reconnects and shutdown.
 	go test -tags $(GOTAGS),matprofile -count=1 -run MatProfile ./camera/...
 
-test: build plugin models vet test-carafe test-reference test-quantize test-go
+test: build plugin models vet test-carafe test-reference test-quantize test-train test-go
 
 bench: build plugin models bench-carafe $(MODELS)/seed-640-int8.onnx $(MODELS)/seed-640-dynamic.onnx
 	go test -tags $(GOTAGS) -run '^$$' -bench . -benchmem ./...

@@ -69,16 +69,20 @@ func venvPython(t *testing.T) string {
 func TestMetricsMatchUltralytics(t *testing.T) {
 	py := venvPython(t)
 	names := []string{"a", "b", "c", "d"}
-	for _, seed := range []uint64{1, 2, 3} {
+	type img struct {
+		Preds [][6]float32 `json:"preds"`
+		Truth [][5]float32 `json:"truth"`
+	}
+	type set struct {
+		Names  []string `json:"names"`
+		Images []img    `json:"images"`
+	}
+	seeds := []uint64{1, 2, 3}
+	var docs []set
+	var results []Results
+	for _, seed := range seeds {
 		preds, truth := randomSet(seed, 40, 3) // class d never occurs: it must not count in the means
-		type img struct {
-			Preds [][6]float32 `json:"preds"`
-			Truth [][5]float32 `json:"truth"`
-		}
-		doc := struct {
-			Names  []string `json:"names"`
-			Images []img    `json:"images"`
-		}{Names: names}
+		doc := set{Names: names}
 		var s Stats
 		for i := range preds {
 			var im img
@@ -91,24 +95,31 @@ func TestMetricsMatchUltralytics(t *testing.T) {
 			doc.Images = append(doc.Images, im)
 			s.Add(preds[i], truth[i])
 		}
-		in, _ := json.Marshal(doc)
-		cmd := exec.Command(py, "testdata/ultralytics_metrics.py")
-		cmd.Stdin = bytes.NewReader(in)
-		cmd.Env = append(os.Environ(), "OMP_NUM_THREADS=1", "YOLO_OFFLINE=true", "YOLO_AUTOINSTALL=false")
-		var stderr bytes.Buffer
-		cmd.Stderr = &stderr
-		out, err := cmd.Output()
-		if err != nil {
-			t.Fatalf("ultralytics reference: %v\n%s", err, stderr.String())
-		}
-		var want struct {
-			Mean    [4]float64            `json:"mean"`
-			Classes map[string][4]float64 `json:"classes"`
-		}
-		if err := json.Unmarshal(out, &want); err != nil {
-			t.Fatalf("ultralytics reference output %q: %v", out, err)
-		}
-		got := s.Results(names)
+		docs = append(docs, doc)
+		results = append(results, s.Results(names))
+	}
+	in, err := json.Marshal(docs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := exec.Command(py, "testdata/ultralytics_metrics.py")
+	cmd.Stdin = bytes.NewReader(in)
+	cmd.Env = append(os.Environ(), "OMP_NUM_THREADS=1", "YOLO_OFFLINE=true", "YOLO_AUTOINSTALL=false")
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("ultralytics reference: %v\n%s", err, stderr.String())
+	}
+	var wants []struct {
+		Mean    [4]float64            `json:"mean"`
+		Classes map[string][4]float64 `json:"classes"`
+	}
+	if err := json.Unmarshal(out, &wants); err != nil || len(wants) != len(seeds) {
+		t.Fatalf("ultralytics reference output %q: %v", out, err)
+	}
+	for k, seed := range seeds {
+		got, want := results[k], wants[k]
 		check := func(what string, g, w [4]float64) {
 			t.Helper()
 			for k, label := range []string{"P", "R", "mAP50", "mAP50-95"} {

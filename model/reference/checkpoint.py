@@ -65,7 +65,7 @@ class Stub:
         return self.stub_state if isinstance(getattr(self, "stub_state", None), dict) else {}
 
     def __repr__(self):
-        return f"<stub {self.stub_of}>"
+        return self.stub_of + ("(...)" if hasattr(self, "stub_args") else "")
 
 
 _stub_classes = {}
@@ -153,7 +153,8 @@ def read(path):
         raise CheckpointError(f"checkpoint {path}: holds no model or state_dict under 'ema', 'model' or "
                               "'state_dict'; save one with torch.save(model.state_dict(), path)")
     if not sd:
-        raise CheckpointError(f"checkpoint {path}: the model under 'ema'/'model' has no parameters")
+        raise CheckpointError(f"checkpoint {path}: its model is {model!r}, which holds no parameters; globals other "
+                              "than tensors and plain containers are not loaded (nothing in the file was run)")
     if isinstance(names, (list, tuple)):
         names = dict(enumerate(names))
     if not isinstance(names, dict):

@@ -74,6 +74,8 @@ def main(argv=None):
     p.add_argument("--out", default="build/train", help="folder of training runs")
     p.add_argument("--name", default="seed", help="run name: results in OUT/NAME")
     p.add_argument("--workers", type=int, default=None, help="data-loader workers (default 0 on cpu, 8 on CUDA)")
+    p.add_argument("--time", type=float, default=0, metavar="HOURS",
+                   help="train for this long instead (ultralytics fits the epochs to it)")
     p.add_argument("--pause-after", type=int, default=0, metavar="K", help="stop after epoch K (resume later)")
     p.add_argument("--no-export", action="store_true", help="skip the ONNX export")
     p.add_argument("--seed", type=int, default=0)
@@ -129,6 +131,8 @@ def main(argv=None):
         args = {"data": str(data_yaml), "epochs": a.epochs, "imgsz": a.imgsz, "batch": a.batch, "device": a.device,
                 "workers": workers, "project": str(run.parent), "name": a.name, "exist_ok": True, "plots": False,
                 "seed": a.seed, "verbose": True}
+        if a.time:
+            args["time"] = a.time
     progress_callbacks(model)
     if a.pause_after:
         def pause(trainer):

@@ -1,0 +1,9 @@
+# Training path (model/ultralytics, model/train, model/data): tests with the real, pinned ultralytics in
+# build/venv (scripts/setup), against bin/stardetr and the CARAFE plugin.
+VENV_PY := build/venv/bin/python
+
+.PHONY: test-train
+
+test-train: $(SETUP_STAMP) $(BIN) plugin
+	OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE YOLO_OFFLINE=true YOLO_AUTOINSTALL=false \
+		$(VENV_PY) -m unittest discover -s model/train/tests -t . $(if $(V),-v,)
