@@ -69,7 +69,7 @@ test-go: $(SETUP_STAMP) plugin models
 	# gocv's matprofile build counts every Mat: no Mat leaks across reconnects and shutdown.
 	go test -tags $(GOTAGS),matprofile -count=1 -run MatProfile ./camera/...
 
-test: build plugin models vet test-carafe test-reference test-quantize test-train test-go
+test: build plugin models vet test-carafe test-reference test-quantize test-train test-gpu-smoke test-go
 
 bench: build plugin models bench-carafe $(MODELS)/seed-640-int8.onnx $(MODELS)/seed-640-dynamic.onnx
 	go test -tags $(GOTAGS) -run '^$$' -bench . -benchmem ./...

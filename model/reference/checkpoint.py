@@ -13,7 +13,9 @@ Nothing here needs ultralytics or the fork: model.reference loads the weights in
 model.ultralytics into the one stock ultralytics builds; both refuse a checkpoint of another architecture
 or class count with one error listing the missing, unexpected and mis-shaped keys (check_keys).
 """
+import _compat_pickle
 import collections
+import io
 import pickle
 from pathlib import Path
 
@@ -84,6 +86,10 @@ class RestrictedUnpickler(pickle.Unpickler):
     stubbed = None  # set of "module.name" replaced by stand-ins, per instance
 
     def find_class(self, module, name):
+        # Protocol-2 pickles name Python 2 modules (__builtin__.set); map them as pickle's own find_class does.
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         if (module, name) in _ALLOWED or (module == "torch" and (name in _STORAGES or name in _DTYPES)):
             return super().find_class(module, name)
         if self.stubbed is None:
@@ -92,14 +98,33 @@ class RestrictedUnpickler(pickle.Unpickler):
         return _stub(module, name)
 
 
-class _PickleModule:
-    """What torch.load takes as pickle_module: our Unpickler, pickle's load for the legacy format."""
+def _unpickle_zip(path):
+    """Reads torch.save's zip format (torch >= 1.6) with RestrictedUnpickler; storages are loaded to the CPU.
 
-    Unpickler = RestrictedUnpickler
+    torch.load cannot be used: Debian's torch 1.13 replaces any pickle_module it is given by pickle.
+    This follows torch.serialization._load: data.pkl holds the object, each storage is data/<key>.
+    """
+    try:
+        reader = torch._C.PyTorchFileReader(str(path))
+    except RuntimeError as e:
+        raise CheckpointError(f"checkpoint {path}: not a PyTorch checkpoint in torch.save's zip format ({e}); "
+                              "files from torch < 1.6 must be re-saved with a newer torch") from e
+    storages = {}
 
-    @staticmethod
-    def load(f, **kwargs):
-        return RestrictedUnpickler(f, **kwargs).load()
+    def persistent_load(saved_id):
+        kind, storage_type, key, _location, numel = saved_id
+        if (kind.decode() if isinstance(kind, bytes) else kind) != "storage":
+            raise CheckpointError(f"checkpoint {path}: unknown persistent id {kind!r}")
+        dtype = torch.uint8 if storage_type is torch.UntypedStorage else storage_type.dtype
+        if key not in storages:
+            nbytes = numel * torch._utils._element_size(dtype)
+            raw = reader.get_storage_from_record(f"data/{key}", nbytes, torch.UntypedStorage).storage().untyped()
+            storages[key] = torch.storage.TypedStorage(wrap_storage=raw, dtype=dtype)
+        return storages[key]
+
+    unpickler = RestrictedUnpickler(io.BytesIO(reader.get_record("data.pkl")), encoding="utf-8")
+    unpickler.persistent_load = persistent_load
+    return unpickler.load()
 
 
 def collect_state_dict(module):
@@ -129,7 +154,9 @@ def read(path):
     if not path.is_file():
         raise CheckpointError(f"checkpoint {path}: no such file")
     try:
-        ckpt = torch.load(path, map_location="cpu", pickle_module=_PickleModule)
+        ckpt = _unpickle_zip(path)
+    except CheckpointError:
+        raise
     except Exception as e:  # noqa: BLE001 - any unreadable file gets the same advice
         raise CheckpointError(f"checkpoint {path}: not a PyTorch checkpoint ({type(e).__name__}: {e})") from e
     if isinstance(ckpt, Stub) or not isinstance(ckpt, dict):
