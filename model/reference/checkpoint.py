@@ -101,7 +101,7 @@ class RestrictedUnpickler(pickle.Unpickler):
 def _unpickle_zip(path):
     """Reads torch.save's zip format (torch >= 1.6) with RestrictedUnpickler; storages are loaded to the CPU.
 
-    torch.load cannot be used: Debian's torch 1.13 replaces any pickle_module it is given by pickle.
+    torch.load cannot be used: torch 1.13.0 (Debian's) replaces any pickle_module it is given by pickle.
     This follows torch.serialization._load: data.pkl holds the object, each storage is data/<key>.
     """
     try:

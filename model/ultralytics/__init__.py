@@ -24,9 +24,17 @@ from pathlib import Path
 os.environ.setdefault("YOLO_AUTOINSTALL", "false")
 os.environ.setdefault("YOLO_OFFLINE", "true")
 
+import logging  # noqa: E402
+import sys  # noqa: E402
+
 import torch  # noqa: E402
 import ultralytics  # noqa: E402
 from ultralytics.nn import tasks  # noqa: E402
+
+# ultralytics logs to stdout; the project's CLIs keep stdout for their results, so its log goes to stderr.
+for _h in logging.getLogger("ultralytics").handlers:
+    if isinstance(_h, logging.StreamHandler):
+        _h.setStream(sys.stderr)
 
 from ..reference.modules import FreqFusion, StarNet  # noqa: E402
 

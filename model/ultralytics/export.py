@@ -10,7 +10,6 @@ Progress on stderr, the ONNX path on stdout.
 """
 import argparse
 import contextlib
-import logging
 import shutil
 import sys
 import tempfile
@@ -20,10 +19,8 @@ OPSET = 17
 
 
 def quiet_stdout():
-    """ultralytics logs to stdout; CLIs here keep stdout for results, so its log goes to stderr."""
-    for h in logging.getLogger("ultralytics").handlers:
-        if isinstance(h, logging.StreamHandler):
-            h.setStream(sys.stderr)
+    """Keeps stdout for results while ultralytics runs: its progress bars and prints go to stderr
+    (its log already does, see model.ultralytics)."""
     return contextlib.redirect_stdout(sys.stderr)
 
 
