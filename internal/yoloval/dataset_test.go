@@ -5,6 +5,8 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/stardetr/stardetr/internal/testenv"
 )
 
 func write(t *testing.T, path, text string) {
@@ -64,9 +66,7 @@ func TestDatasetErrorsNameFileAndLine(t *testing.T) {
 				write(t, l, c.labels)
 				_, err = ReadLabels(l, len(d.Names))
 			}
-			if err == nil || !strings.Contains(err.Error(), c.want) {
-				t.Fatalf("error %v, want it to contain %q", err, c.want)
-			}
+			testenv.WantError(t, err, c.want)
 		})
 	}
 }
