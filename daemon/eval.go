@@ -30,17 +30,8 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg.Conf = 0.001 // ultralytics' val default
 	fs.Float64Var(&cfg.Conf, "conf", cfg.Conf, "score threshold: detections with score > conf count")
 	asJSON := fs.Bool("json", false, "print the results as JSON")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: stardetr eval --model M --data D.yaml [--conf 0.001] [--json] [flags]")
-		fs.PrintDefaults()
-	}
-	if code, ok := parseFlags(fs, args, stderr); !ok {
+	if code, ok := parseCommand(fs, args, stderr, "--model M --data D.yaml [--conf 0.001] [--json]", "model", "data"); !ok {
 		return code
-	}
-	if cfg.Path == "" || *data == "" {
-		fmt.Fprintln(stderr, "stardetr eval: --model and --data are required")
-		fs.Usage()
-		return 2
 	}
 	fail := func(err error) int {
 		fmt.Fprintln(stderr, "stardetr eval:", err)

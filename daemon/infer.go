@@ -69,6 +69,30 @@ func parseFlags(fs *flag.FlagSet, args []string, stderr io.Writer) (code int, ok
 	return 0, true
 }
 
+// parseCommand is parseFlags for a command whose usage line is "stardetr NAME usage [flags]" and
+// whose flags named in required must all be given.
+func parseCommand(fs *flag.FlagSet, args []string, stderr io.Writer, usage string, required ...string) (code int, ok bool) {
+	fs.Usage = func() {
+		fmt.Fprintf(stderr, "usage: stardetr %s %s [flags]\n", fs.Name(), usage)
+		fs.PrintDefaults()
+	}
+	if code, ok := parseFlags(fs, args, stderr); !ok {
+		return code, false
+	}
+	for _, name := range required {
+		if f := fs.Lookup(name); f != nil && f.Value.String() == "" {
+			flags := make([]string, len(required))
+			for i, r := range required {
+				flags[i] = "--" + r
+			}
+			fmt.Fprintf(stderr, "stardetr %s: %s are required\n", fs.Name(), strings.Join(flags, " and "))
+			fs.Usage()
+			return 2, false
+		}
+	}
+	return 0, true
+}
+
 // configFirst moves a --config flag to the front of args, so that the file's values are the
 // base that every other flag overrides, wherever the user wrote it.
 func configFirst(args []string) []string {
@@ -107,17 +131,8 @@ func cmdInfer(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.Float64Var(&cfg.Conf, "conf", cfg.Conf, "score threshold: keep detections with score > conf")
 	fs.IntVar(&cfg.MaxDet, "max-det", cfg.MaxDet, "most detections to print")
 	asJSON := fs.Bool("json", false, "print a JSON list of {class_id, label, score, box: [x1, y1, x2, y2]}")
-	fs.Usage = func() {
-		fmt.Fprintln(stderr, "usage: stardetr infer --model M --image I [--conf 0.25] [--json] [flags]")
-		fs.PrintDefaults()
-	}
-	if code, ok := parseFlags(fs, args, stderr); !ok {
+	if code, ok := parseCommand(fs, args, stderr, "--model M --image I [--conf 0.25] [--json]", "model", "image"); !ok {
 		return code
-	}
-	if cfg.Path == "" || *image == "" {
-		fmt.Fprintln(stderr, "stardetr infer: --model and --image are required")
-		fs.Usage()
-		return 2
 	}
 	// The image first: a bad path should not wait for a model to load.
 	frame, err := readImage(*image)
