@@ -46,7 +46,8 @@ def progress_callbacks(model, out=sys.stderr):
         per_it = (now - state["t0"]) / state["done"]
         losses = " ".join(f"{n}={float(v):.4g}" for n, v in zip(trainer.loss_names, trainer.tloss.reshape(-1)))
         eta = time.strftime("%H:%M:%S", time.gmtime(per_it * remaining))
-        print(f"train: epoch {trainer.epoch + 1}/{trainer.epochs} iter {state['it']}/{nb} {losses} "
+        # The newline ends the line of ultralytics' progress bar, which it redraws with carriage returns.
+        print(f"\ntrain: epoch {trainer.epoch + 1}/{trainer.epochs} iter {state['it']}/{nb} {losses} "
               f"{now - (state['last'] or state['t0']):.2f}s/it (mean {per_it:.2f}) ETA {eta}", file=out, flush=True)
         state["last"] = now
 
