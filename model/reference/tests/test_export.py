@@ -154,7 +154,7 @@ class ExportTest(unittest.TestCase):
         torch.save(seed.RTDETRStarNetFreqFusion(2, seed.TINY).state_dict(), weights)
         code, _, err = self.run_cli("--arch", "tiny", "--nc", "1", "--weights", weights, "--out", path)
         self.assertEqual(code, 2)
-        self.assertIn("'model.18.denoising_class_embed.weight' has shape [2, 32] in the checkpoint but [1, 32]", err)
+        self.assertIn("wrong shapes: model.18.denoising_class_embed.weight [2, 32] (model [1, 32])", err)
         self.assertFalse(os.path.exists(path))
 
 
