@@ -14,7 +14,7 @@ from . import SEED_YAML
 
 def load_seed_model(path, nc=None):
     """The seed model (ultralytics RTDETRDetectionModel, float32, eval) with a checkpoint's weights and names."""
-    from ultralytics.nn.tasks import RTDETRDetectionModel
+    from ultralytics.nn.tasks import RTDETRDetectionModel, yaml_model_load
 
     sd, names, info = read(path)
     if nc is None:
@@ -22,7 +22,11 @@ def load_seed_model(path, nc=None):
     if nc is None:
         raise CheckpointError(f"checkpoint {path}: cannot tell the class count (no 'model.18.enc_score_head.weight'); "
                               "it is not a checkpoint of the seed model (rtdetr-StarNet-FreqFusion)")
-    model = RTDETRDetectionModel(SEED_YAML, nc=nc, verbose=False)
+    # The YAML as a dict with its nc and scale set, so that ultralytics builds it without log lines
+    # ("Overriding model.yaml nc", "no model scale passed"): the CLIs print one line per error.
+    cfg = yaml_model_load(SEED_YAML)
+    cfg["nc"], cfg["scale"] = nc, "l"
+    model = RTDETRDetectionModel(cfg, nc=nc, verbose=False)
     check_keys(path, model.state_dict(), sd, f"the seed model rtdetr-StarNet-FreqFusion with nc={nc} ({info['class']})")
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
     model.names = names if names and len(names) == nc else {i: f"class{i}" for i in range(nc)}
