@@ -8,7 +8,7 @@ test-train: $(SETUP_STAMP) $(BIN) plugin
 	OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE YOLO_OFFLINE=true YOLO_AUTOINSTALL=false \
 		$(VENV_PY) -m unittest discover -s model/train/tests -t . $(if $(V),-v,)
 
-# scripts/gpu-train on the CPU: one iteration at 128, weight parts, val metrics (the GPU run's path).
+# scripts/gpu --smoke (scripts/gpu-train on the CPU): one iteration at 128, weight parts, val metrics.
 test-gpu-smoke: $(SETUP_STAMP)
 	d=$$(mktemp -d /tmp/stardetr-gpu-smoke.XXXXXX) && trap 'rm -rf "$$d"' EXIT && \
-		OMP_NUM_THREADS=2 scripts/gpu-train --smoke --out "$$d"
+		OMP_NUM_THREADS=2 scripts/gpu --smoke --out "$$d"
