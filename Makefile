@@ -27,7 +27,7 @@ export OMP_NUM_THREADS      ?= 2
 export OMP_WAIT_POLICY      ?= PASSIVE
 export STARDETR_PYTHON      ?= $(PY)
 
-.PHONY: setup build plugin models demo-clip run test test-go bench soak-memory vet fmt clean
+.PHONY: setup build plugin models demo-clip run test test-go bench bench-peers test-peers-smoke soak-memory vet fmt clean
 
 setup:
 	scripts/setup
@@ -69,9 +69,16 @@ test-go: $(SETUP_STAMP) plugin models
 	# gocv's matprofile build counts every Mat: no Mat leaks across reconnects and shutdown.
 	go test -tags $(GOTAGS),matprofile -count=1 -run MatProfile ./camera/...
 
-test: build plugin models vet test-carafe test-reference test-quantize test-train test-gpu-smoke test-go
+test: build plugin models vet test-carafe test-reference test-quantize test-train test-gpu-smoke test-peers-smoke test-go
 
 bench: build plugin models bench-carafe $(MODELS)/seed-640-int8.onnx $(MODELS)/seed-640-dynamic.onnx
+
+# stardetr against ultralytics/PyTorch, ONNX Runtime (Python) and OpenVINO on the same frames (scripts/bench-peers).
+bench-peers: build plugin models $(MODELS)/seed-640-standard.onnx
+	scripts/bench-peers
+
+test-peers-smoke: build plugin models $(MODELS)/tiny-standard.onnx
+	scripts/bench-peers --smoke
 	go test -tags $(GOTAGS) -run '^$$' -bench . -benchmem ./...
 
 # The demo's resident memory after 1, 10 and 60 minutes (SOAK_MINUTES="1 10 60"): growth < 5%.

@@ -25,6 +25,9 @@ $(MODELS)/tiny-int8.onnx $(MODELS)/tiny-int8.npz &: $(MODELS)/tiny.onnx $(MODELS
 $(MODELS)/seed-640-int8.onnx: $(MODELS)/seed-640.onnx $(CALIB) $(PLUGIN) $(QUANT_SRC)
 	$(QUANT_RUN) --model $(MODELS)/seed-640.onnx --data $(CALIB) --calib 16 --out $@
 
-test-quantize: $(MODELS)/tiny-int8.onnx $(PLUGIN)
-	OMP_NUM_THREADS=2 STARDETR_PLUGIN=$(abspath $(PLUGIN)) STARDETR_MODELS=$(abspath $(MODELS)) \
-		$(VENV_PERF) -m unittest discover -s model/quantize/tests -t . $(if $(V),-v,)
+# The INT8 models, and the standard-op export the peers run (model/peers), in build/venv-perf.
+test-quantize: $(MODELS)/tiny-int8.onnx $(MODELS)/tiny-standard.onnx $(PLUGIN)
+	for d in model/quantize/tests model/peers/tests; do \
+		OMP_NUM_THREADS=2 STARDETR_PLUGIN=$(abspath $(PLUGIN)) STARDETR_MODELS=$(abspath $(MODELS)) \
+			$(VENV_PERF) -m unittest discover -s $$d -t . $(if $(V),-v,) || exit 1; \
+	done

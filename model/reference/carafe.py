@@ -4,8 +4,13 @@ The definition is mmcv's naive kernel (carafe_naive in mmcv's CUDA ops): for out
 centre is (ph // s, pw // s); channel c belongs to group c // (C / G); taps outside the image count as
 zero; the mask weights are used as given (no renormalisation).
 """
+import contextlib
+import contextvars
+
 import torch
 import torch.nn.functional as F
+
+_standard_ops = contextvars.ContextVar("carafe_standard_ops", default=False)
 
 
 def check_args(features, masks, kernel_size, group_size, scale_factor):
@@ -89,5 +94,19 @@ class CarafeFunction(torch.autograd.Function):
         return gf, gm, None, None, None
 
 
+@contextlib.contextmanager
+def standard_ops():
+    """Inside it, carafe() runs, and exports, as the plain PyTorch ops of carafe_forward (unfold,
+    multiply, add) instead of one mmcv::MMCVCARAFE node: the graph a user without stardetr's plugin
+    can run in any ONNX Runtime or OpenVINO (make bench-peers times them)."""
+    token = _standard_ops.set(True)
+    try:
+        yield
+    finally:
+        _standard_ops.reset(token)
+
+
 def carafe(features, masks, kernel_size, group_size, scale_factor):
+    if _standard_ops.get():
+        return carafe_forward(features, masks, kernel_size, group_size, scale_factor)
     return CarafeFunction.apply(features, masks, kernel_size, group_size, scale_factor)

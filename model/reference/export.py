@@ -11,6 +11,7 @@ Weights come from --weights (a state_dict) or, without it, from --seed (determin
 --golden writes an npz with a deterministic `images` batch and PyTorch's `output0` for it.
 """
 import argparse
+import contextlib
 import datetime
 import os
 import sys
@@ -21,6 +22,7 @@ import numpy as np
 import torch
 
 from . import checkpoint
+from . import carafe as carafemod
 from . import seed as seedmod
 
 OPSET = 17
@@ -144,6 +146,9 @@ def main(argv=None):
     p.add_argument("--golden", default="", help="also write inputs and PyTorch outputs to this .npz")
     p.add_argument("--golden-batch", type=int, default=None, help="batch of the golden input (default --batch)")
     p.add_argument("--save-weights", default="", help="also write the state_dict used to this file")
+    p.add_argument("--carafe", choices=("plugin", "standard"), default="plugin",
+                   help="plugin: one mmcv::MMCVCARAFE node per call (what stardetr runs); standard: CARAFE as plain "
+                        "ONNX ops, for runtimes without the plugin (make bench-peers)")
     p.add_argument("--threads", type=int, default=int(os.environ.get("OMP_NUM_THREADS", "2") or 2))
     args = p.parse_args(argv)
 
@@ -192,8 +197,11 @@ def main(argv=None):
     description = f"stardetr reference rtdetr-StarNet-FreqFusion ({arch.name} architecture, {source})"
     t1 = time.time()
     print(f"exporting ONNX opset {OPSET} (batch {args.batch}{', dynamic' if args.dynamic else ''})", flush=True)
+    if args.carafe == "standard":
+        description += ", CARAFE as standard ONNX ops"
     try:
-        proto = export_onnx(model, args.out, imgsz, args.batch, args.dynamic, names, description)
+        with carafemod.standard_ops() if args.carafe == "standard" else contextlib.nullcontext():
+            proto = export_onnx(model, args.out, imgsz, args.batch, args.dynamic, names, description)
     except ValueError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2

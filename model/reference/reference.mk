@@ -19,6 +19,14 @@ $(MODELS)/seed-640.onnx: $(REF_SRC)
 $(MODELS)/seed-640-dynamic.onnx: $(REF_SRC)
 	$(REF_RUN) --arch seed --nc 1 --names person --imgsz 640 --seed 0 --dynamic --out $@
 
+# CARAFE as standard ONNX ops instead of the plugin's node, for the runtimes a user could run instead of
+# stardetr (scripts/bench-peers): the seed at 640 (make bench-peers only) and the tiny model (its smoke run).
+$(MODELS)/seed-640-standard.onnx: $(REF_SRC)
+	$(REF_RUN) --arch seed --nc 1 --names person --imgsz 640 --seed 0 --carafe standard --out $@
+
+$(MODELS)/tiny-standard.onnx: $(REF_SRC)
+	$(REF_RUN) --arch tiny --nc 2 --names person,car --imgsz 128 --seed 0 --carafe standard --out $@
+
 # The same model and weights exported at 160x160, with a golden input/output pair for the runtime's tests.
 $(MODELS)/seed-160.onnx $(MODELS)/seed-160.npz &: $(REF_SRC)
 	$(REF_RUN) --arch seed --nc 1 --names person --imgsz 160 --seed 0 --out $(MODELS)/seed-160.onnx --golden $(MODELS)/seed-160.npz
