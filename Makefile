@@ -72,6 +72,7 @@ test-go: $(SETUP_STAMP) plugin models
 test: build plugin models vet test-carafe test-reference test-quantize test-train test-gpu-smoke test-peers-smoke test-go
 
 bench: build plugin models bench-carafe $(MODELS)/seed-640-int8.onnx $(MODELS)/seed-640-dynamic.onnx
+	go test -tags $(GOTAGS) -run '^$$' -bench . -benchmem ./...
 
 # stardetr against ultralytics/PyTorch, ONNX Runtime (Python) and OpenVINO on the same frames (scripts/bench-peers).
 bench-peers: build plugin models $(MODELS)/seed-640-standard.onnx
@@ -79,7 +80,6 @@ bench-peers: build plugin models $(MODELS)/seed-640-standard.onnx
 
 test-peers-smoke: build plugin models $(MODELS)/tiny-standard.onnx
 	scripts/bench-peers --smoke
-	go test -tags $(GOTAGS) -run '^$$' -bench . -benchmem ./...
 
 # The demo's resident memory after 1, 10 and 60 minutes (SOAK_MINUTES="1 10 60"): growth < 5%.
 soak-memory: build plugin models $(DEMO_CLIP)
