@@ -18,6 +18,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/stardetr/stardetr/camera"
+	"github.com/stardetr/stardetr/internal/statelock"
 	"github.com/stardetr/stardetr/model"
 	"github.com/stardetr/stardetr/pipeline"
 	"github.com/stardetr/stardetr/publish"
@@ -37,6 +38,7 @@ type service struct {
 	pub    *publish.Publisher
 	pipe   *pipeline.Pipeline
 	srv    *http.Server
+	lock   *statelock.Lock
 
 	cancelPipe context.CancelFunc
 	pipeDone   chan struct{}
@@ -45,8 +47,11 @@ type service struct {
 	fatal      chan error
 }
 
-func startService(ctx context.Context, cfg Config, configPath string, log *slog.Logger) (s *service, err error) {
-	s = &service{cfg: cfg, configPath: configPath, log: log, notify: notifier{log: log}, fatal: make(chan error, 1)}
+// startService returns the running service or an error; on error everything it had started
+// is undone. The result is unnamed on purpose: the undo closures use s, and a named result
+// would be cleared by `return nil, err` before they run.
+func startService(ctx context.Context, cfg Config, configPath string, log *slog.Logger) (_ *service, err error) {
+	s := &service{cfg: cfg, configPath: configPath, log: log, notify: notifier{log: log}, fatal: make(chan error, 1)}
 	var undo []func()
 	defer func() {
 		if err != nil {
@@ -60,6 +65,21 @@ func startService(ctx context.Context, cfg Config, configPath string, log *slog.
 	}
 	if err = os.MkdirAll(cfg.StateDir, 0o750); err != nil {
 		return nil, fmt.Errorf("state_dir %s: %w: create it or point state_dir at a writable folder", cfg.StateDir, err)
+	}
+	// The lock comes before anything reads or writes the state folder.
+	lock, err := statelock.Acquire(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	s.lock = lock
+	undo = append(undo, func() { _ = lock.Release() })
+	// The port is taken before the model loads, so that a port in use fails in milliseconds.
+	var ln net.Listener
+	if cfg.HTTP.Listen != "" {
+		if ln, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
+			return nil, fmt.Errorf("http.listen %s: %w: stop what uses the port, pick a free one, or set http.listen to \"\"", cfg.HTTP.Listen, err)
+		}
+		undo = append(undo, func() { _ = ln.Close() })
 	}
 
 	s.det, err = model.Open(ctx, cfg.Model, cfg.StateDir, log.With("component", "model"))
@@ -75,6 +95,12 @@ func startService(ctx context.Context, cfg Config, configPath string, log *slog.
 	if err != nil {
 		return nil, err
 	}
+	// Close is safe before Start: it persists the counters and closes the queue.
+	undo = append(undo, func() {
+		c, cancel := context.WithTimeout(context.Background(), stopTimeout)
+		defer cancel()
+		_ = s.pub.Close(c)
+	})
 
 	cams, err := buildCameras(cfg.Cameras, log)
 	if err != nil {
@@ -99,20 +125,11 @@ func startService(ctx context.Context, cfg Config, configPath string, log *slog.
 	if err = s.pub.Start(ctx); err != nil {
 		return nil, err
 	}
-	undo = append(undo, func() {
-		c, cancel := context.WithTimeout(context.Background(), stopTimeout)
-		defer cancel()
-		_ = s.pub.Close(c)
-	})
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		s.pipe.Collector(), s.pub, providerGauge(info.Provider))
-	if cfg.HTTP.Listen != "" {
-		ln, lerr := net.Listen("tcp", cfg.HTTP.Listen)
-		if lerr != nil {
-			return nil, fmt.Errorf("http.listen %s: %w: pick a free port or set http.listen to \"\"", cfg.HTTP.Listen, lerr)
-		}
+	if ln != nil {
 		s.srv = &http.Server{Handler: s.routes(reg), ReadHeaderTimeout: 5 * time.Second}
 		go func() {
 			if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -216,6 +233,10 @@ func (s *service) stop() int {
 		if err := s.det.Close(); err != nil {
 			s.log.Error("model close", "err", err)
 		}
+	}
+	// Last: the next instance may start as soon as the lock is free.
+	if err := s.lock.Release(); err != nil {
+		s.log.Error("release state folder lock", "err", err)
 	}
 	s.log.Info("stopped", "code", code)
 	return code

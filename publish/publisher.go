@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
@@ -154,10 +155,22 @@ func New(cfg Config, opts Options) (*Publisher, error) {
 			return nil, fmt.Errorf("mqtt.password_file: %w", err)
 		}
 	}
-	if p.seqs, err = openSeqCounters(opts.StateDir); err != nil {
+	qdir := filepath.Join(opts.StateDir, queueDir)
+	if st, err := os.Stat(qdir); err == nil && !st.IsDir() {
+		return nil, fmt.Errorf("publish: %s is a file where stardetr keeps its MQTT queue folder: move it away (or set state_dir to another folder)", qdir)
+	}
+	now := time.Now()
+	var seqRec *seqRecovery
+	if p.seqs, seqRec, err = openSeqCounters(opts.StateDir, now); err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
-	qdir := filepath.Join(opts.StateDir, "mqtt-queue")
+	if seqRec != nil {
+		p.log.Warn("message counters were corrupt: moved aside; numbering continues above any number used before",
+			"file", filepath.Join(opts.StateDir, seqFile), "moved_to", seqRec.MovedTo, "next_seq", seqRec.Floor, "reason", seqRec.Reason)
+		if now.Before(plausibleClock) {
+			p.log.Warn("the wall clock looks unset: numbers after the corrupt counters may repeat earlier ones; set the clock (NTP/RTC)", "now", now)
+		}
+	}
 	if p.queue, err = diskqueue.Open(qdir, int64(cfg.Queue.MaxMB)<<20); err != nil {
 		return nil, fmt.Errorf("publish: open queue in %s: %w", qdir, err)
 	}
