@@ -253,6 +253,7 @@ func (s *service) routes(reg *prometheus.Registry) http.Handler {
 type health struct {
 	OK      bool           `json:"ok"`
 	Model   string         `json:"model"`
+	Queue   string         `json:"queue"`
 	Cameras []cameraHealth `json:"cameras"`
 }
 
@@ -265,8 +266,8 @@ type cameraHealth struct {
 	FPS       float64 `json:"fps"`
 }
 
-// healthz answers 200 only when every camera streams or retries within its budget and the
-// model runs; the body says which part is not.
+// healthz answers 200 only when every camera streams or retries within its budget, the
+// model runs and the MQTT queue keeps every message; the body says which part is not.
 func (s *service) healthz(w http.ResponseWriter, r *http.Request) {
 	h := s.health()
 	w.Header().Set("Content-Type", "application/json")
@@ -277,7 +278,10 @@ func (s *service) healthz(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *service) health() health {
-	h := health{OK: true, Model: "ok"}
+	h := health{OK: true, Model: "ok", Queue: "ok"}
+	if q := s.pub.QueueHealth(); q != "" {
+		h.OK, h.Queue = false, q
+	}
 	if !s.pipe.Progressing(s.cfg.Watchdog.FrameTimeout) {
 		h.OK, h.Model = false, "stuck: a frame has been processing longer than watchdog.frame_timeout"
 	} else if e := s.pipe.ModelError(); e != "" {

@@ -89,6 +89,13 @@ type Publisher struct {
 	published       atomic.Uint64
 	queued          atomic.Uint64
 	dropped         atomic.Uint64
+	corrupt         atomic.Uint64 // queued messages lost to corrupt records
+	droppedLogged   atomic.Uint64 // dropped at the last drop log line
+	fullDropsSeen   atomic.Uint64 // the queue's DroppedNoSpace at the last drop
+	lastDrop        atomic.Int64  // unix ns of the last drop; 0: none
+	lastDiskFull    atomic.Int64  // unix ns of the last drop on a full file system
+	dropLog         logLimiter
+	syncLog         logLimiter
 	statsPublished  atomic.Uint64
 	statsSkipped    atomic.Uint64
 	connectAttempts atomic.Uint64
@@ -177,7 +184,12 @@ func New(cfg Config, opts Options) (*Publisher, error) {
 	rec := p.queue.Recovered()
 	if rec.Records > 0 || rec.TruncatedBytes > 0 || rec.BadHead {
 		p.log.Info("loaded queued messages from the previous run", "messages", rec.Records,
-			"torn_bytes_cut", rec.TruncatedBytes, "head_unreadable", rec.BadHead, "dir", qdir)
+			"torn_bytes_cut", rec.TruncatedBytes, "head_unreadable", rec.BadHead, "legacy_segments", rec.LegacySegments, "dir", qdir)
+	}
+	for _, d := range rec.Damaged {
+		p.corrupt.Add(uint64(d.Records))
+		p.log.Warn("queue segment has corrupt records: skipped them, kept the rest", "segment", d.Segment,
+			"messages_lost", d.Records, "bytes_skipped", d.Bytes)
 	}
 	return p, nil
 }
@@ -389,6 +401,12 @@ func (p *Publisher) sendOn(ctx context.Context, l *link) {
 	for {
 		for len(pending) < window {
 			r, ok, err := p.queue.ReadFrom(next, nil) // a fresh buffer: paho keeps the payload
+			var corrupt *diskqueue.CorruptError
+			if errors.As(err, &corrupt) {
+				p.corrupt.Add(1)
+				p.log.Warn("queued message corrupt on disk: skipped", "id", corrupt.ID, "segment", corrupt.Segment)
+				continue
+			}
 			if err != nil {
 				if !errors.Is(err, diskqueue.ErrClosed) {
 					p.log.Error("read queued message", "err", err)
@@ -465,7 +483,9 @@ func (p *Publisher) maintainLoop(ctx context.Context) {
 		select {
 		case <-sync.C:
 			if err := p.queue.Sync(); err != nil && !errors.Is(err, diskqueue.ErrClosed) {
-				p.log.Error("sync message queue", "err", err)
+				if ok, n := p.syncLog.allow(time.Now()); ok {
+					p.log.Error("sync message queue", "err", err, "repeats_not_logged", n)
+				}
 			}
 		case <-statsC:
 			if err := p.PublishStats(p.stats()); err != nil && !errors.Is(err, ErrClosed) {
@@ -503,17 +523,67 @@ func (p *Publisher) PublishDetections(msg Detections) error {
 	}
 	rec := encodeRecord(p.camPrefix+msg.Camera+"/detections", byte(p.cfg.QoS), false, payload)
 	dropped, err := p.queue.Append(rec)
-	if dropped > 0 {
-		p.dropped.Add(uint64(dropped))
-		p.log.Warn("message queue full: dropped oldest messages", "dropped", dropped,
-			"dropped_total", p.dropped.Load(), "limit_mb", p.cfg.Queue.MaxMB)
+	if dropped > 0 || err != nil {
+		p.noteDrops(dropped, err)
 	}
 	if err != nil {
-		p.dropped.Add(1)
 		return fmt.Errorf("publish: queue camera %s seq %d: %w", msg.Camera, seq, err)
 	}
 	p.queued.Add(1)
 	return nil
+}
+
+// noteDrops counts messages the queue dropped (dropped oldest ones, plus the new one when
+// err is set), marks the queue degraded and logs it at most once per logEvery, with counts.
+func (p *Publisher) noteDrops(dropped int, err error) {
+	if err != nil {
+		dropped++
+	}
+	p.dropped.Add(uint64(dropped))
+	now := time.Now()
+	p.lastDrop.Store(now.UnixNano())
+	st := p.queue.Stats()
+	if errors.Is(err, diskqueue.ErrNoSpace) || st.DroppedNoSpace > p.fullDropsSeen.Swap(st.DroppedNoSpace) {
+		p.lastDiskFull.Store(now.UnixNano())
+	}
+	ok, _ := p.dropLog.allow(now)
+	if !ok {
+		return
+	}
+	total := p.dropped.Load()
+	since := total - p.droppedLogged.Swap(total)
+	args := []any{"dropped_since_last_line", since, "dropped_total", total, "queue_limit_mb", p.cfg.Queue.MaxMB,
+		"queued_messages", st.Records}
+	switch {
+	case err != nil && !errors.Is(err, diskqueue.ErrNoSpace):
+		p.log.Error("cannot queue messages: dropping them", append(args, "err", err)...)
+	case p.diskFullRecently(now):
+		p.log.Warn("disk full: dropping the oldest queued messages to keep the newest; free space on the state_dir file system", append(args, "err", err)...)
+	default:
+		p.log.Warn("message queue full (mqtt.queue.max_mb): dropping the oldest messages", args...)
+	}
+}
+
+// degradedFor is how long the queue counts as degraded after its last drop.
+const degradedFor = 2 * logEvery
+
+func (p *Publisher) diskFullRecently(now time.Time) bool {
+	t := p.lastDiskFull.Load()
+	return t != 0 && now.Sub(time.Unix(0, t)) < degradedFor
+}
+
+// QueueHealth says whether the queue keeps every message: "" when it does, otherwise why not
+// (it dropped messages within the last 20 s).
+func (p *Publisher) QueueHealth() string {
+	now := time.Now()
+	t := p.lastDrop.Load()
+	if t == 0 || now.Sub(time.Unix(0, t)) >= degradedFor {
+		return ""
+	}
+	if p.diskFullRecently(now) {
+		return "degraded: dropping messages: the state_dir file system is full"
+	}
+	return "degraded: dropping the oldest messages: the queue is at mqtt.queue.max_mb"
 }
 
 // PublishStats publishes s on …/stats if a broker is connected; otherwise it
