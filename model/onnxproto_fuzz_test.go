@@ -1,0 +1,25 @@
+package model
+
+import (
+	"os"
+	"testing"
+)
+
+// FuzzParseONNX feeds arbitrary bytes to the ONNX reader and, when they parse, to the model
+// inspection that reads the metadata (names, imgsz, stride): each must return a model or an
+// error, never panic or hang. Seeds: testdata/fuzz/FuzzParseONNX (small generated models with
+// good and bad metadata) and the exported tiny model when `make models` has run.
+// Run: go test -run '^$' -fuzz FuzzParseONNX ./model/
+func FuzzParseONNX(f *testing.F) {
+	if b, err := os.ReadFile(os.Getenv("STARDETR_MODELS") + "/tiny.onnx"); err == nil {
+		f.Add(b)
+	}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		m, err := parseONNX(data)
+		if err != nil {
+			return
+		}
+		cfg := DefaultConfig()
+		_, _ = inspectModel(m, &cfg)
+	})
+}
