@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"reflect"
 	"strings"
 	"syscall"
 	"time"
@@ -121,11 +122,30 @@ func (s *service) reload() {
 		s.log.Error("reload refused: keeping the running configuration", "err", err)
 		return
 	}
-	running, loaded := s.cfg, cfg
-	running.Cameras, loaded.Cameras = nil, nil
-	if fmt.Sprintf("%#v", running) != fmt.Sprintf("%#v", loaded) {
-		s.log.Warn("reload: only cameras are applied live; restart stardetr for the other changes")
+	if keys := changedKeys(reflect.ValueOf(s.cfg), reflect.ValueOf(cfg), ""); len(keys) > 0 {
+		s.log.Warn("reload: only cameras are applied live; restart stardetr to apply the other changes",
+			"changed_keys", strings.Join(keys, ", "))
 	}
 	s.cfg.Cameras = cfg.Cameras
 	s.log.Info("configuration reloaded", "cameras", len(cams))
+}
+
+// changedKeys lists the key paths (as written in the file, e.g. mqtt.queue.max_mb) whose
+// values differ between two configurations, leaving out `cameras`, which reload applies.
+func changedKeys(a, b reflect.Value, prefix string) []string {
+	var keys []string
+	for i := range a.NumField() {
+		f := a.Type().Field(i)
+		tag := strings.Split(f.Tag.Get("mapstructure"), ",")[0]
+		if tag == "" || tag == "-" || prefix+tag == "cameras" {
+			continue
+		}
+		key := prefix + tag
+		if f.Type.Kind() == reflect.Struct {
+			keys = append(keys, changedKeys(a.Field(i), b.Field(i), key+".")...)
+		} else if !reflect.DeepEqual(a.Field(i).Interface(), b.Field(i).Interface()) {
+			keys = append(keys, key)
+		}
+	}
+	return keys
 }

@@ -3,7 +3,6 @@ package publish
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -16,7 +15,6 @@ import (
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
-	"github.com/eclipse/paho.mqtt.golang/packets"
 	mochi "github.com/mochi-mqtt/server/v2"
 
 	"github.com/stardetr/stardetr/publish/internal/diskqueue"
@@ -265,7 +263,7 @@ func (p *Publisher) clientOptions() *mqtt.ClientOptions {
 	})
 	o.SetConnectionNotificationHandler(func(_ mqtt.Client, n mqtt.ConnectionNotification) {
 		if f, ok := n.(mqtt.ConnectionNotificationBrokerFailed); ok {
-			p.log.Debug("broker attempt failed", "broker", f.Broker.Redacted(), "err", explain(f.Reason))
+			p.log.Debug("broker attempt failed", "broker", f.Broker.Redacted(), "err", p.explain(f.Reason, f.Broker.Redacted()))
 		}
 	})
 	o.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
@@ -313,8 +311,8 @@ func (p *Publisher) connectLoop(ctx context.Context) {
 		if err := tok.Error(); err != nil {
 			failures++
 			p.connectFailures.Add(1)
-			err = explain(err)
 			p.mu.Lock()
+			err = p.explain(err, p.attempting)
 			p.lastErr = fmt.Errorf("connect to %v: %w", p.brokers, err)
 			p.mu.Unlock()
 			delay := p.retry[min(failures, len(p.retry))-1]
@@ -366,8 +364,9 @@ func (p *Publisher) waitLost(ctx context.Context, l *link) {
 }
 
 type inflight struct {
-	id  uint64
-	tok mqtt.Token
+	id    uint64
+	topic string
+	tok   mqtt.Token
 }
 
 // sendLoop is the only sender of queued messages: in queue order, at most
@@ -425,7 +424,7 @@ func (p *Publisher) sendOn(ctx context.Context, l *link) {
 				next = r.ID + 1
 				continue
 			}
-			pending = append(pending, inflight{id: r.ID, tok: p.client.Publish(topic, qos, retained, payload)})
+			pending = append(pending, inflight{id: r.ID, topic: topic, tok: p.client.Publish(topic, qos, retained, payload)})
 			next = r.ID + 1
 		}
 		if len(pending) == 0 {
@@ -455,6 +454,9 @@ func (p *Publisher) sendOn(ctx context.Context, l *link) {
 		}
 		p.queue.Ack(first.id)
 		p.published.Add(1)
+		if p.log.Enabled(ctx, slog.LevelDebug) {
+			p.log.Debug("published", "topic", first.topic, "queue_id", first.id)
+		}
 		pending[0] = inflight{}
 		pending = pending[1:]
 	}
@@ -693,26 +695,6 @@ func (p *Publisher) EmbeddedAddr() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.embAddr
-}
-
-// explain adds the configuration key to look at for errors a user can fix.
-func explain(err error) error {
-	var unknownCA x509.UnknownAuthorityError
-	var hostname x509.HostnameError
-	var invalid x509.CertificateInvalidError
-	switch {
-	case errors.As(err, &unknownCA):
-		return fmt.Errorf("%w: the broker's certificate is not signed by a CA in mqtt.tls.ca", err)
-	case errors.As(err, &hostname):
-		return fmt.Errorf("%w: set mqtt.tls.server_name to a name in the broker's certificate", err)
-	case errors.As(err, &invalid):
-		return fmt.Errorf("%w: the broker's certificate is not valid (expired or not for servers?)", err)
-	case errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword), errors.Is(err, packets.ErrorRefusedNotAuthorised):
-		return fmt.Errorf("%w: check mqtt.username and mqtt.password / mqtt.password_file", err)
-	case errors.Is(err, packets.ErrorRefusedIDRejected):
-		return fmt.Errorf("%w: the broker rejects mqtt.client_id", err)
-	}
-	return err
 }
 
 // Queue records: [qos][retained][2-byte topic length][topic][payload].

@@ -3,8 +3,10 @@ package publish_test
 import (
 	"context"
 	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -183,4 +185,66 @@ func TestDiskFullWhileBrokerDown(t *testing.T) {
 	}
 	t.Logf("disk full for %v: %d of %d dropped oldest-first with %d log line(s); after freeing, seq %d..%d delivered in order",
 		elapsed.Round(time.Millisecond), m.Dropped, total, lines, first, total+300)
+}
+
+// A broker that cannot be reached is reported with the likely cause and the key to fix.
+func TestConnectErrorsNameCauseAndKey(t *testing.T) {
+	t.Parallel()
+	plain := testenv.StartMosquitto(t, "")
+	// silent accepts TCP connections and never says a word, as a broker stuck at start would.
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []net.Conn
+	var heldMu sync.Mutex
+	accepted := make(chan struct{})
+	go func() {
+		defer close(accepted)
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			heldMu.Lock()
+			held = append(held, c)
+			heldMu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		silent.Close()
+		<-accepted
+		heldMu.Lock()
+		for _, c := range held {
+			c.Close()
+		}
+		heldMu.Unlock()
+	})
+	for _, c := range []struct {
+		name    string
+		brokers []string
+		want    []string
+	}{
+		{"TLS to a plain port", []string{"mqtts://127.0.0.1:" + strconv.Itoa(plain.Port)},
+			[]string{"mqtt.brokers[0]", "TLS handshake", "plain MQTT port"}},
+		{"broker never answers CONNECT", []string{"mqtt://" + silent.Addr().String()},
+			[]string{"mqtt.brokers[0]", "never answered CONNECT", "mqtt.connect_timeout 1s"}},
+		{"nothing listening", []string{"mqtt://127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))},
+			[]string{"mqtt.brokers[0]", "nothing accepts connections"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := publish.DefaultConfig()
+			cfg.Brokers = c.brokers
+			cfg.ConnectTimeout = time.Second
+			p := newPublisher(t, cfg, t.TempDir(), true)
+			m := waitFailures(t, p, 1)
+			for _, w := range c.want {
+				if m.LastError == nil || !strings.Contains(m.LastError.Error(), w) {
+					t.Fatalf("connect error %v; want it to say %q", m.LastError, w)
+				}
+			}
+			t.Logf("%s: %v", c.name, m.LastError)
+		})
+	}
 }
