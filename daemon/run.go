@@ -39,6 +39,8 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log := newLogger(stderr, cfg.LogLevel)
+	camera.CaptureFFmpegLog(log)
+	defer camera.CaptureFFmpegLog(nil)
 	s, err := startService(ctx, cfg, *path, log)
 	if err != nil {
 		log.Error("not started", "err", err)

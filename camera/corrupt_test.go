@@ -1,0 +1,97 @@
+package camera_test
+
+import (
+	"bytes"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stardetr/stardetr/camera"
+)
+
+// syncBuffer is a log destination the test reads while the source writes.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// redirectStderr points file descriptor 2, where FFmpeg prints by default, at a file until
+// the returned function restores it and returns what was written.
+func redirectStderr(t *testing.T) func() string {
+	t.Helper()
+	f, err := os.CreateTemp(t.TempDir(), "stderr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	saved, err := syscall.Dup(2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := syscall.Dup3(int(f.Fd()), 2, 0); err != nil {
+		t.Fatal(err)
+	}
+	return func() string {
+		_ = syscall.Dup3(saved, 2, 0)
+		_ = syscall.Close(saved)
+		b, _ := os.ReadFile(f.Name())
+		f.Close()
+		return string(b)
+	}
+}
+
+// An MJPEG stream that mixes corrupt parts with good ones keeps flowing: the good frames
+// arrive on one open connection, the bad ones are skipped and counted, and FFmpeg's
+// complaints about them go to the log at debug level instead of raw to stderr.
+func TestMJPEGCorruptPartsAreSkipped(t *testing.T) {
+	good := jpegFrames(t, 3)
+	truncated := good[1][:len(good[1])/2]
+	garbage := []byte("this is not a JPEG at all, but it has a Content-Length")
+	headerless := append([]byte(nil), good[2]...)
+	copy(headerless[2:], bytes.Repeat([]byte{0xff}, 200)) // tables destroyed, markers kept
+	frames := [][]byte{good[0], truncated, good[1], garbage, good[2], headerless}
+	srv := newMJPEGServer(t, frames, 20)
+
+	var logs syncBuffer
+	camera.CaptureFFmpegLog(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	defer camera.CaptureFFmpegLog(nil)
+	stderr := redirectStderr(t)
+	src := newSource(t, func(c *camera.Config) { c.URL = srv.URL() })
+	var col collector
+	stop := runSource(t, src, col.sink)
+	st := waitFor(t, src, 30*time.Second, "30 frames", func(st camera.State) bool { return st.Frames >= 30 })
+	_ = stop()
+	raw := stderr()
+
+	if st.Reconnects != 0 {
+		t.Fatalf("the stream was reopened %d times (last error %q): corrupt parts should be skipped", st.Reconnects, st.LastError)
+	}
+	if st.Undecodable < 10 {
+		t.Fatalf("%d undecodable frames counted in %d good ones, want about one per good frame (3 of each 6 parts are bad)", st.Undecodable, st.Frames)
+	}
+	for _, f := range col.snapshot() {
+		assertServedGray(t, f, 3)
+	}
+	if strings.Contains(raw, "[mjpeg @") {
+		t.Fatalf("FFmpeg wrote to stderr directly:\n%s", raw)
+	}
+	if !strings.Contains(logs.String(), "level=DEBUG") || !strings.Contains(logs.String(), "component=ffmpeg") {
+		t.Fatalf("FFmpeg's complaints did not reach the log at debug level:\n%s", logs.String())
+	}
+	t.Logf("%d good frames, %d undecodable skipped, 0 reconnects; FFmpeg log: %d lines", st.Frames, st.Undecodable, strings.Count(logs.String(), "\n"))
+}
