@@ -2,6 +2,10 @@ package camera_test
 
 import (
 	"bytes"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
 	"log/slog"
 	"os"
 	"strings"
@@ -94,4 +98,52 @@ func TestMJPEGCorruptPartsAreSkipped(t *testing.T) {
 		t.Fatalf("FFmpeg's complaints did not reach the log at debug level:\n%s", logs.String())
 	}
 	t.Logf("%d good frames, %d undecodable skipped, 0 reconnects; FFmpeg log: %d lines", st.Frames, st.Undecodable, strings.Count(logs.String(), "\n"))
+}
+
+// A stream that delivers frames for a while and then drops, again and again, is retried
+// at the first step of the schedule each time: the backoff starts over after a session that
+// streamed, rather than growing as for a camera that never opens.
+func TestBackoffResetsAfterStreaming(t *testing.T) {
+	jpg := jpegFrames(t, 1)[0]
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := &http.Server{Handler: http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "multipart/x-mixed-replace; boundary=stardetrframe")
+		tick := time.NewTicker(50 * time.Millisecond)
+		defer tick.Stop()
+		for end := time.Now().Add(800 * time.Millisecond); time.Now().Before(end); {
+			fmt.Fprintf(w, "--stardetrframe\r\nContent-Type: image/jpeg\r\nContent-Length: %d\r\n\r\n", len(jpg))
+			w.Write(jpg)
+			io.WriteString(w, "\r\n")
+			w.(http.Flusher).Flush()
+			select {
+			case <-r.Context().Done():
+				return
+			case <-tick.C:
+			}
+		}
+	})}
+	go srv.Serve(ln)
+	t.Cleanup(func() { srv.Close() })
+
+	src := newSource(t, func(c *camera.Config) { c.URL = "http://" + ln.Addr().String() + "/s.mjpg" })
+	camera.SetBackoff(src, 100*time.Millisecond, 3*time.Second, 10*time.Second)
+	camera.SetBackoffReset(src, 500*time.Millisecond)
+	var col collector
+	col.max = 1
+	runSource(t, src, col.sink)
+	var longest time.Duration
+	for n := uint64(1); n <= 4; n++ {
+		st := waitFor(t, src, 20*time.Second, "a retry", func(st camera.State) bool {
+			return st.Phase == camera.PhaseRetrying && st.Reconnects == n-1 && !st.NextRetry.IsZero()
+		})
+		longest = max(longest, st.NextRetry.Sub(st.Since))
+		waitFor(t, src, 20*time.Second, "streaming again", func(st camera.State) bool { return st.Reconnects == n })
+	}
+	if longest > time.Second {
+		t.Fatalf("a retry waited %v after a session that streamed: the schedule did not start over", longest)
+	}
+	t.Logf("4 drops after streaming: longest retry wait %v (schedule 100ms, 3s, 10s)", longest.Round(time.Millisecond))
 }

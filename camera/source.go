@@ -87,6 +87,8 @@ type Source struct {
 	kind  Kind
 	log   *slog.Logger
 	steps []time.Duration
+	// resetAfter: a session that streamed this long starts the retry schedule over.
+	resetAfter time.Duration
 
 	running atomic.Bool
 	frames  atomic.Uint64 // also the frame sequence
@@ -107,10 +109,11 @@ func NewSource(cfg Config, log *slog.Logger) (*Source, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Source{
-		cfg:   cfg,
-		kind:  cfg.Kind(),
-		log:   log.With("camera", cfg.Name),
-		steps: defaultBackoff[:],
+		cfg:        cfg,
+		kind:       cfg.Kind(),
+		log:        log.With("camera", cfg.Name),
+		steps:      defaultBackoff[:],
+		resetAfter: backoffResetAfter,
 	}
 	s.st = State{Phase: PhaseStopped, Since: time.Now()}
 	return s, nil
@@ -220,7 +223,7 @@ func (s *Source) Run(ctx context.Context, sink func(*Frame)) error {
 		case res.eof:
 			res.err = errors.New("video file ended before its first frame (empty or unreadable)")
 		}
-		if res.last.Sub(res.first) >= backoffResetAfter {
+		if res.frames > 0 && res.last.Sub(res.first) >= s.resetAfter {
 			bo.reset()
 		}
 		wait := bo.delay()
