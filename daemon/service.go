@@ -279,7 +279,9 @@ func (s *service) healthz(w http.ResponseWriter, r *http.Request) {
 
 func (s *service) health() health {
 	h := health{OK: true, Model: "ok", Queue: "ok"}
-	if q := s.pub.QueueHealth(); q != "" {
+	if s.pub == nil {
+		h.Queue = "not started"
+	} else if q := s.pub.QueueHealth(); q != "" {
 		h.OK, h.Queue = false, q
 	}
 	if !s.pipe.Progressing(s.cfg.Watchdog.FrameTimeout) {
