@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"os"
+	"strconv"
 	"syscall"
 
 	"github.com/stardetr/stardetr/internal/statelock"
@@ -16,9 +17,11 @@ import (
 const minFreeBytes = 1 << 20
 
 // inspectState looks at the state folder and the HTTP port the way `run` will use them,
-// changing nothing: notes say what is there, problems what would stop `run`.
+// changing nothing: notes say what is there, problems what would stop `run`. A lock held by
+// the process in $MAINPID (systemd's ExecReload) is the service being reloaded, not a problem.
 func inspectState(cfg Config) (notes, problems []string) {
 	dir := cfg.StateDir
+	ownService := false
 	st, err := os.Stat(dir)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -42,13 +45,18 @@ func inspectState(cfg Config) (notes, problems []string) {
 		}
 		if held, pid, err := statelock.Holder(dir); err != nil {
 			problems = append(problems, fmt.Sprintf("state_dir %s: %v", dir, err))
+		} else if held && pid > 0 && strconv.Itoa(pid) == os.Getenv("MAINPID") {
+			// systemd runs check before a reload (ExecReload) with MAINPID set: the folder and
+			// the port belong to the service being reloaded.
+			notes = append(notes, fmt.Sprintf("state_dir %s: locked by the running service (pid %d)", dir, pid))
+			ownService = true
 		} else if held {
 			problems = append(problems, (&statelock.InUseError{Dir: dir, PID: pid}).Error())
 		}
 		n, p := publish.InspectState(dir)
 		notes, problems = append(notes, n...), append(problems, p...)
 	}
-	if cfg.HTTP.Listen != "" {
+	if cfg.HTTP.Listen != "" && !ownService {
 		ln, err := net.Listen("tcp", cfg.HTTP.Listen)
 		if err != nil {
 			problems = append(problems, fmt.Sprintf("http.listen %s: %v: stop what uses the port, pick a free one, or set http.listen to \"\"", cfg.HTTP.Listen, err))

@@ -7,6 +7,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -40,7 +41,14 @@ func newStartupEnv(t *testing.T, bin string, broker *testenv.Mosquitto, httpPort
 // runToExit runs a stardetr command that must end by itself, and returns its exit code and output.
 func (e startupEnv) runToExit(t *testing.T, args ...string) (int, string) {
 	t.Helper()
+	return e.runToExitEnv(t, nil, args...)
+}
+
+// runToExitEnv is runToExit with extra environment variables.
+func (e startupEnv) runToExitEnv(t *testing.T, env []string, args ...string) (int, string) {
+	t.Helper()
 	cmd := exec.Command(e.bin, append(args, "--config", e.cfg)...)
+	cmd.Env = append(os.Environ(), env...)
 	done := make(chan struct{})
 	timer := time.AfterFunc(60*time.Second, func() {
 		select {
@@ -173,6 +181,12 @@ func TestCorruptSeqAndSecondInstance(t *testing.T) {
 	code, out = e.runToExit(t, "check")
 	if code != 1 || !strings.Contains(out, want) {
 		t.Fatalf("check while the daemon runs: exit %d, want 1 with %q:\n%s", code, want, out)
+	}
+	// systemd's ExecReload runs check with MAINPID set: the running service's own lock and
+	// port are not problems then.
+	code, out = e.runToExitEnv(t, []string{"MAINPID=" + strconv.Itoa(first.Process.Pid)}, "check")
+	if code != 0 || !strings.Contains(out, "locked by the running service") {
+		t.Fatalf("check before a reload (MAINPID set): exit %d, want 0:\n%s", code, out)
 	}
 	// The first instance kept its numbering: no second writer.
 	n := len(sub.Messages())
