@@ -9,31 +9,13 @@ import (
 	"net/http"
 	"os"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
 
 	"github.com/stardetr/stardetr/camera"
+	"github.com/stardetr/stardetr/internal/testenv"
 )
-
-// syncBuffer is a log destination the test reads while the source writes.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
 
 // redirectStderr points file descriptor 2, where FFmpeg prints by default, at a file until
 // the returned function restores it and returns what was written.
@@ -71,7 +53,7 @@ func TestMJPEGCorruptPartsAreSkipped(t *testing.T) {
 	frames := [][]byte{good[0], truncated, good[1], garbage, good[2], headerless}
 	srv := newMJPEGServer(t, frames, 20)
 
-	var logs syncBuffer
+	var logs testenv.LogBuffer
 	camera.CaptureFFmpegLog(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
 	defer camera.CaptureFFmpegLog(nil)
 	stderr := redirectStderr(t)

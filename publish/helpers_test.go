@@ -84,6 +84,18 @@ func checkContiguous(t testing.TB, got []uint64, from, to uint64) {
 	}
 }
 
+// waitNewest waits until the subscriber has depth distinct seqs of camera cam and checks
+// that they are exactly first … last: the newest messages, in order, none lost.
+func waitNewest(t testing.TB, sub *testenv.Subscriber, depth int, first, last uint64) {
+	t.Helper()
+	msgs := sub.WaitFor(t, 30*time.Second, "the newest messages", func(r []testenv.Received) bool {
+		u, _ := firstArrivals(seqs(t, r, "cam"))
+		return len(u) >= depth
+	})
+	uniq, _ := firstArrivals(seqs(t, msgs, "cam"))
+	checkContiguous(t, uniq, first, last)
+}
+
 func testLogger(t testing.TB) *slog.Logger {
 	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
 }

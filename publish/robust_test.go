@@ -17,31 +17,6 @@ import (
 	"github.com/stardetr/stardetr/publish/internal/diskqueue"
 )
 
-// logLines collects log lines for a test to count.
-type logLines struct {
-	mu    sync.Mutex
-	lines []string
-}
-
-func (l *logLines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	l.lines = append(l.lines, strings.Split(strings.TrimRight(string(p), "\n"), "\n")...)
-	return len(p), nil
-}
-
-func (l *logLines) count(substr string) int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	n := 0
-	for _, s := range l.lines {
-		if strings.Contains(s, substr) {
-			n++
-		}
-	}
-	return n
-}
-
 // One flipped byte in queued message 20 of 171 costs that message only: the other 170
 // arrive in order, and the loss is counted and logged once for its segment.
 func TestCorruptQueuedMessageCostsOne(t *testing.T) {
@@ -81,7 +56,7 @@ func TestCorruptQueuedMessageCostsOne(t *testing.T) {
 		t.Fatal(err)
 	}
 
-	var logs logLines
+	var logs testenv.LogBuffer
 	p2, err := publish.New(cfg, publish.Options{DeviceID: "dev1", StateDir: state,
 		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
 	if err != nil {
@@ -101,8 +76,8 @@ func TestCorruptQueuedMessageCostsOne(t *testing.T) {
 	if m := p2.Metrics(); m.Corrupt != 1 {
 		t.Fatalf("corrupt count %d, want 1", m.Corrupt)
 	}
-	if n := logs.count(`level=WARN msg="queue segment has corrupt records`); n != 1 || logs.count("messages_lost=1") != 1 {
-		t.Fatalf("%d WARN lines about the damaged segment, want 1 with messages_lost=1: %q", n, logs.lines)
+	if n := logs.Count(`level=WARN msg="queue segment has corrupt records`); n != 1 || logs.Count("messages_lost=1") != 1 {
+		t.Fatalf("%d WARN lines about the damaged segment, want 1 with messages_lost=1: %q", n, logs.String())
 	}
 }
 
@@ -119,7 +94,7 @@ func TestDiskFullWhileBrokerDown(t *testing.T) {
 	filler := testenv.Fill(t, mnt, "filler", 400<<10)
 	cfg := publish.DefaultConfig() // max_mb 64: the disk, not the limit, is what fills
 	cfg.Brokers = []string{b.URL("mqtt")}
-	var logs logLines
+	var logs testenv.LogBuffer
 	p, err := publish.New(cfg, publish.Options{DeviceID: "dev1", StateDir: mnt, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
 		RetryDelays: []time.Duration{100 * time.Millisecond, 300 * time.Millisecond}})
 	if err != nil {
@@ -144,7 +119,7 @@ func TestDiskFullWhileBrokerDown(t *testing.T) {
 	if h := p.QueueHealth(); !strings.Contains(h, "file system is full") {
 		t.Fatalf("queue health %q while dropping on a full disk", h)
 	}
-	lines := logs.count("disk full: dropping")
+	lines := logs.Count("disk full: dropping")
 	if allowed := 1 + int(elapsed/(10*time.Second)); lines < 1 || lines > allowed {
 		t.Fatalf("%d disk-full log lines in %v, want 1..%d", lines, elapsed, allowed)
 	}
@@ -155,12 +130,7 @@ func TestDiskFullWhileBrokerDown(t *testing.T) {
 	}
 	b.Start()
 	first := uint64(total-m.QueueDepth) + 1
-	msgs := sub.WaitFor(t, 30*time.Second, "the newest messages", func(r []testenv.Received) bool {
-		u, _ := firstArrivals(seqs(t, r, "cam"))
-		return len(u) >= m.QueueDepth
-	})
-	uniq, _ := firstArrivals(seqs(t, msgs, "cam"))
-	checkContiguous(t, uniq, first, total)
+	waitNewest(t, sub, m.QueueDepth, first, total)
 
 	// Nearly full again with the broker connected: acknowledged data is reclaimed, nothing
 	// is dropped, every message arrives.
@@ -174,12 +144,7 @@ func TestDiskFullWhileBrokerDown(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	msgs = sub.WaitFor(t, 30*time.Second, "300 more messages", func(r []testenv.Received) bool {
-		u, _ := firstArrivals(seqs(t, r, "cam"))
-		return len(u) >= m.QueueDepth+300
-	})
-	uniq, _ = firstArrivals(seqs(t, msgs, "cam"))
-	checkContiguous(t, uniq, first, total+300)
+	waitNewest(t, sub, m.QueueDepth+300, first, total+300)
 	if d := p.Metrics().Dropped; d != m.Dropped {
 		t.Fatalf("%d more messages dropped with the broker connected", d-m.Dropped)
 	}

@@ -26,6 +26,21 @@ func onlySegment(t *testing.T, dir string) string {
 	return segs[0]
 }
 
+// openFilled opens a 1 MiB queue in dir and appends payload(0) … payload(n-1).
+func openFilled(t *testing.T, dir string, n int) *diskqueue.Queue {
+	t.Helper()
+	q, err := diskqueue.Open(dir, 1<<20)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range n {
+		if _, err := q.Append(payload(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return q
+}
+
 func flipByte(t *testing.T, path string, off int64) {
 	t.Helper()
 	f, err := os.OpenFile(path, os.O_RDWR, 0)
@@ -54,22 +69,14 @@ func TestCorruptRecordCostsOneRecord(t *testing.T) {
 		t.Run(where.name, func(t *testing.T) {
 			t.Parallel()
 			dir := t.TempDir()
-			q, err := diskqueue.Open(dir, 1<<20)
-			if err != nil {
-				t.Fatal(err)
-			}
-			for i := range 171 {
-				if _, err := q.Append(payload(i)); err != nil {
-					t.Fatal(err)
-				}
-			}
+			q := openFilled(t, dir, 171)
 			if err := q.Close(); err != nil {
 				t.Fatal(err)
 			}
 			seg := onlySegment(t, dir)
 			flipByte(t, seg, 19*recordSize+where.off) // record 20, id 19
 
-			q, err = diskqueue.Open(dir, 1<<20)
+			q, err := diskqueue.Open(dir, 1<<20)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -100,16 +107,8 @@ func TestCorruptRecordCostsOneRecord(t *testing.T) {
 func TestRecordCorruptedWhileOpenIsSkipped(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
-	q, err := diskqueue.Open(dir, 1<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
+	q := openFilled(t, dir, 10)
 	defer q.Close()
-	for i := range 10 {
-		if _, err := q.Append(payload(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
 	flipByte(t, onlySegment(t, dir), 3*recordSize+25)
 	var got []string
 	var corrupt []uint64
