@@ -501,8 +501,10 @@ func (p *Publisher) maintainLoop(ctx context.Context) {
 
 // PublishDetections numbers msg (per camera, persisted) and appends it to
 // the disk queue; the sender delivers it in order once a broker is
-// connected. It never waits for the network. When the queue is full the
-// oldest queued messages are dropped, counted and logged.
+// connected. It never waits for the network. When the queue (or the disk)
+// is full the oldest queued messages are dropped, counted and logged; a
+// message that finds the disk full with nothing left to free is dropped the
+// same way and is not an error (the caller would log it once per message).
 func (p *Publisher) PublishDetections(msg Detections) error {
 	if err := checkTopicLevel("camera name", msg.Camera); err != nil {
 		return fmt.Errorf("publish: %w", err)
@@ -516,7 +518,19 @@ func (p *Publisher) PublishDetections(msg Detections) error {
 	p.encMu.Lock()
 	defer p.encMu.Unlock()
 	seq, err := p.seqs.take(msg.Camera)
+	if err != nil && diskqueue.IsNoSpace(err) {
+		// The counters need a few bytes now and then; on a full disk the queue gives up its
+		// oldest segment for them, as it would for a message.
+		if n := p.queue.Reclaim(); n > 0 {
+			p.noteDrops(n, nil)
+		}
+		seq, err = p.seqs.take(msg.Camera)
+	}
 	if err != nil {
+		if diskqueue.IsNoSpace(err) {
+			p.noteDrops(0, fmt.Errorf("%w: %w", diskqueue.ErrNoSpace, err))
+			return nil // counted and logged (at most every logEvery) by noteDrops
+		}
 		return fmt.Errorf("publish: %w", err)
 	}
 	payload, err := encodeDetections(p.device, seq, &msg)
@@ -527,6 +541,9 @@ func (p *Publisher) PublishDetections(msg Detections) error {
 	dropped, err := p.queue.Append(rec)
 	if dropped > 0 || err != nil {
 		p.noteDrops(dropped, err)
+	}
+	if errors.Is(err, diskqueue.ErrNoSpace) {
+		return nil // counted and logged (at most every logEvery) by noteDrops
 	}
 	if err != nil {
 		return fmt.Errorf("publish: queue camera %s seq %d: %w", msg.Camera, seq, err)

@@ -213,3 +213,31 @@ func TestConnectErrorsNameCauseAndKey(t *testing.T) {
 		})
 	}
 }
+
+// A disk that is completely full when the publisher has nothing of its own on it: every
+// message is dropped and counted, none is an error for the caller (which would log each),
+// the log gets one line, and the queue reports itself degraded.
+func TestDiskFullWithNothingToFree(t *testing.T) {
+	t.Parallel()
+	mnt := testenv.Tmpfs(t, 256<<10)
+	cfg := publish.DefaultConfig()
+	cfg.Brokers = []string{"mqtt://127.0.0.1:1"} // never connects; not started anyway
+	var logs testenv.LogBuffer
+	p, err := publish.New(cfg, publish.Options{DeviceID: "dev1", StateDir: mnt, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(closeCtx(t))
+	testenv.Fill(t, mnt, "filler", 0)
+	for i := range 50 {
+		if err := p.PublishDetections(frame("cam", uint64(i), 40)); err != nil {
+			t.Fatalf("message %d on a full disk: %v", i, err)
+		}
+	}
+	if m := p.Metrics(); m.Dropped != 50 || m.QueueDepth != 0 {
+		t.Fatalf("metrics %+v: want all 50 dropped and counted", m)
+	}
+	if n := logs.Count("disk full"); n != 1 || !strings.Contains(p.QueueHealth(), "full") {
+		t.Fatalf("%d disk-full log lines for 50 drops (want 1), health %q:\n%s", n, p.QueueHealth(), logs.String())
+	}
+}

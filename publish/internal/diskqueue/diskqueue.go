@@ -429,16 +429,20 @@ func (q *Queue) Append(data []byte) (dropped int, err error) {
 		q.dropFront()
 		dropped++
 	}
-	if q.wrSize >= q.segBytes {
+	if q.wr == nil || q.wrSize >= q.segBytes { // nil: a new segment could not be created
 		if err := q.newSegment(); err != nil {
 			q.dropped += uint64(dropped)
+			if IsNoSpace(err) {
+				q.noSpace++
+				err = fmt.Errorf("%w: %w", ErrNoSpace, err)
+			}
 			return dropped, err
 		}
 	}
 	q.wbuf = appendRecord(q.wbuf[:0], q.next, data)
 	for {
 		err = q.write(q.wbuf)
-		if err == nil || !isNoSpace(err) {
+		if err == nil || !IsNoSpace(err) {
 			break
 		}
 		// The file system is full: free a segment (acknowledged data first, then the oldest
@@ -482,8 +486,24 @@ func (q *Queue) write(b []byte) error {
 	return nil
 }
 
-func isNoSpace(err error) bool {
+// IsNoSpace says whether err means the file system (or the user's quota) is full.
+func IsNoSpace(err error) bool {
 	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// Reclaim frees disk space for another writer on a full file system, as Append does for
+// itself: it deletes the oldest segment (or empties the active one) and returns how many
+// records that dropped.
+func (q *Queue) Reclaim() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return 0
+	}
+	n, _ := q.reclaim()
+	q.dropped += uint64(n)
+	q.fullDrops += uint64(n)
+	return n
 }
 
 // reclaim frees disk space for an append on a full file system: it deletes the oldest
