@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/stardetr/stardetr/internal/testenv"
@@ -94,6 +95,31 @@ func waitNewest(t testing.TB, sub *testenv.Subscriber, depth int, first, last ui
 	})
 	uniq, _ := firstArrivals(seqs(t, msgs, "cam"))
 	checkContiguous(t, uniq, first, last)
+}
+
+// metricValue gathers p's metrics through a pedantic registry (which also checks them) and
+// returns the value of the unlabelled counter or gauge name.
+func metricValue(t testing.TB, p *publish.Publisher, name string) float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(p); err != nil {
+		t.Fatal(err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == name {
+			m := f.GetMetric()[0]
+			if m.GetCounter() != nil {
+				return m.GetCounter().GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no %s metric", name)
+	return 0
 }
 
 func testLogger(t testing.TB) *slog.Logger {

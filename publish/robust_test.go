@@ -73,8 +73,8 @@ func TestCorruptQueuedMessageCostsOne(t *testing.T) {
 	uniq, _ := firstArrivals(seqs(t, msgs, "cam"))
 	checkContiguous(t, uniq[:19], 1, 19)
 	checkContiguous(t, uniq[19:], 21, 171)
-	if m := p2.Metrics(); m.Corrupt != 1 {
-		t.Fatalf("corrupt count %d, want 1", m.Corrupt)
+	if m := p2.Metrics(); m.Corrupt != 1 || metricValue(t, p2, "stardetr_mqtt_corrupt_records_total") != 1 {
+		t.Fatalf("corrupt count %d, want 1 (also in stardetr_mqtt_corrupt_records_total)", m.Corrupt)
 	}
 	if n := logs.Count(`level=WARN msg="queue segment has corrupt records`); n != 1 || logs.Count("messages_lost=1") != 1 {
 		t.Fatalf("%d WARN lines about the damaged segment, want 1 with messages_lost=1: %q", n, logs.String())
@@ -116,8 +116,8 @@ func TestDiskFullWhileBrokerDown(t *testing.T) {
 	if m.Dropped == 0 || m.Dropped+uint64(m.QueueDepth) != total {
 		t.Fatalf("metrics %+v: want drops, dropped+depth = %d", m, total)
 	}
-	if h := p.QueueHealth(); !strings.Contains(h, "file system is full") {
-		t.Fatalf("queue health %q while dropping on a full disk", h)
+	if h := p.QueueHealth(); !strings.Contains(h, "file system is full") || metricValue(t, p, "stardetr_mqtt_queue_degraded") != 1 {
+		t.Fatalf("queue health %q while dropping on a full disk (stardetr_mqtt_queue_degraded should be 1)", h)
 	}
 	lines := logs.Count("disk full: dropping")
 	if allowed := 1 + int(elapsed/(10*time.Second)); lines < 1 || lines > allowed {

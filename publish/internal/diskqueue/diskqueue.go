@@ -389,7 +389,10 @@ func readHead(path string) (uint64, error) {
 func (q *Queue) Recovered() Recovery { return q.recovered }
 
 // newSegment starts a new segment for appends; callers hold mu (or own q exclusively).
-func (q *Queue) newSegment() error {
+func (q *Queue) newSegment() error { return q.newSegmentAt(q.next) }
+
+// newSegmentAt starts a new segment whose first record has id first.
+func (q *Queue) newSegmentAt(first uint64) error {
 	if q.wr != nil {
 		if q.unsynced {
 			if err := q.wr.Sync(); err != nil {
@@ -402,14 +405,14 @@ func (q *Queue) newSegment() error {
 		}
 		q.wr = nil
 	}
-	path := filepath.Join(q.dir, fmt.Sprintf("%020d%s", q.next, segSuffix))
+	path := filepath.Join(q.dir, fmt.Sprintf("%020d%s", first, segSuffix))
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
 	if err != nil {
 		return fmt.Errorf("diskqueue: create segment: %w", err)
 	}
 	q.wr = f
 	q.wrSize = 0
-	q.segs = append(q.segs, &segment{first: q.next, path: path})
+	q.segs = append(q.segs, &segment{first: first, path: path})
 	return syncDir(q.dir)
 }
 
@@ -506,12 +509,17 @@ func (q *Queue) Reclaim() int {
 	return n
 }
 
-// reclaim frees disk space for an append on a full file system: it deletes the oldest
-// segment, dropping its live records (counted), or, when only the active segment is left,
-// drops its records and starts it again empty. It returns the records dropped and whether a
-// segment was freed.
+// reclaim frees disk space for an append on a full file system. With older segments it
+// compacts the oldest (its acknowledged start goes) or, when nothing in it is acknowledged,
+// deletes it, dropping its live records (counted): they are the oldest in the queue.
+// With only the active segment it compacts that: the acknowledged records at its start go
+// (when none is acknowledged, the oldest half is dropped first) and the live ones are written
+// to a new segment. It returns the records dropped and whether space was freed.
 func (q *Queue) reclaim() (dropped int, freed bool) {
 	if len(q.segs) > 1 {
+		if n, ok := q.compactOldest(); ok {
+			return n, true
+		}
 		oldest := q.segs[0]
 		for len(q.entries) > 0 && q.entries[0].seg == oldest {
 			q.dropFront()
@@ -521,29 +529,139 @@ func (q *Queue) reclaim() (dropped int, freed bool) {
 		q.removeDeadSegments()
 		return dropped, true
 	}
-	if q.wrSize == 0 {
+	if len(q.segs) == 0 || q.wrSize == 0 {
 		return 0, false // an empty segment: nothing left to free
 	}
-	for len(q.entries) > 0 {
-		q.dropFront()
-		dropped++
+	active := q.segs[0]
+	if len(q.entries) > 0 && q.entries[0].off == 0 {
+		for len(q.entries) > 0 && q.entries[0].off < q.wrSize/2 {
+			q.dropFront()
+			dropped++
+		}
 	}
-	q.head = q.next
-	// Delete the full active segment before creating its successor: on a full disk the
-	// order matters. A crash in between leaves no segment, which Open handles.
-	active := q.segs[len(q.segs)-1]
+	base := q.wrSize
+	if len(q.entries) > 0 {
+		base = q.entries[0].off
+	}
+	var tail []byte
+	if base < q.wrSize {
+		b, err := os.ReadFile(active.path)
+		if err != nil || int64(len(b)) < q.wrSize {
+			return dropped + q.dropAll(), q.restartActive(active, q.next)
+		}
+		tail = b[base:q.wrSize]
+	}
+	// The file goes before its successor is written: on a full disk the order matters. A
+	// crash in between loses the live records being moved, which the alternative (dropping
+	// them) loses anyway.
+	first := q.next
+	if len(q.entries) > 0 {
+		first = q.entries[0].id
+	}
+	if !q.restartActive(active, first) {
+		return dropped + q.dropAll(), false
+	}
+	if len(tail) > 0 {
+		if err := q.write(tail); err != nil {
+			return dropped + q.dropAll(), true
+		}
+		for i := range q.entries {
+			q.entries[i].seg = q.segs[0]
+			q.entries[i].off -= base
+		}
+		q.wrSize = int64(len(tail))
+		q.unsynced = true
+	}
+	return dropped, true
+}
+
+// compactOldest rewrites the oldest (not active) segment without its acknowledged records
+// at the start: the live ones are copied to a new file named after the first of them. It
+// returns false when the segment has no acknowledged start, or could not be read, and the
+// records it had to drop when the copy could not be written.
+func (q *Queue) compactOldest() (dropped int, ok bool) {
+	old := q.segs[0]
+	if len(q.entries) == 0 || q.entries[0].seg != old || q.entries[0].off == 0 {
+		return 0, false
+	}
+	k := 0
+	for k < len(q.entries) && q.entries[k].seg == old {
+		k++
+	}
+	base := q.entries[0].off
+	last := q.entries[k-1]
+	end := last.off + old.header() + int64(last.n)
+	b, err := os.ReadFile(old.path)
+	if err != nil || int64(len(b)) < end {
+		return 0, false
+	}
+	tail := b[base:end]
+	if old.rd != nil {
+		_ = old.rd.Close()
+		old.rd = nil
+	}
+	if err := os.Remove(old.path); err != nil {
+		return 0, false
+	}
+	ns := &segment{first: q.entries[0].id, path: filepath.Join(q.dir, fmt.Sprintf("%020d%s", q.entries[0].id, segSuffix)), legacy: old.legacy}
+	if err := writeSynced(ns.path, tail); err != nil {
+		// Space was freed all the same; the records that were in it are gone.
+		_ = os.Remove(ns.path)
+		for len(q.entries) > 0 && q.entries[0].seg == old {
+			q.dropFront()
+			dropped++
+		}
+		q.segs = q.segs[1:]
+		return dropped, true
+	}
+	for i := range k {
+		q.entries[i].seg = ns
+		q.entries[i].off -= base
+	}
+	q.segs[0] = ns
+	_ = syncDir(q.dir)
+	return 0, true
+}
+
+func writeSynced(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// restartActive deletes the active segment's file and starts a new, empty one whose first
+// record id is first; false when the new one could not be created.
+func (q *Queue) restartActive(active *segment, first uint64) bool {
 	_ = q.wr.Close()
 	q.wr = nil
 	q.unsynced = false
 	if active.rd != nil {
 		_ = active.rd.Close()
+		active.rd = nil
 	}
 	_ = os.Remove(active.path)
 	q.segs = q.segs[:len(q.segs)-1]
-	if err := q.newSegment(); err != nil {
-		return dropped, false
+	return q.newSegmentAt(first) == nil
+}
+
+// dropAll drops every live record and returns how many.
+func (q *Queue) dropAll() int {
+	n := len(q.entries)
+	for len(q.entries) > 0 {
+		q.dropFront()
 	}
-	return dropped, true
+	q.head = q.next
+	return n
 }
 
 // dropFront drops the oldest live record; callers hold mu and count it.

@@ -184,8 +184,8 @@ func TestLegacySegmentsAreRead(t *testing.T) {
 }
 
 // On a full file system with the broker away, Append keeps the newest records by dropping
-// the oldest a segment at a time (counted), never failing; once the records are taken and
-// acknowledged, the space is reused, so an emptied queue keeps accepting records on a disk
+// the oldest (counted), never failing; with the records taken and acknowledged as they come,
+// the acknowledged space is reused, so a connected queue keeps accepting records on a disk
 // that stays nearly full.
 func TestFullFileSystemDropsOldestAndReclaims(t *testing.T) {
 	t.Parallel()
@@ -214,19 +214,28 @@ func TestFullFileSystemDropsOldestAndReclaims(t *testing.T) {
 		t.Fatalf("kept %d records from %q to %q: want the newest, contiguous", len(got), got[0], got[len(got)-1])
 	}
 
-	// The disk stays nearly full (another program's file); a publisher with an empty queue
-	// appends, sends and acknowledges: acknowledged bytes in the active segment are reused.
+	// The disk stays nearly full (another program's file); a connected publisher appends,
+	// sends and acknowledges with 40 records in flight: acknowledged bytes in the active
+	// segment are reclaimed around the unacknowledged ones, and nothing is dropped.
 	filler := testenv.Fill(t, mnt, "filler", 16<<10)
+	var acked uint64
 	for i := range 20000 {
 		d, err := q.Append(payload(i))
 		if err != nil || d != 0 {
-			t.Fatalf("append %d with an empty queue on a nearly full disk: dropped %d, %v", i, d, err)
+			t.Fatalf("append %d with 40 in flight on a nearly full disk: dropped %d, %v", i, d, err)
 		}
-		r, ok, err := q.ReadFrom(0, nil)
-		if err != nil || !ok {
-			t.Fatalf("read back %d: %v %v", i, ok, err)
+		if i < 40 {
+			continue
+		}
+		r, ok, err := q.ReadFrom(acked, nil)
+		if err != nil || !ok || string(r.Data) != string(payload(i-40)) {
+			t.Fatalf("read back %d: %q %v %v", i-40, r.Data, ok, err)
 		}
 		q.Ack(r.ID)
+		acked = r.ID + 1
+	}
+	if got := drain(t, q); len(got) != 40 || got[39] != string(payload(19999)) {
+		t.Fatalf("in flight at the end: %d records, last %q; want the 40 newest", len(got), got[len(got)-1])
 	}
 	// Completely full: the queue lives on its own space, dropping the oldest.
 	if err := os.Remove(filler); err != nil {
