@@ -54,7 +54,9 @@ func TestMJPEGCorruptPartsAreSkipped(t *testing.T) {
 	srv := newMJPEGServer(t, frames, 20)
 
 	var logs testenv.LogBuffer
-	camera.CaptureFFmpegLog(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug})))
+	if !camera.CaptureFFmpegLog(slog.New(slog.NewTextHandler(&logs, &slog.HandlerOptions{Level: slog.LevelDebug}))) {
+		t.Fatal("no FFmpeg found in the process: OpenCV's videoio should have loaded libavutil")
+	}
 	defer camera.CaptureFFmpegLog(nil)
 	stderr := redirectStderr(t)
 	src := newSource(t, func(c *camera.Config) { c.URL = srv.URL() })

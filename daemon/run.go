@@ -39,7 +39,9 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log := newLogger(stderr, cfg.LogLevel)
-	camera.CaptureFFmpegLog(log)
+	if !camera.CaptureFFmpegLog(log) {
+		log.Debug("no FFmpeg in this process (OpenCV without it): its log is not captured")
+	}
 	defer camera.CaptureFFmpegLog(nil)
 	s, err := startService(ctx, cfg, *path, log)
 	if err != nil {
