@@ -8,6 +8,8 @@ import (
 	"regexp"
 	"strings"
 	"time"
+
+	"github.com/stardetr/stardetr/internal/confcheck"
 )
 
 // Kind is the capture backend a camera URL selects.
@@ -107,79 +109,62 @@ func (c *Config) Kind() Kind {
 	return k
 }
 
-// Validate checks the camera and fills zero durations and an empty pace with their defaults.
-// path prefixes every message with the camera's key path, e.g. "cameras[1]".
-// A missing V4L2 device is not an error here: USB cameras come and go, and the source
-// reports "device not present" and retries. A missing video file is an error.
-func (c *Config) Validate(path string) error {
-	key := func(k string) string {
-		if path == "" {
-			return k
-		}
-		return path + "." + k
-	}
-	if c.Name == "" {
-		return fmt.Errorf("%s: is empty: every camera needs a name (letters, digits, '_', '-', '.')", key("name"))
-	}
-	if !namePattern.MatchString(c.Name) {
-		return fmt.Errorf("%s: %q: use letters, digits, '_', '-' and '.' only, starting with a letter or digit (it becomes an MQTT topic level)", key("name"), c.Name)
+// Validate checks the camera: every problem, each naming its key within the camera
+// (confcheck). A missing V4L2 device is not an error here: USB cameras come and go, and the
+// source reports "device not present" and retries. A missing video file is an error.
+func (c *Config) Validate() error {
+	var l confcheck.List
+	switch {
+	case c.Name == "":
+		l.Add("name", "is empty: every camera needs a name (letters, digits, '_', '-', '.')")
+	case !namePattern.MatchString(c.Name):
+		l.Add("name", "%q: use letters, digits, '_', '-' and '.' only, starting with a letter or digit (it becomes an MQTT topic level)", c.Name)
 	}
 	kind, err := KindOf(c.URL)
+	if err == nil {
+		err = validateURL(kind, c.URL)
+	}
 	if err != nil {
-		return fmt.Errorf("%s: %w", key("url"), err)
-	}
-	if err := validateURL(kind, c.URL); err != nil {
-		return fmt.Errorf("%s: %w", key("url"), err)
-	}
-	if c.Width < 0 || c.Height < 0 {
-		k, v := key("width"), c.Width
-		if c.Height < 0 {
-			k, v = key("height"), c.Height
-		}
-		return fmt.Errorf("%s: %d: must be >= 0 (0 = the device's default)", k, v)
-	}
-	if (c.Width != 0 || c.Height != 0 || c.FourCC != "") && kind != KindV4L2 {
-		k := key("width")
-		if c.Width == 0 && c.Height != 0 {
-			k = key("height")
-		} else if c.Width == 0 {
-			k = key("fourcc")
-		}
-		return fmt.Errorf("%s: applies to V4L2 devices (/dev/video*) only; for %s sources leave it unset (gst: set caps in the pipeline)", k, kind)
-	}
-	if c.FourCC != "" && !fourccChars.MatchString(c.FourCC) {
-		return fmt.Errorf("%s: %q: must be 4 letters or digits, e.g. MJPG or YUYV", key("fourcc"), c.FourCC)
-	}
-	if math.IsNaN(c.FPS) || math.IsInf(c.FPS, 0) || c.FPS < 0 || c.FPS > 1000 {
-		return fmt.Errorf("%s: %v: must be between 0 and 1000 (0 = the source's own rate)", key("fps"), c.FPS)
-	}
-	if c.FPS != 0 && kind != KindV4L2 && kind != KindFile {
-		return fmt.Errorf("%s: applies to V4L2 devices and files only; a %s source delivers its own rate", key("fps"), kind)
-	}
-	if kind == KindV4L2 && c.FPS > 0 && c.StallTimeout > 0 && time.Duration(float64(time.Second)/c.FPS) >= c.StallTimeout {
-		return fmt.Errorf("%s: %v means a frame every %v, not less than stall_timeout %v: raise stall_timeout", key("fps"), c.FPS,
-			time.Duration(float64(time.Second)/c.FPS), c.StallTimeout)
-	}
-	switch c.Pace {
-	case "":
-		c.Pace = PaceRealtime
-	case PaceRealtime, PaceFast:
-	default:
-		return fmt.Errorf("%s: %q: must be %q or %q", key("pace"), c.Pace, PaceRealtime, PaceFast)
+		l.Add("url", "%v", err)
 	}
 	for _, d := range []struct {
-		k   string
-		v   *time.Duration
-		def time.Duration
-	}{{"stall_timeout", &c.StallTimeout, DefaultStallTimeout}, {"open_timeout", &c.OpenTimeout, DefaultOpenTimeout}} {
-		switch {
-		case *d.v == 0:
-			*d.v = d.def
-		case *d.v < 100*time.Millisecond || *d.v > time.Hour:
-			return fmt.Errorf("%s: %v: must be between 100ms and 1h (default %v)", key(d.k), *d.v, d.def)
+		key string
+		v   int
+	}{{"width", c.Width}, {"height", c.Height}} {
+		if d.v < 0 {
+			l.Add(d.key, "%d: must be >= 0 (0 = the device's default)", d.v)
+		} else if d.v != 0 && kind != KindV4L2 && kind != "" {
+			l.Add(d.key, "applies to V4L2 devices (/dev/video*) only; for %s sources leave it unset (gst: set caps in the pipeline)", kind)
 		}
 	}
-	return nil
+	switch {
+	case c.FourCC != "" && kind != KindV4L2 && kind != "":
+		l.Add("fourcc", "applies to V4L2 devices (/dev/video*) only; for %s sources leave it unset (gst: set caps in the pipeline)", kind)
+	case c.FourCC != "" && !fourccChars.MatchString(c.FourCC):
+		l.Add("fourcc", "%q: must be 4 letters or digits, e.g. MJPG or YUYV", c.FourCC)
+	}
+	switch {
+	case math.IsNaN(c.FPS) || math.IsInf(c.FPS, 0) || c.FPS < 0 || c.FPS > 1000:
+		l.Add("fps", "%v: must be between 0 and 1000 (0 = the source's own rate)", c.FPS)
+	case c.FPS != 0 && kind != KindV4L2 && kind != KindFile && kind != "":
+		l.Add("fps", "applies to V4L2 devices and files only; a %s source delivers its own rate", kind)
+	case kind == KindV4L2 && c.FPS > 0 && c.StallTimeout > 0 && time.Duration(float64(time.Second)/c.FPS) >= c.StallTimeout:
+		l.Add("fps", "%v means a frame every %v, not less than stall_timeout %v: raise stall_timeout", c.FPS,
+			time.Duration(float64(time.Second)/c.FPS), c.StallTimeout)
+	}
+	if c.Pace != PaceRealtime && c.Pace != PaceFast {
+		l.Add("pace", "%q: must be %q or %q", c.Pace, PaceRealtime, PaceFast)
+	}
+	for _, d := range []struct {
+		key string
+		v   time.Duration
+		def time.Duration
+	}{{"stall_timeout", c.StallTimeout, DefaultStallTimeout}, {"open_timeout", c.OpenTimeout, DefaultOpenTimeout}} {
+		if d.v < 100*time.Millisecond || d.v > time.Hour {
+			l.Add(d.key, "%v: must be between 100ms and 1h (default %v)", d.v, d.def)
+		}
+	}
+	return l.Err()
 }
 
 func validateURL(kind Kind, u string) error {

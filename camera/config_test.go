@@ -9,6 +9,8 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/stardetr/stardetr/camera"
+	"github.com/stardetr/stardetr/internal/confcheck"
+	"github.com/stardetr/stardetr/internal/testenv"
 )
 
 func TestValidateAccepts(t *testing.T) {
@@ -39,7 +41,7 @@ func TestValidateAccepts(t *testing.T) {
 			c := camera.DefaultConfig()
 			c.Name = "front-door_1"
 			tc.mod(&c)
-			if err := c.Validate("cameras[0]"); err != nil {
+			if err := confcheck.In("cameras[0]", c.Validate()); err != nil {
 				t.Fatalf("Validate: %v", err)
 			}
 			if c.Kind() != tc.kind {
@@ -49,13 +51,13 @@ func TestValidateAccepts(t *testing.T) {
 	}
 }
 
-func TestValidateFillsDefaults(t *testing.T) {
+// Defaults come from DefaultConfig only: Validate reports a zero value, and changes nothing.
+func TestValidateFillsNothing(t *testing.T) {
 	c := camera.Config{Name: "a", URL: "rtsp://cam/x"}
-	if err := c.Validate("cameras[0]"); err != nil {
-		t.Fatal(err)
-	}
-	if c.StallTimeout != 5*time.Second || c.OpenTimeout != 10*time.Second || c.Pace != camera.PaceRealtime {
-		t.Errorf("defaults not filled: %+v", c)
+	before := c
+	testenv.WantError(t, confcheck.In("cameras[0]", c.Validate()), "cameras[0].stall_timeout: 0s", "cameras[0].open_timeout: 0s", "cameras[0].pace")
+	if c != before {
+		t.Errorf("Validate changed the config: %+v", c)
 	}
 	d := camera.DefaultConfig()
 	if !d.Loop || d.Pace != camera.PaceRealtime || d.StallTimeout != 5*time.Second || d.OpenTimeout != 10*time.Second {
@@ -101,7 +103,7 @@ func TestValidateRejects(t *testing.T) {
 			c := camera.DefaultConfig()
 			c.Name, c.URL = "cam", "rtsp://cam/x"
 			tc.mod(&c)
-			err := c.Validate("cameras[1]")
+			err := confcheck.In("cameras[1]", c.Validate())
 			if err == nil {
 				t.Fatalf("Validate accepted %+v", c)
 			}
@@ -114,7 +116,7 @@ func TestValidateRejects(t *testing.T) {
 
 func TestValidateHidesPasswords(t *testing.T) {
 	c := camera.Config{Name: "a", URL: "rtsp://admin:secret@cam:99999/x"}
-	err := c.Validate("cameras[0]")
+	err := confcheck.In("cameras[0]", c.Validate())
 	if err == nil || strings.Contains(err.Error(), "secret") {
 		t.Fatalf("Validate = %v: want an error without the password", err)
 	}

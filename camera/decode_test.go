@@ -39,7 +39,7 @@ func TestConfigDecodesSquashed(t *testing.T) {
 	if out.Publish["policy"] != "detections" {
 		t.Errorf("publish section lost: %v", out.Publish)
 	}
-	if err := out.Validate("cameras[0]"); err != nil {
+	if err := out.Validate(); err != nil {
 		t.Errorf("Validate: %v", err)
 	}
 }

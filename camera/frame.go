@@ -30,7 +30,7 @@ type Frame struct {
 	// Camera is the camera's name.
 	Camera string
 
-	pool *framePool
+	pool *FramePool
 	held atomic.Bool // true while out of the pool
 }
 
@@ -43,24 +43,27 @@ func (f *Frame) Release() {
 	f.pool.put(f)
 }
 
-// framePool is a fixed set of frames. After close, frames still held are freed on Release,
-// so a consumer may keep a frame past the end of Run.
-type framePool struct {
+// FramePool is a fixed set of frames for a source to fill: the camera package's Source uses
+// one, and so may any other source of frames (a test's synthetic camera). After Close,
+// frames still held are freed on Release, so a consumer may keep a frame past the end of Run.
+type FramePool struct {
 	mu     sync.Mutex
 	free   []*Frame
 	closed bool
 }
 
-func newFramePool(n int, camera string) *framePool {
-	p := &framePool{free: make([]*Frame, 0, n)}
+// NewFramePool makes n frames of the named camera, with empty Mats.
+func NewFramePool(n int, camera string) *FramePool {
+	p := &FramePool{free: make([]*Frame, 0, n)}
 	for range n {
 		p.free = append(p.free, &Frame{Mat: gocv.NewMat(), Camera: camera, pool: p})
 	}
 	return p
 }
 
-// get takes a free frame, or returns nil when the consumer holds them all.
-func (p *framePool) get() *Frame {
+// Get takes a free frame, or returns nil when the consumer holds them all. The caller fills
+// its Mat, Seq and Time and hands it on; whoever holds it last calls Release.
+func (p *FramePool) Get() *Frame {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	n := len(p.free)
@@ -73,7 +76,7 @@ func (p *framePool) get() *Frame {
 	return f
 }
 
-func (p *framePool) put(f *Frame) {
+func (p *FramePool) put(f *Frame) {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
@@ -83,8 +86,8 @@ func (p *framePool) put(f *Frame) {
 	p.free = append(p.free, f)
 }
 
-// close frees the frames in the pool now and the held ones when they are released.
-func (p *framePool) close() {
+// Close frees the frames in the pool now and the held ones when they are released.
+func (p *FramePool) Close() {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.closed = true

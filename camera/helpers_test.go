@@ -20,6 +20,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/stardetr/stardetr/camera"
+	"github.com/stardetr/stardetr/internal/testenv"
 )
 
 // testClip is the committed clip: ffmpeg -f lavfi -i testsrc=size=320x240:rate=10 -t 2
@@ -190,17 +191,12 @@ func runSource(t testing.TB, src *camera.Source, sink func(*camera.Frame)) (stop
 // timing assertion) with the source's state.
 func waitFor(t testing.TB, src *camera.Source, limit time.Duration, what string, cond func(camera.State) bool) camera.State {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for {
-		st := src.State()
-		if cond(st) {
-			return st
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("waited %v for %s; state: %+v", limit, what, st)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	var st camera.State
+	testenv.WaitFor(t, limit, what, func() bool {
+		st = src.State()
+		return cond(st)
+	})
+	return st
 }
 
 // newSource builds a source from a config that starts from DefaultConfig.

@@ -102,7 +102,7 @@ type Source struct {
 
 // NewSource validates cfg and returns a stopped source. log may be nil (no logging).
 func NewSource(cfg Config, log *slog.Logger) (*Source, error) {
-	if err := cfg.Validate(""); err != nil {
+	if err := cfg.Validate(); err != nil {
 		return nil, fmt.Errorf("camera %q: %w", cfg.Name, err)
 	}
 	if log == nil {
@@ -118,9 +118,6 @@ func NewSource(cfg Config, log *slog.Logger) (*Source, error) {
 	s.st = State{Phase: PhaseStopped, Since: time.Now()}
 	return s, nil
 }
-
-// Config returns the validated configuration (defaults filled in).
-func (s *Source) Config() Config { return s.cfg }
 
 // State returns a snapshot of the source.
 func (s *Source) State() State {
@@ -185,8 +182,8 @@ func (s *Source) Run(ctx context.Context, sink func(*Frame)) error {
 	}
 	defer s.running.Store(false)
 
-	pool := newFramePool(FramePoolSize, s.cfg.Name)
-	defer pool.close()
+	pool := NewFramePool(FramePoolSize, s.cfg.Name)
+	defer pool.Close()
 	h := fnv.New64a()
 	h.Write([]byte(s.cfg.Name))
 	bo := newBackoff(s.steps, h.Sum64()^uint64(time.Now().UnixNano()))
@@ -260,7 +257,7 @@ type attemptResult struct {
 // the watchdog sees no frame for StallTimeout, or ctx is done. The reader is the only
 // goroutine that touches the capture, so stopping it means asking and waiting for the read
 // in progress to return (FFmpeg's read timeout bounds that wait for files and streams).
-func (s *Source) attempt(ctx context.Context, session uint64, pool *framePool, sink func(*Frame)) attemptResult {
+func (s *Source) attempt(ctx context.Context, session uint64, pool *FramePool, sink func(*Frame)) attemptResult {
 	stop := make(chan struct{})
 	done := make(chan attemptResult, 1)
 	var progress atomic.Int64 // UnixNano of the last sign of life; the open gets OpenTimeout extra
@@ -320,7 +317,7 @@ func (s *Source) attempt(ctx context.Context, session uint64, pool *framePool, s
 }
 
 // read is the capture goroutine of one attempt: it owns the capture and one scratch Mat.
-func (s *Source) read(session uint64, stop <-chan struct{}, pool *framePool, sink func(*Frame), progress *atomic.Int64) (r attemptResult) {
+func (s *Source) read(session uint64, stop <-chan struct{}, pool *FramePool, sink func(*Frame), progress *atomic.Int64) (r attemptResult) {
 	stopped := func() bool {
 		select {
 		case <-stop:
@@ -360,7 +357,7 @@ func (s *Source) read(session uint64, stop <-chan struct{}, pool *framePool, sin
 	bad := 0
 	lastGood := time.Now()
 	for !stopped() {
-		f := pool.get()
+		f := pool.Get()
 		dst := &scratch
 		if f != nil {
 			dst = &f.Mat

@@ -201,26 +201,28 @@ func TestHTTPMJPEGReconnectsWhenServerReturns(t *testing.T) {
 	srv.Start()
 	back := time.Now()
 	// The first attempt scheduled after the server's return must be at most 2 s later and
-	// must succeed. Attempts already running when it returned do not count.
-	var sched camera.State
-	for {
-		sched = src.State()
-		if sched.Phase == camera.PhaseStreaming || (sched.Phase == camera.PhaseRetrying && sched.NextRetry.After(back)) {
-			break
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	// must succeed. Attempts already running when it returned do not count: either the source
+	// is streaming again (an attempt under way when the server came back succeeded), or it
+	// waits for a retry scheduled after the return.
+	sched := waitFor(t, src, 20*time.Second, "streaming, or a retry scheduled after the server's return", func(st camera.State) bool {
+		return st.Phase == camera.PhaseStreaming || (st.Phase == camera.PhaseRetrying && st.NextRetry.After(back))
+	})
 	up := waitFor(t, src, 20*time.Second, "streaming again", func(st camera.State) bool {
 		return st.Phase == camera.PhaseStreaming && st.Frames > down.Frames
 	})
 	t.Logf("server back -> streaming again: %v (state then: %s, next retry %v after the server's return)",
 		up.Since.Sub(back).Round(time.Millisecond), sched.Phase, sched.NextRetry.Sub(back).Round(time.Millisecond))
-	if sched.Phase == camera.PhaseRetrying {
+	switch sched.Phase {
+	case camera.PhaseRetrying:
 		if d := sched.NextRetry.Sub(back); d > 2*time.Second {
 			t.Errorf("next retry was scheduled %v after the server's return, want <= 2s", d)
 		}
 		if up.Reconnects != sched.Reconnects+1 {
 			t.Errorf("the retry scheduled after the server's return failed: reconnects %d -> %d", sched.Reconnects, up.Reconnects)
+		}
+	case camera.PhaseStreaming:
+		if d := sched.Since.Sub(back); d > 2*time.Second {
+			t.Errorf("streaming again %v after the server's return, want <= 2s", d)
 		}
 	}
 }

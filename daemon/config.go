@@ -3,7 +3,6 @@ package daemon
 import (
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -14,9 +13,11 @@ import (
 	"github.com/spf13/viper"
 
 	"github.com/stardetr/stardetr/camera"
+	"github.com/stardetr/stardetr/internal/confcheck"
 	"github.com/stardetr/stardetr/model"
 	"github.com/stardetr/stardetr/pipeline"
 	"github.com/stardetr/stardetr/publish"
+	"github.com/stardetr/stardetr/track"
 )
 
 // DefaultConfigPath is where the package installs the configuration.
@@ -45,18 +46,30 @@ type Config struct {
 	// Watchdog bounds one frame's processing: past it the pipeline counts as stuck, the
 	// systemd watchdog pings stop and /healthz fails.
 	Watchdog WatchdogConfig `mapstructure:"watchdog"`
+	// Events are the tracking cameras' event settings.
+	Events EventsConfig `mapstructure:"events"`
+	// HomeAssistant publishes MQTT discovery for the cameras' zone counts.
+	HomeAssistant HomeAssistantConfig `mapstructure:"homeassistant"`
 }
 
 // CameraConfig is one entry of `cameras:`: the camera's own keys plus its publish policy.
 type CameraConfig struct {
 	camera.Config `mapstructure:",squash"`
 	Publish       pipeline.Policy `mapstructure:"publish"`
+	// Track turns on tracking, zones and events for the camera.
+	Track track.Config `mapstructure:"track"`
+	// Zones are polygons whose objects are counted and reported in events.
+	Zones track.Zones `mapstructure:"zones"`
 }
 
 // HTTPConfig is the `http:` section.
 type HTTPConfig struct {
 	// Listen is host:port; empty disables the HTTP server.
 	Listen string `mapstructure:"listen"`
+	// Auth is required when Listen is not a loopback address.
+	Auth HTTPAuthConfig `mapstructure:"auth"`
+	// MaxViewers bounds the live streams (/stream/<camera>.mjpeg) open at once per camera.
+	MaxViewers int `mapstructure:"max_viewers"`
 }
 
 // WatchdogConfig is the `watchdog:` section.
@@ -70,17 +83,19 @@ type WatchdogConfig struct {
 // DefaultConfig returns every default of the configuration; cameras get theirs when decoded.
 func DefaultConfig() Config {
 	return Config{
-		StateDir: "/var/lib/stardetr",
-		LogLevel: "info",
-		Model:    model.DefaultConfig(),
-		MQTT:     publish.DefaultConfig(),
-		HTTP:     HTTPConfig{Listen: "127.0.0.1:9110"},
-		Watchdog: WatchdogConfig{FrameTimeout: 30 * time.Second, RetryBudget: 5 * time.Minute},
+		StateDir:      "/var/lib/stardetr",
+		LogLevel:      "info",
+		Model:         model.DefaultConfig(),
+		MQTT:          publish.DefaultConfig(),
+		HTTP:          HTTPConfig{Listen: "127.0.0.1:9110", MaxViewers: 4},
+		Watchdog:      WatchdogConfig{FrameTimeout: 30 * time.Second, RetryBudget: 5 * time.Minute},
+		Events:        DefaultEventsConfig(),
+		HomeAssistant: HomeAssistantConfig{Prefix: "homeassistant"},
 	}
 }
 
 func defaultCamera() CameraConfig {
-	return CameraConfig{Config: camera.DefaultConfig(), Publish: pipeline.DefaultPolicy()}
+	return CameraConfig{Config: camera.DefaultConfig(), Publish: pipeline.DefaultPolicy(), Track: track.DefaultConfig()}
 }
 
 // LoadConfig reads the YAML file at path, applies STARDETR_* environment overrides, fills the
@@ -110,6 +125,15 @@ func LoadConfig(path string) (Config, error) {
 		cfg.Cameras = make([]CameraConfig, len(raw))
 		for i := range cfg.Cameras {
 			cfg.Cameras[i] = defaultCamera()
+			// Zones are a list too: each starts from the zone defaults.
+			if cam, ok := raw[i].(map[string]any); ok {
+				if zs, ok := cam["zones"].([]any); ok {
+					cfg.Cameras[i].Zones = make(track.Zones, len(zs))
+					for j := range zs {
+						cfg.Cameras[i].Zones[j] = track.DefaultZone()
+					}
+				}
+			}
 		}
 	}
 	err := v.Unmarshal(&cfg, func(dc *mapstructure.DecoderConfig) { dc.ErrorUnused = true })
@@ -120,7 +144,9 @@ func LoadConfig(path string) (Config, error) {
 	return cfg, nil
 }
 
-// scalarKeys lists the dotted keys of every non-list field, for environment binding.
+// scalarKeys lists the dotted keys of every field an environment variable can hold: scalars,
+// durations, and lists of scalars (comma-separated). Maps (model.names) and lists of sections
+// (cameras) have no environment form.
 func scalarKeys(t reflect.Type, prefix string) []string {
 	var keys []string
 	for i := range t.NumField() {
@@ -137,8 +163,9 @@ func scalarKeys(t reflect.Type, prefix string) []string {
 			} else {
 				keys = append(keys, scalarKeys(f.Type, key+".")...)
 			}
-		case reflect.Slice, reflect.Map:
-			if f.Type.Elem().Kind() == reflect.String {
+		case reflect.Map:
+		case reflect.Slice:
+			if k := f.Type.Elem().Kind(); k != reflect.Struct && k != reflect.Map && k != reflect.Slice {
 				keys = append(keys, key) // a comma-separated list in the environment
 			}
 		default:
@@ -182,6 +209,7 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.MQTT.TLS.CA)
 	abs(&c.MQTT.TLS.Cert)
 	abs(&c.MQTT.TLS.Key)
+	abs(&c.HTTP.Auth.PasswordFile)
 	for i := range c.Cameras {
 		u := c.Cameras[i].URL
 		if isFilePath(u) {
@@ -196,55 +224,51 @@ func isFilePath(u string) bool {
 	return err == nil && k == camera.KindFile
 }
 
-// Validate checks every section and returns all problems at once, each naming its key.
+// Validate checks every section and returns all problems at once, each naming its full key.
 func (c *Config) Validate() error {
-	var errs []error
+	var l confcheck.List
 	if c.DeviceID != "" && strings.ContainsAny(c.DeviceID, "+#/ ") {
-		errs = append(errs, fmt.Errorf("device_id: %q contains +, #, / or a space, which MQTT topics cannot carry", c.DeviceID))
+		l.Add("device_id", "%q contains +, #, / or a space, which MQTT topics cannot carry", c.DeviceID)
 	}
 	if c.StateDir == "" {
-		errs = append(errs, errors.New("state_dir: required: a writable folder for the queue and caches"))
+		l.Add("state_dir", "required: a writable folder for the queue and caches")
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
-		errs = append(errs, fmt.Errorf("log_level: %q is not a level: use debug, info, warn or error", c.LogLevel))
+		l.Add("log_level", "%q is not a level: use debug, info, warn or error", c.LogLevel)
 	}
-	if err := c.Model.Validate(); err != nil {
-		errs = append(errs, err)
-	}
+	l.Include("model", c.Model.Validate())
 	if len(c.Cameras) == 0 {
-		errs = append(errs, errors.New("cameras: none configured: add at least one camera with a name and a url"))
+		l.Add("cameras", "none configured: add at least one camera with a name and a url")
 	}
 	names := map[string]int{}
 	for i := range c.Cameras {
+		cam := &c.Cameras[i]
 		path := fmt.Sprintf("cameras[%d]", i)
-		if err := c.Cameras[i].Config.Validate(path); err != nil {
-			errs = append(errs, err)
+		l.Include(path, cam.Config.Validate())
+		l.Include(path+".publish", cam.Publish.Validate())
+		l.Include(path+".track", cam.Track.Validate())
+		l.Include(path, cam.Zones.Validate())
+		if len(cam.Zones) > 0 && !cam.Track.Enabled {
+			l.Add(path+".zones", "need tracking: set %s.track.enabled: true", path)
 		}
-		if err := c.Cameras[i].Publish.Validate(path + ".publish"); err != nil {
-			errs = append(errs, err)
+		if j, dup := names[cam.Name]; dup && cam.Name != "" {
+			l.Add(path+".name", "%q is already the name of cameras[%d]: names must be unique", cam.Name, j)
 		}
-		if j, dup := names[c.Cameras[i].Name]; dup && c.Cameras[i].Name != "" {
-			errs = append(errs, fmt.Errorf("%s.name: %q is already the name of cameras[%d]: names must be unique", path, c.Cameras[i].Name, j))
-		}
-		names[c.Cameras[i].Name] = i
+		names[cam.Name] = i
 	}
-	if err := c.MQTT.Validate(); err != nil {
-		errs = append(errs, err)
-	}
-	if c.HTTP.Listen != "" {
-		if _, _, err := net.SplitHostPort(c.HTTP.Listen); err != nil {
-			errs = append(errs, fmt.Errorf("http.listen: %q is not host:port (%v): use e.g. 127.0.0.1:9110, or \"\" to disable", c.HTTP.Listen, err))
-		}
-	}
+	l.Include("mqtt", c.MQTT.Validate())
+	l.Include("http", c.HTTP.Validate())
+	l.Include("events", c.Events.Validate())
+	l.Include("homeassistant", c.HomeAssistant.Validate())
 	if c.Watchdog.FrameTimeout < time.Second {
-		errs = append(errs, fmt.Errorf("watchdog.frame_timeout: %s is too short: use at least 1s", c.Watchdog.FrameTimeout))
+		l.Add("watchdog.frame_timeout", "%s is too short: use at least 1s", c.Watchdog.FrameTimeout)
 	}
 	if c.Watchdog.RetryBudget < 0 {
-		errs = append(errs, fmt.Errorf("watchdog.retry_budget: %s is negative", c.Watchdog.RetryBudget))
+		l.Add("watchdog.retry_budget", "%s is negative", c.Watchdog.RetryBudget)
 	}
-	return errors.Join(errs...)
+	return l.Err()
 }
 
 // deviceID returns the configured device id or the hostname.

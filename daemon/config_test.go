@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -69,6 +70,32 @@ func TestLoadConfigEnvironmentOverrides(t *testing.T) {
 	}
 	if got := strings.Join(cfg.MQTT.Brokers, " "); got != "mqtt://a:1883 mqtts://b:8883" {
 		t.Errorf("brokers from the environment: %q", got)
+	}
+}
+
+// Every kind of key the README says the environment can set: string, int, float, bool,
+// duration, list of strings, list of ints.
+func TestLoadConfigEnvironmentOverridesEveryKind(t *testing.T) {
+	for k, v := range map[string]string{
+		"STARDETR_LOG_LEVEL":             "debug",
+		"STARDETR_MODEL_CONF":            "0.4",
+		"STARDETR_MODEL_TENSORRT_FP16":   "false",
+		"STARDETR_MQTT_STATS_INTERVAL":   "3s",
+		"STARDETR_MODEL_PROVIDERS":       "cuda,cpu",
+		"STARDETR_MODEL_IMGSZ":           "320,256",
+		"STARDETR_MODEL_CLASSES":         "0,2",
+		"STARDETR_WATCHDOG_RETRY_BUDGET": "90s",
+	} {
+		t.Setenv(k, v)
+	}
+	cfg, err := LoadConfig(writeConfig(t, minimal))
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := fmt.Sprintln(cfg.LogLevel, cfg.Model.Conf, cfg.Model.TensorRT.FP16, cfg.MQTT.StatsInterval, cfg.Model.Providers,
+		cfg.Model.Imgsz, cfg.Model.Classes, cfg.Watchdog.RetryBudget)
+	if want := "debug 0.4 false 3s [cuda cpu] [320 256] [0 2] 1m30s\n"; got != want {
+		t.Errorf("from the environment: %s; want %s", got, want)
 	}
 }
 

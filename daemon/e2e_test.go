@@ -167,8 +167,13 @@ func TestServiceEndToEnd(t *testing.T) {
 	}
 
 	base := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
-	time.Sleep(2500 * time.Millisecond) // past the ghost camera's retry budget
-	code, body := getURL(t, base+"/healthz")
+	// The ghost camera's retry budget runs out: /healthz turns 503 naming it.
+	var code int
+	var body []byte
+	testenv.WaitFor(t, 20*time.Second, "/healthz to report the ghost camera", func() bool {
+		code, body = getURL(t, base+"/healthz")
+		return code == http.StatusServiceUnavailable
+	})
 	if code != http.StatusServiceUnavailable || !strings.Contains(string(body), `"name":"ghost","ok":false`) ||
 		!strings.Contains(string(body), `"name":"front","ok":true`) {
 		t.Fatalf("/healthz with a camera that never opens: %d %s", code, body)

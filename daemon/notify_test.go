@@ -37,7 +37,7 @@ func TestWatchdogWithheldWhileInferenceIsStuck(t *testing.T) {
 	t.Setenv("NOTIFY_SOCKET", ns.Path)
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	det := &blockingDetector{release: make(chan struct{})}
-	p := pipeline.New([]pipeline.Slot{det}, discard{}, log)
+	p := pipeline.New([]pipeline.Slot{pipeline.OneFrame(det)}, discard{}, pipeline.Options{}, log)
 	cfg := camera.DefaultConfig()
 	cfg.Name, cfg.URL = "cam", filepath.Join("..", "camera", "testdata", "testsrc-320x240-10fps.mp4")
 	src, err := camera.NewSource(cfg, log)
@@ -57,13 +57,7 @@ func TestWatchdogWithheldWhileInferenceIsStuck(t *testing.T) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- p.Run(ctx) }()
-	deadline := time.Now().Add(10 * time.Second)
-	for p.Progressing(s.cfg.Watchdog.FrameTimeout) {
-		if time.Now().After(deadline) {
-			t.Fatal("the pipeline never got stuck")
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	testenv.WaitFor(t, 10*time.Second, "the pipeline to get stuck", func() bool { return !p.Progressing(s.cfg.Watchdog.FrameTimeout) })
 	s.pingWatchdog()
 	if m := ns.Next(300 * time.Millisecond); m != "" {
 		t.Fatalf("stuck inference: got %q, want no watchdog ping", m)

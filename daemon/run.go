@@ -75,15 +75,17 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 // cameraKey fingerprints a camera's configuration: a reload restarts the camera only if it changed.
 func cameraKey(c CameraConfig) string { return fmt.Sprintf("%#v", c) }
 
-// buildCameras makes a source for every configured camera.
-func buildCameras(cfgs []CameraConfig, log *slog.Logger) ([]pipeline.Camera, error) {
+// buildCameras makes a source (and, for a tracking camera, a scene that names counts by the
+// model's labels) for every configured camera.
+func buildCameras(cfgs []CameraConfig, ev EventsConfig, labels []string, log *slog.Logger) ([]pipeline.Camera, error) {
 	cams := make([]pipeline.Camera, 0, len(cfgs))
 	for i, c := range cfgs {
 		src, err := camera.NewSource(c.Config, log)
 		if err != nil {
 			return nil, fmt.Errorf("cameras[%d] (%s): %w", i, c.Name, err)
 		}
-		cams = append(cams, pipeline.Camera{Name: c.Name, Key: cameraKey(c), Source: src, Policy: c.Publish})
+		cams = append(cams, pipeline.Camera{Name: c.Name, Key: cameraKey(c), Source: src, Policy: c.Publish,
+			Scene: newScene(c, ev, labels)})
 	}
 	return cams, nil
 }
@@ -117,7 +119,11 @@ func (s *service) reload() {
 		s.log.Error("reload refused: keeping the running configuration", "err", err)
 		return
 	}
-	cams, err := buildCameras(cfg.Cameras, s.log)
+	if err := checkZoneClasses(cfg.Cameras, s.labels); err != nil {
+		s.log.Error("reload refused: keeping the running configuration", "err", err)
+		return
+	}
+	cams, err := buildCameras(cfg.Cameras, s.cfg.Events, s.labels, s.log)
 	if err != nil {
 		s.log.Error("reload refused: keeping the running configuration", "err", err)
 		return
@@ -131,6 +137,7 @@ func (s *service) reload() {
 			"changed_keys", strings.Join(keys, ", "))
 	}
 	s.cfg.Cameras = cfg.Cameras
+	s.applyRetained()
 	s.log.Info("configuration reloaded", "cameras", len(cams))
 }
 

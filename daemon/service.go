@@ -9,6 +9,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"path/filepath"
 	"strings"
 	"sync"
 	"time"
@@ -34,8 +35,11 @@ type service struct {
 	deviceID   string
 
 	det    *model.Detector
-	inputs []*model.Input
+	labels []string // the model's class names by id
+	slots  []*model.Batch
 	pub    *publish.Publisher
+	sink   *messageSink
+	live   *liveView
 	pipe   *pipeline.Pipeline
 	srv    *http.Server
 	lock   *statelock.Lock
@@ -86,8 +90,13 @@ func startService(ctx context.Context, cfg Config, configPath string, log *slog.
 	if err != nil {
 		return nil, err
 	}
-	undo = append(undo, func() { _ = s.det.Close() })
+	det := s.det
+	undo = append(undo, func() { _ = det.Close() })
 	info := s.det.Info()
+	s.labels = info.Names
+	if err = checkZoneClasses(cfg.Cameras, s.labels); err != nil {
+		return nil, err
+	}
 
 	started := time.Now()
 	s.pub, err = publish.New(cfg.MQTT, publish.Options{DeviceID: s.deviceID, StateDir: cfg.StateDir, Logger: log,
@@ -102,25 +111,33 @@ func startService(ctx context.Context, cfg Config, configPath string, log *slog.
 		_ = s.pub.Close(c)
 	})
 
-	cams, err := buildCameras(cfg.Cameras, log)
+	cams, err := buildCameras(cfg.Cameras, cfg.Events, s.labels, log)
 	if err != nil {
 		return nil, err
 	}
-	// Two input slots: the next frame is preprocessed while the model runs on the current one.
+	// Two input slots: the next frames are preprocessed while the model runs on the current
+	// ones. Each holds up to model.batch frames, one per camera.
 	slots := make([]pipeline.Slot, 2)
 	for i := range slots {
-		in, ierr := s.det.NewInput()
-		if ierr != nil {
-			return nil, fmt.Errorf("model input %d: %w", i, ierr)
+		b, berr := s.det.NewBatch(cfg.Model.Batch)
+		if berr != nil {
+			return nil, fmt.Errorf("model.batch: %w", berr)
 		}
-		undo = append(undo, func() { _ = in.Close() })
-		s.inputs = append(s.inputs, in)
-		slots[i] = in
+		undo = append(undo, func() { _ = b.Close() })
+		s.slots = append(s.slots, b)
+		slots[i] = b
 	}
-	s.pipe = pipeline.New(slots, &messageSink{pub: s.pub, model: info, log: log}, log.With("component", "pipeline"))
+	s.sink = &messageSink{pub: s.pub, model: info, log: log, recent: &recentEvents{n: cfg.Events.Recent}}
+	if cfg.Events.SnapshotMaxMB > 0 {
+		if s.sink.snaps, err = openEventSnapshots(filepath.Join(cfg.StateDir, "events"), int64(cfg.Events.SnapshotMaxMB)<<20, log); err != nil {
+			return nil, err
+		}
+	}
+	s.pipe = pipeline.New(slots, s.sink, pipeline.Options{BatchWait: cfg.Model.BatchWait}, log.With("component", "pipeline"))
 	if err = s.pipe.Update(cams); err != nil {
 		return nil, err
 	}
+	s.applyRetained()
 	// The publisher starts once the pipeline exists: its stats callback reads the pipeline.
 	if err = s.pub.Start(ctx); err != nil {
 		return nil, err
@@ -129,8 +146,16 @@ func startService(ctx context.Context, cfg Config, configPath string, log *slog.
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
 		s.pipe.Collector(), s.pub, providerGauge(info.Provider))
+	if s.sink.snaps != nil {
+		reg.MustRegister(s.sink.snaps.collector())
+	}
 	if ln != nil {
-		s.srv = &http.Server{Handler: s.routes(reg), ReadHeaderTimeout: 5 * time.Second}
+		h, herr := s.handler(reg)
+		if herr != nil {
+			return nil, herr
+		}
+		s.srv = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+		s.srv.RegisterOnShutdown(s.live.cancel) // live streams end with the server
 		go func() {
 			if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				s.fatal <- fmt.Errorf("http server: %w", err)
@@ -227,8 +252,8 @@ func (s *service) stop() int {
 	cancel()
 	if code == 0 {
 		// The model is closed only when the pipeline has stopped using it.
-		for _, in := range s.inputs {
-			_ = in.Close()
+		for _, b := range s.slots {
+			_ = b.Close()
 		}
 		if err := s.det.Close(); err != nil {
 			s.log.Error("model close", "err", err)
@@ -247,6 +272,8 @@ func (s *service) routes(reg *prometheus.Registry) http.Handler {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /healthz", s.healthz)
 	mux.HandleFunc("GET /snapshot/{file}", s.snapshot)
+	mux.HandleFunc("GET /events/{id}/snapshot.jpg", s.eventSnapshot)
+	mux.HandleFunc("GET /api/events", s.apiEvents)
 	return mux
 }
 

@@ -18,6 +18,9 @@ type messageSink struct {
 	model model.Info
 	log   *slog.Logger
 	msg   publish.Detections // reused: PublishDetections encodes before it returns
+	// snaps keeps event snapshots (nil: none); recent feeds /api/events.
+	snaps  *eventSnapshots
+	recent *recentEvents
 }
 
 func ms(d time.Duration) float64 { return float64(d) / float64(time.Millisecond) }
@@ -30,11 +33,7 @@ func (s *messageSink) Publish(m *pipeline.Message) error {
 	s.msg.Model = publish.Model{Name: s.model.Model, SHA256: s.model.SHA256}
 	s.msg.Latency = publish.Latency{Capture: ms(m.Latency.Capture), Preprocess: ms(m.Latency.Preprocess),
 		Infer: ms(m.Latency.Infer), Decode: ms(m.Latency.Decode), Publish: ms(m.Latency.Publish)}
-	s.msg.Detections = s.msg.Detections[:0]
-	for _, d := range m.Detections {
-		s.msg.Detections = append(s.msg.Detections, publish.Detection{ClassID: d.ClassID, Label: d.Label, Score: float64(d.Score),
-			Box: [4]float64{float64(d.Box[0]), float64(d.Box[1]), float64(d.Box[2]), float64(d.Box[3])}})
-	}
+	s.msg.Detections = m.Detections // encoded before PublishDetections returns: no copy needed
 	if err := s.pub.PublishDetections(s.msg); err != nil {
 		return err
 	}

@@ -6,6 +6,7 @@ import (
 	"slices"
 
 	ort "github.com/yalue/onnxruntime_go"
+	"gocv.io/x/gocv"
 )
 
 // Batch runs up to Size frames in one ONNX Runtime call, for a model whose batch axis is
@@ -88,6 +89,14 @@ func (b *Batch) Size() int { return len(b.items) }
 // Item is frame i's Input: its Preprocess fills frame i, its Decode reads frame i's output of
 // the last Run. Its own Run returns an error.
 func (b *Batch) Item(i int) *Input { return b.items[i] }
+
+// Preprocess fills frame i (Item(i).Preprocess).
+func (b *Batch) Preprocess(i int, frame gocv.Mat) error { return b.items[i].Preprocess(frame) }
+
+// Decode reads frame i's detections of the last Run (Item(i).Decode).
+func (b *Batch) Decode(i, frameW, frameH int, out []Detection) []Detection {
+	return b.items[i].Decode(frameW, frameH, out)
+}
 
 // Run runs the model on frames 0..k-1 (1 ≤ k ≤ Size) in one call.
 func (b *Batch) Run(k int) error {

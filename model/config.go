@@ -5,6 +5,9 @@ import (
 	"math"
 	"slices"
 	"strings"
+	"time"
+
+	"github.com/stardetr/stardetr/internal/confcheck"
 )
 
 // Config is the `model:` section of stardetr's configuration. The mapstructure tags are the
@@ -36,6 +39,12 @@ type Config struct {
 	Classes []int `mapstructure:"classes"`
 	// Names overrides the model's class names (id -> label).
 	Names map[int]string `mapstructure:"names"`
+	// Batch is the most frames, one per camera, that one Run takes (Batch): above 1 the model
+	// needs a dynamic batch axis. 1 runs each frame alone.
+	Batch int `mapstructure:"batch"`
+	// BatchWait is how long a batch that has a frame waits for other cameras' frames before it
+	// runs with what it has: the most a batch adds to a frame's latency.
+	BatchWait time.Duration `mapstructure:"batch_wait"`
 	// TensorRT holds the TensorRT execution provider's options.
 	TensorRT TensorRTConfig `mapstructure:"tensorrt"`
 	// ProfilePrefix, when set, makes ONNX Runtime profile every run and write
@@ -67,69 +76,73 @@ var graphOptLevels = []string{"disabled", "basic", "extended", "all"}
 // DefaultConfig returns the defaults of the `model:` section.
 func DefaultConfig() Config {
 	return Config{
-		GraphOpt: "all",
-		Conf:     0.25,
-		MaxDet:   100,
-		TensorRT: TensorRTConfig{FP16: true},
+		GraphOpt:  "all",
+		Batch:     1,
+		BatchWait: 5 * time.Millisecond,
+		Conf:      0.25,
+		MaxDet:    100,
+		TensorRT:  TensorRTConfig{FP16: true},
 	}
 }
 
-// Validate reports every invalid value, each naming its key as model.<key>.
+// Validate reports every invalid value, each naming its key within the section (confcheck).
 func (c *Config) Validate() error {
-	var errs []string
-	bad := func(format string, args ...any) { errs = append(errs, fmt.Sprintf(format, args...)) }
+	var l confcheck.List
 	if strings.TrimSpace(c.Path) == "" {
-		bad("model.path: required: the ONNX model file to run")
+		l.Add("path", "required: the ONNX model file to run")
 	}
 	seen := map[string]bool{}
 	for i, p := range c.Providers {
 		if !slices.Contains(knownProviders, p) {
-			bad("model.providers[%d]: %q is not a provider: use %s", i, p, strings.Join(knownProviders, ", "))
+			l.Add(fmt.Sprintf("providers[%d]", i), "%q is not a provider: use %s", p, strings.Join(knownProviders, ", "))
 		} else if seen[p] {
-			bad("model.providers[%d]: %q is listed twice", i, p)
+			l.Add(fmt.Sprintf("providers[%d]", i), "%q is listed twice", p)
 		}
 		seen[p] = true
 	}
 	if c.Threads < 0 || c.Threads > 1024 {
-		bad("model.threads: %d is out of range: 0 (ONNX Runtime decides) to 1024", c.Threads)
+		l.Add("threads", "%d is out of range: 0 (ONNX Runtime decides) to 1024", c.Threads)
 	}
 	if c.InterThreads < 0 || c.InterThreads > 1024 {
-		bad("model.inter_threads: %d is out of range: 0 (ONNX Runtime decides) to 1024", c.InterThreads)
+		l.Add("inter_threads", "%d is out of range: 0 (ONNX Runtime decides) to 1024", c.InterThreads)
 	}
 	if c.GraphOpt != "" && !slices.Contains(graphOptLevels, c.GraphOpt) {
-		bad("model.graph_opt: %q is not a level: use %s", c.GraphOpt, strings.Join(graphOptLevels, ", "))
+		l.Add("graph_opt", "%q is not a level: use %s", c.GraphOpt, strings.Join(graphOptLevels, ", "))
 	}
 	switch len(c.Imgsz) {
 	case 0:
 	case 1, 2:
 		for i, v := range c.Imgsz {
 			if v < 32 || v > 8192 {
-				bad("model.imgsz[%d]: %d is out of range: 32 to 8192 pixels", i, v)
+				l.Add(fmt.Sprintf("imgsz[%d]", i), "%d is out of range: 32 to 8192 pixels", v)
 			}
 		}
 	default:
-		bad("model.imgsz: %v has %d values: give [size] or [height, width]", c.Imgsz, len(c.Imgsz))
+		l.Add("imgsz", "%v has %d values: give [size] or [height, width]", c.Imgsz, len(c.Imgsz))
 	}
 	if math.IsNaN(c.Conf) || c.Conf < 0 || c.Conf >= 1 {
-		bad("model.conf: %v is out of range: 0 <= conf < 1", c.Conf)
+		l.Add("conf", "%v is out of range: 0 <= conf < 1", c.Conf)
 	}
 	if c.MaxDet < 1 || c.MaxDet > 10000 {
-		bad("model.max_det: %d is out of range: 1 to 10000", c.MaxDet)
+		l.Add("max_det", "%d is out of range: 1 to 10000", c.MaxDet)
+	}
+	if c.Batch < 1 || c.Batch > 64 {
+		l.Add("batch", "%d is out of range: 1 (each frame alone) to 64 frames", c.Batch)
+	}
+	if c.BatchWait < 0 || c.BatchWait > time.Second {
+		l.Add("batch_wait", "%v is out of range: 0 to 1s", c.BatchWait)
 	}
 	for i, id := range c.Classes {
 		if id < 0 {
-			bad("model.classes[%d]: %d is negative: class ids start at 0", i, id)
+			l.Add(fmt.Sprintf("classes[%d]", i), "%d is negative: class ids start at 0", id)
 		}
 	}
 	for id := range c.Names {
 		if id < 0 {
-			bad("model.names: key %d is negative: class ids start at 0", id)
+			l.Add("names", "key %d is negative: class ids start at 0", id)
 		}
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("invalid model config:\n  %s", strings.Join(errs, "\n  "))
-	}
-	return nil
+	return l.Err()
 }
 
 // imgsz returns the configured [height, width], or zeros.

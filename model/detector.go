@@ -21,17 +21,14 @@ import (
 	ort "github.com/yalue/onnxruntime_go"
 	"gocv.io/x/gocv"
 
+	"github.com/stardetr/stardetr/detection"
+	"github.com/stardetr/stardetr/internal/confcheck"
 	"github.com/stardetr/stardetr/internal/libsearch"
 	"github.com/stardetr/stardetr/model/internal/onnxpb"
 )
 
-// Detection is one detected object, its box in frame pixels.
-type Detection struct {
-	ClassID int        `json:"class_id"`
-	Label   string     `json:"label"`
-	Score   float32    `json:"score"`
-	Box     [4]float32 `json:"box"` // x1, y1, x2, y2
-}
+// Detection is one detected object, its box in frame pixels (the type every stage carries).
+type Detection = detection.Detection
 
 // Timings are the durations of one Detect.
 type Timings struct {
@@ -94,7 +91,7 @@ func OpenWith(ctx context.Context, cfg Config, stateDir string, log *slog.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	if err := cfg.Validate(); err != nil {
+	if err := confcheck.In("model", cfg.Validate()); err != nil {
 		return nil, err
 	}
 	if err := ctx.Err(); err != nil {

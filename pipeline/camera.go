@@ -11,7 +11,7 @@ import (
 	"github.com/stardetr/stardetr/model"
 )
 
-// camState is one running camera: its latest-frame slot, counters, the worker's reused
+// camState is one running camera: its latest-frame hand-off, counters, the worker's reused
 // message, and the last processed frame kept for snapshots.
 type camState struct {
 	cam    Camera
@@ -19,17 +19,18 @@ type camState struct {
 	cancel context.CancelFunc
 	done   chan struct{}
 
-	slotMu sync.Mutex
-	slot   *camera.Frame // the newest frame not yet taken by the worker; owned by the slot
+	latestMu sync.Mutex
+	latest   *camera.Frame // the newest frame not yet taken by the worker; owned by the hand-off
 
 	lastFrame  atomic.Int64  // unix ns of the newest frame handed over; 0 if none yet
-	drops      atomic.Uint64 // frames replaced in the slot before the worker took them
+	drops      atomic.Uint64 // frames replaced in the hand-off before the worker took them
 	processedN atomic.Uint64
 	published  atomic.Uint64
 	fpsBits    atomic.Uint64 // float64 bits of the smoothed processing rate
 
 	// Worker-only state: reused across frames so the per-frame path does not allocate.
 	all      []model.Detection
+	tracked  Tracked
 	msg      Message
 	lastPub  time.Time
 	lastProc time.Time
@@ -38,6 +39,7 @@ type camState struct {
 	snapMu   sync.Mutex
 	snap     *camera.Frame // last processed frame, owned here until replaced
 	snapDets []model.Detection
+	viewers  []chan struct{} // live views of the camera, each told (without blocking) of every new snapshot
 }
 
 func newCamState(c Camera, log *slog.Logger) *camState {
@@ -45,13 +47,13 @@ func newCamState(c Camera, log *slog.Logger) *camState {
 }
 
 // put stores f as the newest frame, releasing a frame the worker did not take in time. It
-// reports whether the slot was empty (the worker needs waking).
+// reports whether the hand-off was empty (the worker needs waking).
 func (cs *camState) put(f *camera.Frame) bool {
 	cs.lastFrame.Store(f.Time.UnixNano())
-	cs.slotMu.Lock()
-	old := cs.slot
-	cs.slot = f
-	cs.slotMu.Unlock()
+	cs.latestMu.Lock()
+	old := cs.latest
+	cs.latest = f
+	cs.latestMu.Unlock()
 	if old != nil {
 		old.Release()
 		cs.drops.Add(1)
@@ -62,10 +64,10 @@ func (cs *camState) put(f *camera.Frame) bool {
 
 // take hands the newest frame to the worker, which then owns it.
 func (cs *camState) take() *camera.Frame {
-	cs.slotMu.Lock()
-	f := cs.slot
-	cs.slot = nil
-	cs.slotMu.Unlock()
+	cs.latestMu.Lock()
+	f := cs.latest
+	cs.latest = nil
+	cs.latestMu.Unlock()
 	return f
 }
 
@@ -92,6 +94,12 @@ func (cs *camState) keepSnapshot(f *camera.Frame, dets []model.Detection) {
 	old := cs.snap
 	cs.snap = f
 	cs.snapDets = append(cs.snapDets[:0], dets...)
+	for _, v := range cs.viewers {
+		select {
+		case v <- struct{}{}:
+		default: // the viewer has not taken the last one yet: it will see this one
+		}
+	}
 	cs.snapMu.Unlock()
 	if old != nil {
 		old.Release()

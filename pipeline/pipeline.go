@@ -18,6 +18,7 @@ import (
 
 	"github.com/stardetr/stardetr/camera"
 	"github.com/stardetr/stardetr/model"
+	"github.com/stardetr/stardetr/track"
 )
 
 // Source produces frames until its context ends. The sink takes ownership of each frame and
@@ -27,14 +28,41 @@ type Source interface {
 	State() camera.State
 }
 
-// Slot is one input slot of the model (model.Input): its own input tensor, filled by
-// Preprocess and consumed by Run and Decode. Two slots let the pipeline preprocess the next
-// frame while the model runs on the current one; different slots may be used concurrently,
-// one slot only by one goroutine at a time.
+// Slot is one input slot of the model (model.Batch): room for Size frames, each filled by
+// Preprocess(i), run together by Run(n) for frames 0..n-1 and read back by Decode(i). Two
+// slots let the pipeline preprocess the next frames while the model runs on the current ones;
+// different slots may be used concurrently, one slot only by one goroutine at a time.
 type Slot interface {
+	Size() int
+	Preprocess(i int, frame gocv.Mat) error
+	Run(n int) error
+	Decode(i, frameW, frameH int, out []model.Detection) []model.Detection
+}
+
+// FrameSlot is a slot of one frame (model.Input, or a test's stand-in model).
+type FrameSlot interface {
 	Preprocess(frame gocv.Mat) error
 	Run() error
 	Decode(frameW, frameH int, out []model.Detection) []model.Detection
+}
+
+// OneFrame makes a one-frame slot a Slot of Size 1.
+func OneFrame(s FrameSlot) Slot { return oneFrame{s} }
+
+type oneFrame struct{ s FrameSlot }
+
+func (o oneFrame) Size() int                              { return 1 }
+func (o oneFrame) Preprocess(_ int, frame gocv.Mat) error { return o.s.Preprocess(frame) }
+func (o oneFrame) Run(int) error                          { return o.s.Run() }
+func (o oneFrame) Decode(_, w, h int, out []model.Detection) []model.Detection {
+	return o.s.Decode(w, h, out)
+}
+
+// Options tune the inference worker.
+type Options struct {
+	// BatchWait is how long a slot with room for several frames, holding at least one, waits
+	// for other cameras' frames before the model runs on what it holds.
+	BatchWait time.Duration
 }
 
 // Publisher takes messages. Publish must not block on the network, and must copy what it keeps:
@@ -56,7 +84,25 @@ type Message struct {
 	Time          time.Time
 	Width, Height int
 	Latency       Latency
-	Detections    []model.Detection // after the policy's score and class filters
+	Detections    []model.Detection // after the policy's score and class filters; TrackID set when the camera tracks
+}
+
+// Tracked is one frame's tracking outcome for a camera: events, the objects whose best score
+// rose (the moment for an event snapshot) and changed counts.
+type Tracked struct {
+	Camera string
+	Time   time.Time
+	// Frame is the picture the result describes. It stays owned by the pipeline and is
+	// valid only during the call: a sink copies what it keeps.
+	Frame gocv.Mat
+	track.Result
+}
+
+// EventPublisher takes tracking outcomes. A Publisher that also implements it receives one
+// call per processed frame of a tracking camera that changed something, whatever the
+// camera's publish policy: events describe objects, not frames.
+type EventPublisher interface {
+	PublishTracked(t *Tracked) error
 }
 
 // Camera is one configured camera: its source and publish policy. Key identifies the
@@ -67,14 +113,19 @@ type Camera struct {
 	Key    string
 	Source Source
 	Policy Policy
+	// Scene tracks the camera's objects; nil: no tracking. The pipeline's worker is its
+	// only user.
+	Scene *track.Scene
 }
 
 // Pipeline runs the cameras and the inference worker.
 type Pipeline struct {
-	slots []Slot
-	pub   Publisher
-	log   *slog.Logger
-	st    *stageStats
+	slots  []Slot
+	opts   Options
+	pub    Publisher
+	events EventPublisher // pub, when it takes events; else nil
+	log    *slog.Logger
+	st     *stageStats
 
 	mu      sync.Mutex
 	cams    map[string]*camState
@@ -84,25 +135,27 @@ type Pipeline struct {
 
 	wake      chan struct{} // capacity 1: some camera has a new frame
 	busySince atomic.Int64  // unix ns when the current frame's processing began; 0 when idle
-	lastRun   atomic.Int64  // unix ns of the last successful inference
 	modelErr  atomic.Pointer[string]
 	camWG     sync.WaitGroup
 }
 
 // New returns a pipeline that runs the model through slots (one: preprocessing and inference
-// take turns; two: the next frame is preprocessed while the model runs) and publishes through
-// pub. Cameras are added with Update.
-func New(slots []Slot, pub Publisher, log *slog.Logger) *Pipeline {
+// take turns; two: the next frames are preprocessed while the model runs) and publishes
+// through pub. Cameras are added with Update.
+func New(slots []Slot, pub Publisher, opts Options, log *slog.Logger) *Pipeline {
 	if len(slots) == 0 {
 		panic("pipeline.New: no model slot")
 	}
+	events, _ := pub.(EventPublisher)
 	return &Pipeline{
-		slots: slots,
-		pub:   pub,
-		log:   log,
-		st:    newStageStats(),
-		cams:  map[string]*camState{},
-		wake:  make(chan struct{}, 1),
+		events: events,
+		slots:  slots,
+		opts:   opts,
+		pub:    pub,
+		log:    log,
+		st:     newStageStats(),
+		cams:   map[string]*camState{},
+		wake:   make(chan struct{}, 1),
 	}
 }
 
@@ -178,17 +231,21 @@ func (p *Pipeline) startCamera(cs *camState) {
 	}()
 }
 
-// job is a preprocessed frame waiting for the model.
+// job is a slot's preprocessed frames, one per camera, waiting for the model.
 type job struct {
-	cs   *camState
-	f    *camera.Frame
-	slot Slot
-	lat  Latency
+	slot   Slot
+	frames []jobFrame // frames[i] is in the slot's place i
+}
+
+type jobFrame struct {
+	cs  *camState
+	f   *camera.Frame
+	lat Latency
 }
 
 // Run starts the cameras and serves them until ctx ends: one goroutine preprocesses the
-// freshest frame into a free slot while the model runs on the other. Then it stops the
-// sources, finishes the frame in flight, releases every frame it holds and returns.
+// freshest frames into a free slot while the model runs on the other. Then it stops the
+// sources, finishes the frames in flight, releases every frame it holds and returns.
 func (p *Pipeline) Run(ctx context.Context) error {
 	p.mu.Lock()
 	if p.running {
@@ -202,11 +259,11 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 	p.mu.Unlock()
 
-	free := make(chan Slot, len(p.slots))
+	free := make(chan *job, len(p.slots))
 	for _, sl := range p.slots {
-		free <- sl
+		free <- &job{slot: sl, frames: make([]jobFrame, 0, sl.Size())}
 	}
-	jobs := make(chan job)
+	jobs := make(chan *job)
 	prepDone := make(chan struct{})
 	go func() {
 		defer close(prepDone)
@@ -218,10 +275,10 @@ func (p *Pipeline) Run(ctx context.Context) error {
 		case j := <-jobs:
 			if ctx.Err() == nil {
 				p.infer(j)
-				free <- j.slot
+				free <- j
 				continue
 			}
-			j.f.Release()
+			j.release()
 		}
 		<-prepDone
 		p.shutdown()
@@ -229,99 +286,154 @@ func (p *Pipeline) Run(ctx context.Context) error {
 	}
 }
 
-// prepare takes the freshest frame of the next camera with one, in configuration order, and
-// preprocesses it into a free slot; it waits for a slot first, so that it never holds a frame
-// longer than one inference.
-func (p *Pipeline) prepare(ctx context.Context, free chan Slot, jobs chan<- job) {
+// release gives back the job's frames unprocessed.
+func (j *job) release() {
+	for _, jf := range j.frames {
+		jf.f.Release()
+	}
+	j.frames = j.frames[:0]
+}
+
+// holds reports whether the job has a frame of cs.
+func (j *job) holds(cs *camState) bool {
+	for _, jf := range j.frames {
+		if jf.cs == cs {
+			return true
+		}
+	}
+	return false
+}
+
+// prepare fills a free slot with the freshest frames of the cameras that have one, one frame
+// per camera, going round the cameras in configuration order from where the last slot
+// stopped. It waits for a slot first, so that it never holds a frame longer than one
+// inference. A slot with room for more frames than it got waits up to Options.BatchWait for
+// other cameras' frames, then runs with what it holds.
+func (p *Pipeline) prepare(ctx context.Context, free chan *job, jobs chan<- *job) {
 	var cams []*camState
 	next := 0
+	// Go ≥ 1.23 timers (go.mod): after Stop or Reset no stale expiry is ever received.
+	batchTimer := time.NewTimer(time.Hour)
+	batchTimer.Stop()
+	defer batchTimer.Stop()
 	for {
-		var slot Slot
+		var j *job
 		select {
 		case <-ctx.Done():
 			return
-		case slot = <-free:
+		case j = <-free:
 		}
-		var (
-			cs *camState
-			f  *camera.Frame
-		)
-		for f == nil {
+		size := j.slot.Size()
+		waiting := false // the batch timer runs
+	fill:
+		for {
 			cams = p.snapshotCams(cams[:0])
-			for i := range cams {
-				c := cams[(next+i)%len(cams)]
-				if f = c.take(); f != nil {
-					cs, next = c, (next+i+1)%len(cams)
-					break
+			start := next
+			for k := 0; k < len(cams) && len(j.frames) < size; k++ {
+				c := cams[(start+k)%len(cams)]
+				if j.holds(c) {
+					continue
+				}
+				if f := c.take(); f != nil {
+					next = (start + k + 1) % len(cams)
+					jf := jobFrame{cs: c, f: f}
+					if p.preprocess(j.slot, len(j.frames), &jf) {
+						j.frames = append(j.frames, jf)
+					}
 				}
 			}
-			if f != nil {
+			n := len(j.frames)
+			if n == size || (n > 0 && (n >= len(cams) || p.opts.BatchWait <= 0)) {
 				break
+			}
+			if n > 0 && !waiting {
+				batchTimer.Reset(p.opts.BatchWait)
+				waiting = true
 			}
 			select {
 			case <-ctx.Done():
+				j.release()
 				return
 			case <-p.wake:
+			case <-batchTimer.C:
+				waiting = false
+				break fill
 			}
 		}
-		j := job{cs: cs, f: f, slot: slot}
-		if !p.preprocess(&j) {
-			free <- slot
-			continue
+		if waiting {
+			batchTimer.Stop()
 		}
 		select {
 		case jobs <- j:
 		case <-ctx.Done():
-			f.Release()
+			j.release()
 			return
 		}
 	}
 }
 
-// preprocess fills the job's slot from its frame; on failure it releases the frame.
-func (p *Pipeline) preprocess(j *job) bool {
+// preprocess fills place i of the slot from jf's frame; on failure it releases the frame.
+func (p *Pipeline) preprocess(slot Slot, i int, jf *jobFrame) bool {
 	t0 := time.Now()
-	j.lat.Capture = t0.Sub(j.f.Time)
-	if err := j.slot.Preprocess(j.f.Mat); err != nil {
-		p.fail(j.cs, j.f, "preprocess", err)
+	jf.lat.Capture = t0.Sub(jf.f.Time)
+	if err := slot.Preprocess(i, jf.f.Mat); err != nil {
+		p.fail(jf.cs, jf.f, "preprocess", err)
+		jf.f = nil
 		return false
 	}
-	j.lat.Preprocess = time.Since(t0)
+	jf.lat.Preprocess = time.Since(t0)
 	return true
 }
 
-// infer runs the model on a prepared job, applies the publish policy, and keeps the frame
-// as the camera's snapshot (releasing the previous one). A frame that waited while a fresher
-// one of the same camera arrived is replaced by it: preprocessing costs little next to
-// running the model, and detections should describe the newest picture.
-func (p *Pipeline) infer(j job) {
-	cs := j.cs
-	if newer := cs.take(); newer != nil {
-		j.f.Release()
-		cs.drops.Add(1)
-		j.f, j.lat = newer, Latency{}
-		if !p.preprocess(&j) {
-			return
+// infer runs the model on a prepared slot and finishes each of its frames. A frame that
+// waited while a fresher one of the same camera arrived is replaced by it first:
+// preprocessing costs little next to running the model, and detections should describe the
+// newest picture.
+func (p *Pipeline) infer(j *job) {
+	for i := range j.frames {
+		jf := &j.frames[i]
+		if newer := jf.cs.take(); newer != nil {
+			jf.f.Release()
+			jf.cs.drops.Add(1)
+			jf.f, jf.lat = newer, Latency{}
+			p.preprocess(j.slot, i, jf) // on failure jf.f is nil: its place runs, unread
 		}
 	}
-	f := j.f
-	lat := j.lat
+	defer func() { j.frames = j.frames[:0] }()
 	t1 := time.Now()
 	p.busySince.Store(t1.UnixNano())
 	defer p.busySince.Store(0)
-	if err := j.slot.Run(); err != nil {
-		p.fail(cs, f, "inference", err)
+	if err := j.slot.Run(len(j.frames)); err != nil {
+		for _, jf := range j.frames {
+			if jf.f != nil {
+				p.fail(jf.cs, jf.f, "inference", err)
+			}
+		}
 		return
 	}
 	t2 := time.Now()
-	lat.Infer = t2.Sub(t1)
-	p.lastRun.Store(t2.UnixNano())
 	p.modelErr.Store(nil)
+	for i, jf := range j.frames {
+		if jf.f != nil {
+			jf.lat.Infer = t2.Sub(t1)
+			p.finish(j.slot, i, jf)
+		}
+	}
+}
+
+// finish decodes one frame of a slot that ran, tracks its objects, applies the publish
+// policy, and keeps the frame as the camera's snapshot (releasing the previous one).
+func (p *Pipeline) finish(slot Slot, i int, jf jobFrame) {
+	cs, f, lat := jf.cs, jf.f, jf.lat
+	t2 := time.Now()
 	w, h := f.Mat.Cols(), f.Mat.Rows()
-	cs.all = j.slot.Decode(w, h, cs.all[:0])
+	cs.all = slot.Decode(i, w, h, cs.all[:0])
 	t3 := time.Now()
 	lat.Decode = t3.Sub(t2)
 
+	if cs.cam.Scene != nil {
+		p.track(cs, f, w, h)
+	}
 	cs.msg.Detections = cs.msg.Detections[:0]
 	for _, d := range cs.all {
 		if cs.cam.Policy.keep(d.ClassID, d.Score) {
@@ -345,6 +457,22 @@ func (p *Pipeline) infer(j job) {
 	p.st.observe(&lat)
 	cs.processed(t3)
 	cs.keepSnapshot(f, cs.all)
+}
+
+// track runs the camera's scene on the frame's detections, sets each one's track id and
+// hands what changed to the event publisher.
+func (p *Pipeline) track(cs *camState, f *camera.Frame, w, h int) {
+	res := cs.cam.Scene.Update(f.Time, w, h, cs.all)
+	for i, id := range res.TrackIDs {
+		cs.all[i].TrackID = id
+	}
+	if p.events != nil && len(res.Events)+len(res.Best)+len(res.Counts) > 0 {
+		cs.tracked = Tracked{Camera: cs.cam.Name, Time: f.Time, Frame: f.Mat, Result: res}
+		if err := p.events.PublishTracked(&cs.tracked); err != nil {
+			cs.log.Warn("publishing events failed", "frame", f.Seq, "err", err)
+		}
+		cs.tracked = Tracked{}
+	}
 }
 
 func (p *Pipeline) fail(cs *camState, f *camera.Frame, stage string, err error) {
@@ -396,5 +524,24 @@ func (p *Pipeline) shutdown() {
 	p.camWG.Wait()
 	for _, cs := range cams {
 		cs.releaseAll()
+		p.closeScene(cs)
+	}
+}
+
+// closeScene ends the tracks of a stopped camera: end events, counts back to 0. Only
+// shutdown calls it, when the worker no longer uses the scene; a camera that a reload
+// restarts gets a new scene without them.
+func (p *Pipeline) closeScene(cs *camState) {
+	sc := cs.cam.Scene
+	if sc == nil || p.events == nil {
+		return
+	}
+	res := sc.Close()
+	if len(res.Events)+len(res.Counts) == 0 {
+		return
+	}
+	// No frame goes with it: Close reports no best frames.
+	if err := p.events.PublishTracked(&Tracked{Camera: cs.cam.Name, Time: time.Now(), Result: res}); err != nil {
+		cs.log.Warn("publishing the end events failed", "err", err)
 	}
 }

@@ -81,9 +81,16 @@ func clip(t *testing.T) string {
 
 func fileSource(t *testing.T, name string, pace string) *camera.Source {
 	t.Helper()
+	return newSource(t, name, clip(t), func(c *camera.Config) { c.Loop, c.Pace = true, pace })
+}
+
+// newSource builds a camera source of url from the camera defaults changed by mod.
+func newSource(t *testing.T, name, url string, mod func(*camera.Config)) *camera.Source {
+	t.Helper()
 	cfg := camera.DefaultConfig()
-	cfg.Name, cfg.URL, cfg.Loop, cfg.Pace = name, clip(t), true, pace
-	if err := cfg.Validate("cameras[0]"); err != nil {
+	cfg.Name, cfg.URL = name, url
+	mod(&cfg)
+	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
 	src, err := camera.NewSource(cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
@@ -95,13 +102,7 @@ func fileSource(t *testing.T, name string, pace string) *camera.Source {
 
 func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(limit)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", limit, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testenv.WaitFor(t, limit, what, cond)
 }
 
 // A model slower than the camera never builds a queue: the frames it cannot take are
@@ -109,7 +110,7 @@ func waitFor(t *testing.T, what string, limit time.Duration, cond func() bool) {
 func TestLatestFrameHandOffAndPolicy(t *testing.T) {
 	det := &slowDetector{delay: 40 * time.Millisecond}
 	rec := &recorder{}
-	p := pipeline.New([]pipeline.Slot{det, det}, rec, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	p := pipeline.New([]pipeline.Slot{pipeline.OneFrame(det), pipeline.OneFrame(det)}, rec, pipeline.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	src := fileSource(t, "cam", camera.PaceFast)
 	err := p.Update([]pipeline.Camera{{Name: "cam", Key: "1", Source: src,
 		Policy: pipeline.Policy{Mode: pipeline.PolicyDetections, MinScore: 0.5}}})
@@ -162,7 +163,7 @@ func TestLatestFrameHandOffAndPolicy(t *testing.T) {
 // finishes the frame in flight before Run returns.
 func TestProgressingAndSnapshot(t *testing.T) {
 	det := &slowDetector{block: make(chan struct{})}
-	p := pipeline.New([]pipeline.Slot{det, det}, &recorder{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	p := pipeline.New([]pipeline.Slot{pipeline.OneFrame(det), pipeline.OneFrame(det)}, &recorder{}, pipeline.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err := p.Update([]pipeline.Camera{{Name: "cam", Key: "1", Source: fileSource(t, "cam", camera.PaceRealtime),
 		Policy: pipeline.Policy{Mode: pipeline.PolicyEvery}}}); err != nil {
 		t.Fatal(err)
@@ -203,7 +204,7 @@ func TestProgressingAndSnapshot(t *testing.T) {
 func TestSnapshotJPEG(t *testing.T) {
 	det := &slowDetector{}
 	rec := &recorder{}
-	p := pipeline.New([]pipeline.Slot{det, det}, rec, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	p := pipeline.New([]pipeline.Slot{pipeline.OneFrame(det), pipeline.OneFrame(det)}, rec, pipeline.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err := p.Update([]pipeline.Camera{{Name: "cam", Key: "1", Source: fileSource(t, "cam", camera.PaceRealtime),
 		Policy: pipeline.Policy{Mode: pipeline.PolicyEvery}}}); err != nil {
 		t.Fatal(err)
@@ -241,7 +242,7 @@ func TestSnapshotJPEG(t *testing.T) {
 func TestUpdateKeepsUnchangedCameras(t *testing.T) {
 	det := &slowDetector{delay: 5 * time.Millisecond}
 	rec := &recorder{}
-	p := pipeline.New([]pipeline.Slot{det, det}, rec, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	p := pipeline.New([]pipeline.Slot{pipeline.OneFrame(det), pipeline.OneFrame(det)}, rec, pipeline.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	a, b := fileSource(t, "a", camera.PaceRealtime), fileSource(t, "b", camera.PaceRealtime)
 	pol := pipeline.Policy{Mode: pipeline.PolicyEvery}
 	if err := p.Update([]pipeline.Camera{{Name: "a", Key: "1", Source: a, Policy: pol}, {Name: "b", Key: "1", Source: b, Policy: pol}}); err != nil {
@@ -277,23 +278,34 @@ func TestUpdateKeepsUnchangedCameras(t *testing.T) {
 	}
 }
 
-// overlapDetector counts Preprocess calls that ran while another slot was inside Run.
+// overlapDetector counts Preprocess calls that ran while another slot was inside Run. Run
+// stays inside until such a Preprocess happens or wait has passed: with two slots the
+// pipeline must preprocess the next frame meanwhile, with one it must not.
 type overlapDetector struct {
 	running    atomic.Int32
 	overlapped atomic.Int32
 	runs       atomic.Int32
+	during     chan struct{} // a Preprocess ran during Run
+	wait       time.Duration
 }
 
 func (d *overlapDetector) Preprocess(gocv.Mat) error {
 	if d.running.Load() > 0 {
 		d.overlapped.Add(1)
+		select {
+		case d.during <- struct{}{}:
+		default:
+		}
 	}
 	return nil
 }
 
 func (d *overlapDetector) Run() error {
 	d.running.Add(1)
-	time.Sleep(150 * time.Millisecond)
+	select {
+	case <-d.during:
+	case <-time.After(d.wait):
+	}
 	d.running.Add(-1)
 	d.runs.Add(1)
 	return nil
@@ -304,12 +316,17 @@ func (d *overlapDetector) Decode(w, h int, out []model.Detection) []model.Detect
 // With two slots the next frame is preprocessed while the model runs; with one they take turns.
 func TestPreprocessOverlapsInference(t *testing.T) {
 	for _, n := range []int{1, 2} {
-		det := &overlapDetector{}
+		// Two slots: wait long for the overlap that must come. One slot: a shorter deadline
+		// for the overlap that must not.
+		det := &overlapDetector{during: make(chan struct{}, 1), wait: 10 * time.Second}
+		if n == 1 {
+			det.wait = 100 * time.Millisecond
+		}
 		slots := make([]pipeline.Slot, n)
 		for i := range slots {
-			slots[i] = det
+			slots[i] = pipeline.OneFrame(det)
 		}
-		p := pipeline.New(slots, &recorder{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+		p := pipeline.New(slots, &recorder{}, pipeline.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 		if err := p.Update([]pipeline.Camera{{Name: "cam", Key: "1", Source: fileSource(t, "cam", camera.PaceRealtime),
 			Policy: pipeline.Policy{Mode: pipeline.PolicyEvery}}}); err != nil {
 			t.Fatal(err)

@@ -2,8 +2,11 @@ package pipeline
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"time"
+
+	"github.com/stardetr/stardetr/internal/confcheck"
 )
 
 // Publish policy modes.
@@ -31,28 +34,29 @@ func DefaultPolicy() Policy {
 	return Policy{Mode: PolicyDetections, Interval: time.Second}
 }
 
-// Validate reports the first invalid value, naming its key under path (e.g. "cameras[0].publish").
-func (p *Policy) Validate(path string) error {
+// Validate reports every invalid value, each naming its key within the policy (confcheck).
+func (p *Policy) Validate() error {
+	var l confcheck.List
 	switch p.Mode {
 	case PolicyEvery, PolicyDetections, PolicyInterval:
 	default:
-		return fmt.Errorf("%s.policy: %q is not a policy: use %q, %q or %q", path, p.Mode, PolicyEvery, PolicyDetections, PolicyInterval)
+		l.Add("policy", "%q is not a policy: use %q, %q or %q", p.Mode, PolicyEvery, PolicyDetections, PolicyInterval)
 	}
-	if p.Interval < 0 {
-		return fmt.Errorf("%s.interval: %s is negative: use a duration ≥ 0 such as 1s", path, p.Interval)
+	switch {
+	case p.Interval < 0:
+		l.Add("interval", "%s is negative: use a duration ≥ 0 such as 1s", p.Interval)
+	case p.Mode == PolicyInterval && p.Interval == 0:
+		l.Add("interval", "policy %q needs an interval > 0, such as 1s", PolicyInterval)
 	}
-	if p.Mode == PolicyInterval && p.Interval == 0 {
-		return fmt.Errorf("%s.interval: policy %q needs an interval > 0, such as 1s", path, PolicyInterval)
-	}
-	if p.MinScore < 0 || p.MinScore > 1 {
-		return fmt.Errorf("%s.min_score: %g is outside 0..1", path, p.MinScore)
+	if math.IsNaN(p.MinScore) || p.MinScore < 0 || p.MinScore > 1 {
+		l.Add("min_score", "%g is outside 0..1", p.MinScore)
 	}
 	for i, c := range p.Classes {
 		if c < 0 {
-			return fmt.Errorf("%s.classes[%d]: class id %d is negative", path, i, c)
+			l.Add(fmt.Sprintf("classes[%d]", i), "class id %d is negative", c)
 		}
 	}
-	return nil
+	return l.Err()
 }
 
 // keep reports whether a detection of class id and score passes the filters.

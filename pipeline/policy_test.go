@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/stardetr/stardetr/internal/confcheck"
 )
 
 func TestPolicyValidate(t *testing.T) {
@@ -19,7 +21,7 @@ func TestPolicyValidate(t *testing.T) {
 		{Policy{Mode: "every", MinScore: 1.5}, "cameras[0].publish.min_score: 1.5 is outside 0..1"},
 		{Policy{Mode: "every", Classes: []int{0, -2}}, "cameras[0].publish.classes[1]: class id -2 is negative"},
 	} {
-		err := tc.p.Validate("cameras[0].publish")
+		err := confcheck.In("cameras[0].publish", tc.p.Validate())
 		switch {
 		case tc.want == "" && err != nil:
 			t.Errorf("%+v: unexpected error %v", tc.p, err)

@@ -67,7 +67,6 @@ type CameraStats struct {
 	State     camera.State
 	FPS       float64 // smoothed rate of processed frames
 	Processed uint64
-	Published uint64
 	Dropped   uint64 // frames replaced in the hand-off before inference could take them
 	// LastFrame is the capture time of the newest frame, or when the camera started if it
 	// has delivered none yet.
@@ -76,10 +75,8 @@ type CameraStats struct {
 
 // Stats is a snapshot of the pipeline's counters.
 type Stats struct {
-	Cameras      []CameraStats
-	Latency      map[string]Percentiles // by stage name
-	ModelErrors  uint64
-	LastInferred time.Time // zero if no frame was inferred yet
+	Cameras []CameraStats
+	Latency map[string]Percentiles // by stage name
 }
 
 // Stats returns the pipeline's counters now. It allocates; call it from stats reporting, not
@@ -92,14 +89,9 @@ func (p *Pipeline) Stats() Stats {
 			State:     cs.cam.Source.State(),
 			FPS:       float64frombits(cs.fpsBits.Load()),
 			Processed: cs.processedN.Load(),
-			Published: cs.published.Load(),
 			Dropped:   cs.drops.Load(),
 			LastFrame: time.Unix(0, cs.lastFrame.Load()),
 		})
-	}
-	st.ModelErrors = p.st.errors.Load()
-	if ns := p.lastRun.Load(); ns != 0 {
-		st.LastInferred = time.Unix(0, ns)
 	}
 	st.Latency = map[string]Percentiles{}
 	p.st.mu.Lock()

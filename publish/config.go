@@ -10,6 +10,9 @@ import (
 	"os"
 	"strings"
 	"time"
+
+	"github.com/stardetr/stardetr/internal/confcheck"
+	"github.com/stardetr/stardetr/internal/secret"
 )
 
 // Config is the `mqtt:` section of the daemon's configuration. Field tags
@@ -87,75 +90,74 @@ func DefaultConfig() Config {
 	}
 }
 
-// Validate checks every key and the files they name (password file, CA,
-// client certificate and key). The error lists each problem on its own line,
-// starting with the key path (mqtt.…).
-func (c Config) Validate() error {
-	var errs []error
-	bad := func(key, format string, args ...any) {
-		errs = append(errs, fmt.Errorf("mqtt.%s: "+format, append([]any{key}, args...)...))
-	}
+// Validate checks every key and the files they name (password file, CA, client certificate
+// and key): every problem, each naming its key within the section (confcheck).
+func (c *Config) Validate() error {
+	var l confcheck.List
 	if len(c.Brokers) == 0 && !c.Embedded.Enabled {
-		bad("brokers", "empty: give at least one broker URL such as mqtt://localhost:1883")
+		l.Add("brokers", "empty: give at least one broker URL such as mqtt://localhost:1883")
 	}
 	for i, b := range c.Brokers {
 		if _, err := brokerURL(b); err != nil {
-			bad(fmt.Sprintf("brokers[%d]", i), "%v", err)
+			l.Add(fmt.Sprintf("brokers[%d]", i), "%v", err)
 		}
 	}
 	if c.Embedded.Enabled {
 		if _, _, err := net.SplitHostPort(c.Embedded.Listen); err != nil {
-			bad("embedded.listen", "%q is not host:port (e.g. 127.0.0.1:1883): %v", c.Embedded.Listen, err)
+			l.Add("embedded.listen", "%q is not host:port (e.g. 127.0.0.1:1883): %v", c.Embedded.Listen, err)
 		}
 	}
 	if err := checkTopicPrefix(c.TopicPrefix); err != nil {
-		bad("topic_prefix", "%v", err)
+		l.Add("topic_prefix", "%v", err)
 	}
-	for key, q := range map[string]int{"qos": c.QoS, "status_qos": c.StatusQoS, "stats_qos": c.StatsQoS} {
-		if q < 0 || q > 2 {
-			bad(key, "%d is out of range: use 0, 1 or 2", q)
+	for _, q := range []struct {
+		key string
+		v   int
+	}{{"qos", c.QoS}, {"status_qos", c.StatusQoS}, {"stats_qos", c.StatsQoS}} {
+		if q.v < 0 || q.v > 2 {
+			l.Add(q.key, "%d is out of range: use 0, 1 or 2", q.v)
 		}
 	}
 	if strings.ContainsAny(c.ClientID, "+#/") {
-		bad("client_id", "%q must not contain '+', '#' or '/'", c.ClientID)
+		l.Add("client_id", "%q must not contain '+', '#' or '/'", c.ClientID)
 	}
 	if c.Password != "" && c.PasswordFile != "" {
-		bad("password", "set either mqtt.password or mqtt.password_file, not both")
+		l.Add("password", "set either mqtt.password or mqtt.password_file, not both")
 	}
 	if c.PasswordFile != "" {
-		if _, err := readSecret(c.PasswordFile); err != nil {
-			bad("password_file", "%v", err)
+		if _, err := secret.Read(c.PasswordFile); err != nil {
+			l.Add("password_file", "%v", err)
 		}
 	}
 	if (c.Username == "") && (c.Password != "" || c.PasswordFile != "") {
-		bad("username", "empty while a password is set: set mqtt.username too")
+		l.Add("username", "empty while a password is set: set mqtt.username too")
 	}
 	if c.TLS.CA != "" {
 		if _, err := loadCAPool(c.TLS.CA); err != nil {
-			bad("tls.ca", "%v", err)
+			l.Add("tls.ca", "%v", err)
 		}
 	}
 	switch {
 	case (c.TLS.Cert == "") != (c.TLS.Key == ""):
-		bad("tls.cert", "mqtt.tls.cert and mqtt.tls.key go together: set both or neither")
+		l.Add("tls.cert", "mqtt.tls.cert and mqtt.tls.key go together: set both or neither")
 	case c.TLS.Cert != "":
 		if _, err := loadClientCert(c.TLS.Cert, c.TLS.Key); err != nil {
-			bad("tls.key", "%v", err)
+			l.Add("tls.key", "%v", err)
 		}
 	}
 	if c.Queue.MaxMB < minQueueMB || c.Queue.MaxMB > maxQueueMB {
-		bad("queue.max_mb", "%d is out of range [%d, %d]", c.Queue.MaxMB, minQueueMB, maxQueueMB)
+		l.Add("queue.max_mb", "%d is out of range [%d, %d]", c.Queue.MaxMB, minQueueMB, maxQueueMB)
 	}
 	if c.StatsInterval != 0 && c.StatsInterval < minStatsInterval {
-		bad("stats_interval", "%v is out of range: 0 (off) or at least %v", c.StatsInterval, minStatsInterval)
+		l.Add("stats_interval", "%v is out of range: 0 (off) or at least %v", c.StatsInterval, minStatsInterval)
 	}
 	if c.Keepalive < minKeepalive || c.Keepalive > maxKeepalive {
-		bad("keepalive", "%v is out of range [%v, %v]", c.Keepalive, minKeepalive, maxKeepalive)
+		l.Add("keepalive", "%v is out of range [%v, %v]", c.Keepalive, minKeepalive, maxKeepalive)
 	}
 	if c.ConnectTimeout < minConnectTimeout || c.ConnectTimeout > maxConnectTimeout {
-		bad("connect_timeout", "%v is out of range [%v, %v]", c.ConnectTimeout, minConnectTimeout, maxConnectTimeout)
+		l.Add("connect_timeout", "%v is out of range [%v, %v]", c.ConnectTimeout, minConnectTimeout, maxConnectTimeout)
 	}
-	return errors.Join(errs...)
+	return l.Err()
 }
 
 // brokerURL parses a broker address and fills in the scheme's default port.
@@ -216,25 +218,6 @@ func checkTopicLevel(what, s string) error {
 		return fmt.Errorf("%s %q must not contain '+', '#', '/' or NUL: it is one MQTT topic level", what, s)
 	}
 	return nil
-}
-
-// readSecret reads a secret file, refusing one that everyone may read.
-func readSecret(path string) (string, error) {
-	st, err := os.Stat(path)
-	if err != nil {
-		return "", fmt.Errorf("cannot read %s: %w", path, err)
-	}
-	if st.IsDir() {
-		return "", fmt.Errorf("%s is a directory, not a file", path)
-	}
-	if st.Mode().Perm()&0o004 != 0 {
-		return "", fmt.Errorf("%s is readable by everyone (mode %04o): run chmod 600 %s", path, st.Mode().Perm(), path)
-	}
-	b, err := os.ReadFile(path)
-	if err != nil {
-		return "", fmt.Errorf("cannot read %s: %w", path, err)
-	}
-	return strings.TrimRight(string(b), "\r\n"), nil
 }
 
 func loadCAPool(path string) (*x509.CertPool, error) {

@@ -12,12 +12,14 @@ import (
 
 	"github.com/go-viper/mapstructure/v2"
 
+	"github.com/stardetr/stardetr/internal/confcheck"
 	"github.com/stardetr/stardetr/publish"
 )
 
 func TestDefaultConfigIsValid(t *testing.T) {
 	t.Parallel()
-	if err := publish.DefaultConfig().Validate(); err != nil {
+	cfg := publish.DefaultConfig()
+	if err := cfg.Validate(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -74,7 +76,7 @@ func TestBadConfigNamesTheKey(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cfg := publish.DefaultConfig()
 			tc.edit(&cfg)
-			err := cfg.Validate()
+			err := confcheck.In("mqtt", cfg.Validate())
 			if err == nil {
 				t.Fatalf("Validate() accepted it")
 			}
@@ -121,7 +123,7 @@ func TestBadOptions(t *testing.T) {
 	}
 }
 
-func nan() float64 { z := 0.0; return z / z }
+func nan() float32 { z := float32(0); return z / z }
 
 // Seq continues after a clean restart, and a corrupt counter file does not
 // restart numbering at 1 (which would reuse numbers).

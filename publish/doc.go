@@ -6,7 +6,7 @@
 // Use:
 //
 //	cfg := publish.DefaultConfig()           // fill from the mqtt: section (mapstructure tags)
-//	if err := cfg.Validate(); err != nil {}  // every problem, each naming its key: "mqtt.brokers[1]: …"
+//	if err := cfg.Validate(); err != nil {}  // every problem, each naming its key: "brokers[1]: …"
 //	p, err := publish.New(cfg, publish.Options{DeviceID: id, StateDir: dir, Logger: log, Stats: statsFn})
 //	err = p.Start(ctx)                        // embedded broker, then connects in the background
 //	err = p.PublishDetections(msg)           // seq assigned and persisted; queued on disk; never waits for the network

@@ -22,12 +22,13 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
+	"github.com/stardetr/stardetr/detection"
 	"github.com/stardetr/stardetr/internal/testenv"
 	"github.com/stardetr/stardetr/publish"
 )
 
-// detection is the decoded wire message, as a consumer would read it.
-type detection struct {
+// received is the decoded wire message, as a consumer would read it.
+type received struct {
 	V          int    `json:"v"`
 	Device     string `json:"device"`
 	Camera     string `json:"camera"`
@@ -48,7 +49,7 @@ func seqs(t testing.TB, msgs []testenv.Received, camera string) []uint64 {
 		if !strings.HasSuffix(m.Topic, "/"+camera+"/detections") {
 			continue
 		}
-		var d detection
+		var d received
 		if err := json.Unmarshal(m.Payload, &d); err != nil {
 			t.Fatalf("message on %s is not JSON: %v", m.Topic, err)
 		}
@@ -161,14 +162,7 @@ func newPublisher(t testing.TB, cfg publish.Config, stateDir string, start bool)
 
 func waitConnected(t testing.TB, p *publish.Publisher) {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if p.Metrics().Connected {
-			return
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("publisher did not connect: %v", p.Metrics().LastError)
+	testenv.WaitFor(t, 20*time.Second, "the publisher to connect", func() bool { return p.Metrics().Connected })
 }
 
 // frame makes a detections message of about size bytes of JSON.
@@ -180,9 +174,9 @@ func frame(camera string, n uint64, dets int) publish.Detections {
 		Latency: publish.Latency{Capture: 1.5, Preprocess: 3.25, Infer: 480.123, Decode: 0.5, Publish: 0.05},
 	}
 	for i := range dets {
-		m.Detections = append(m.Detections, publish.Detection{
-			ClassID: i % 3, Label: []string{"person", "car", "bicycle"}[i%3], Score: 0.5 + float64(i%50)/100,
-			Box: [4]float64{10.123 + float64(i), 20, 110.5, 220.25},
+		m.Detections = append(m.Detections, detection.Detection{
+			ClassID: i % 3, Label: []string{"person", "car", "bicycle"}[i%3], Score: 0.5 + float32(i%50)/100,
+			Box: [4]float32{10.123 + float32(i), 20, 110.5, 220.25},
 		})
 	}
 	return m
@@ -191,28 +185,31 @@ func frame(camera string, n uint64, dets int) publish.Detections {
 // schemas compiles publish/schema/*.v1.json with a real JSON Schema implementation.
 func schemas(t testing.TB) (det, stats *jsonschema.Schema) {
 	t.Helper()
+	return loadSchema(t, "detections.v1.json"), loadSchema(t, "stats.v1.json")
+}
+
+// loadSchema compiles one schema of publish/schema.
+func loadSchema(t testing.TB, name string) *jsonschema.Schema {
+	t.Helper()
 	c := jsonschema.NewCompiler()
 	c.AssertFormat()
-	load := func(name string) *jsonschema.Schema {
-		f, err := os.Open(filepath.Join("schema", name))
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer f.Close()
-		doc, err := jsonschema.UnmarshalJSON(f)
-		if err != nil {
-			t.Fatalf("%s: %v", name, err)
-		}
-		if err := c.AddResource(name, doc); err != nil {
-			t.Fatal(err)
-		}
-		s, err := c.Compile(name)
-		if err != nil {
-			t.Fatalf("compile %s: %v", name, err)
-		}
-		return s
+	f, err := os.Open(filepath.Join("schema", name))
+	if err != nil {
+		t.Fatal(err)
 	}
-	return load("detections.v1.json"), load("stats.v1.json")
+	defer f.Close()
+	doc, err := jsonschema.UnmarshalJSON(f)
+	if err != nil {
+		t.Fatalf("%s: %v", name, err)
+	}
+	if err := c.AddResource(name, doc); err != nil {
+		t.Fatal(err)
+	}
+	s, err := c.Compile(name)
+	if err != nil {
+		t.Fatalf("compile %s: %v", name, err)
+	}
+	return s
 }
 
 func validate(t testing.TB, s *jsonschema.Schema, payload []byte) {

@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"math"
 	"time"
+
+	"github.com/stardetr/stardetr/detection"
 )
 
 // SchemaVersion is the "v" field of detection and stats messages
@@ -14,14 +16,14 @@ const SchemaVersion = 1
 // Detections is what the pipeline hands over for one processed frame. The
 // publisher adds v, device and seq.
 type Detections struct {
-	Camera     string      // one topic level: no '/', '+', '#'
-	Frame      uint64      // capture sequence number; gaps are dropped frames
-	Time       time.Time   // capture time
-	Width      int         // frame size in pixels, the space of Box
-	Height     int         //
-	Model      Model       //
-	Latency    Latency     // per stage, milliseconds
-	Detections []Detection // may be empty
+	Camera     string                // one topic level: no '/', '+', '#'
+	Frame      uint64                // capture sequence number; gaps are dropped frames
+	Time       time.Time             // capture time
+	Width      int                   // frame size in pixels, the space of Box
+	Height     int                   //
+	Model      Model                 //
+	Latency    Latency               // per stage, milliseconds
+	Detections []detection.Detection // may be empty
 }
 
 // Model identifies the model that produced the detections.
@@ -37,14 +39,6 @@ type Latency struct {
 	Infer      float64
 	Decode     float64
 	Publish    float64
-}
-
-// Detection is one object.
-type Detection struct {
-	ClassID int
-	Label   string
-	Score   float64    // 0..1
-	Box     [4]float64 // x1, y1, x2, y2 in pixels of the frame
 }
 
 // Stats is a periodic health report. The publisher adds v, device, ts and
@@ -110,6 +104,7 @@ type wireDetection struct {
 	Label   string     `json:"label"`
 	Score   float64    `json:"score"`
 	Box     [4]float64 `json:"box"`
+	TrackID uint64     `json:"track_id,omitempty"`
 }
 
 type wireStats struct {
@@ -179,15 +174,15 @@ func encodeDetections(device string, seq uint64, m *Detections) ([]byte, error) 
 		}
 	}
 	for i, d := range m.Detections {
-		if err := finite(fmt.Sprintf("detections[%d].score", i), d.Score); err != nil {
+		if err := finite(fmt.Sprintf("detections[%d].score", i), float64(d.Score)); err != nil {
 			return nil, err
 		}
-		wd := wireDetection{ClassID: d.ClassID, Label: d.Label, Score: round(d.Score, 1e4)}
+		wd := wireDetection{ClassID: d.ClassID, Label: d.Label, Score: round(float64(d.Score), 1e4), TrackID: d.TrackID}
 		for j, v := range d.Box {
-			if err := finite(fmt.Sprintf("detections[%d].box[%d]", i, j), v); err != nil {
+			if err := finite(fmt.Sprintf("detections[%d].box[%d]", i, j), float64(v)); err != nil {
 				return nil, err
 			}
-			wd.Box[j] = round(v, 1e2)
+			wd.Box[j] = round(float64(v), 1e2)
 		}
 		w.Detections[i] = wd
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/tls"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stardetr/stardetr/detection"
 	"github.com/stardetr/stardetr/internal/testenv"
 	"github.com/stardetr/stardetr/publish"
 )
@@ -44,7 +46,7 @@ func TestMessagesMatchSchema(t *testing.T) {
 
 	for i := range 3 {
 		m := frame("front", uint64(100+i), i*2)
-		m.Detections = append(m.Detections, publish.Detection{ClassID: 7, Label: "\"quoted\" ünïcode", Score: 1, Box: [4]float64{0, 0, 1920, 1080}})
+		m.Detections = append(m.Detections, detection.Detection{ClassID: 7, Label: "\"quoted\" ünïcode", Score: 1, Box: [4]float32{0, 0, 1920, 1080}})
 		if err := p.PublishDetections(m); err != nil {
 			t.Fatal(err)
 		}
@@ -74,7 +76,7 @@ func TestMessagesMatchSchema(t *testing.T) {
 		}
 	}
 	checkContiguous(t, seqs(t, msgs, "front"), 1, 3)
-	var d detection
+	var d received
 	for _, m := range msgs {
 		if m.Topic == "stardetr/dev1/front/detections" {
 			_ = json.Unmarshal(m.Payload, &d)
@@ -240,15 +242,12 @@ func TestTLS(t *testing.T) {
 
 func waitFailures(t *testing.T, p *publish.Publisher, n uint64) publish.Metrics {
 	t.Helper()
-	deadline := time.Now().Add(20 * time.Second)
-	for time.Now().Before(deadline) {
-		if m := p.Metrics(); m.ConnectFailures >= n {
-			return m
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	t.Fatalf("fewer than %d failed attempts: %+v", n, p.Metrics())
-	return publish.Metrics{}
+	var m publish.Metrics
+	testenv.WaitFor(t, 20*time.Second, fmt.Sprintf("%d failed connection attempts", n), func() bool {
+		m = p.Metrics()
+		return m.ConnectFailures >= n
+	})
+	return m
 }
 
 func TestPassword(t *testing.T) {

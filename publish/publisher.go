@@ -17,6 +17,8 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	mochi "github.com/mochi-mqtt/server/v2"
 
+	"github.com/stardetr/stardetr/internal/confcheck"
+	"github.com/stardetr/stardetr/internal/secret"
 	"github.com/stardetr/stardetr/publish/internal/diskqueue"
 )
 
@@ -114,7 +116,7 @@ func (l *link) markLost() { l.lostOnce.Do(func() { close(l.lost) }) }
 // publisher that accepts messages but does not connect until Start. A
 // publisher returned by New must be closed with Close.
 func New(cfg Config, opts Options) (*Publisher, error) {
-	if err := cfg.Validate(); err != nil {
+	if err := confcheck.In("mqtt", cfg.Validate()); err != nil {
 		return nil, err
 	}
 	if err := checkTopicLevel("device id", opts.DeviceID); err != nil {
@@ -156,7 +158,7 @@ func New(cfg Config, opts Options) (*Publisher, error) {
 	}
 	p.passwd = cfg.Password
 	if cfg.PasswordFile != "" {
-		if p.passwd, err = readSecret(cfg.PasswordFile); err != nil {
+		if p.passwd, err = secret.Read(cfg.PasswordFile); err != nil {
 			return nil, fmt.Errorf("mqtt.password_file: %w", err)
 		}
 	}
@@ -506,25 +508,27 @@ func (p *Publisher) maintainLoop(ctx context.Context) {
 // message that finds the disk full with nothing left to free is dropped the
 // same way and is not an error (the caller would log it once per message).
 func (p *Publisher) PublishDetections(msg Detections) error {
-	if err := checkTopicLevel("camera name", msg.Camera); err != nil {
-		return fmt.Errorf("publish: %w", err)
-	}
-	p.mu.Lock()
-	closed := p.closed
-	p.mu.Unlock()
-	if closed {
-		return ErrClosed
+	return p.publishNumbered(msg.Camera, "detections", byte(p.cfg.QoS), func(seq uint64) ([]byte, error) {
+		return encodeDetections(p.device, seq, &msg)
+	})
+}
+
+// publishNumbered takes the camera's next seq, encodes the message with it and queues it on
+// <camera>/<kind>, all under encMu so that seq order is queue order.
+func (p *Publisher) publishNumbered(camera, kind string, qos byte, encode func(seq uint64) ([]byte, error)) error {
+	if err := p.accepting("camera name", camera); err != nil {
+		return err
 	}
 	p.encMu.Lock()
 	defer p.encMu.Unlock()
-	seq, err := p.seqs.take(msg.Camera)
+	seq, err := p.seqs.take(camera)
 	if err != nil && diskqueue.IsNoSpace(err) {
 		// The counters need a few bytes now and then; on a full disk the queue gives up its
 		// oldest segment for them, as it would for a message.
 		if n := p.queue.Reclaim(); n > 0 {
 			p.noteDrops(n, nil)
 		}
-		seq, err = p.seqs.take(msg.Camera)
+		seq, err = p.seqs.take(camera)
 	}
 	if err != nil {
 		if diskqueue.IsNoSpace(err) {
@@ -533,12 +537,21 @@ func (p *Publisher) PublishDetections(msg Detections) error {
 		}
 		return fmt.Errorf("publish: %w", err)
 	}
-	payload, err := encodeDetections(p.device, seq, &msg)
+	payload, err := encode(seq)
 	if err != nil {
-		return fmt.Errorf("publish: camera %s seq %d: %w", msg.Camera, seq, err)
+		return fmt.Errorf("publish: camera %s %s seq %d: %w", camera, kind, seq, err)
 	}
-	rec := encodeRecord(p.camPrefix+msg.Camera+"/detections", byte(p.cfg.QoS), false, payload)
-	dropped, err := p.queue.Append(rec)
+	if err := p.enqueue(p.camPrefix+camera+"/"+kind, qos, false, payload); err != nil {
+		return fmt.Errorf("publish: queue camera %s seq %d: %w", camera, seq, err)
+	}
+	return nil
+}
+
+// enqueue appends one message to the disk queue, counting what overflow drops. A message
+// that finds the disk full with nothing left to free is dropped and counted the same way,
+// and is not an error: the caller would log it once per message.
+func (p *Publisher) enqueue(topic string, qos byte, retained bool, payload []byte) error {
+	dropped, err := p.queue.Append(encodeRecord(topic, qos, retained, payload))
 	if dropped > 0 || err != nil {
 		p.noteDrops(dropped, err)
 	}
@@ -546,7 +559,7 @@ func (p *Publisher) PublishDetections(msg Detections) error {
 		return nil // counted and logged (at most every logEvery) by noteDrops
 	}
 	if err != nil {
-		return fmt.Errorf("publish: queue camera %s seq %d: %w", msg.Camera, seq, err)
+		return err
 	}
 	p.queued.Add(1)
 	return nil

@@ -10,6 +10,7 @@ import (
 	"runtime"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stardetr/stardetr/internal/srctree"
 )
@@ -110,4 +111,20 @@ func Python() string {
 		return p
 	}
 	return "/usr/bin/python3"
+}
+
+// WaitFor polls cond until it holds and fails the test naming what it waited for once limit
+// has passed: the one way stardetr's tests wait for a state another goroutine or process
+// reaches (never a bare sleep). The poll interval is short next to every limit used.
+func WaitFor(t testing.TB, limit time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(limit)
+	tick := time.NewTicker(10 * time.Millisecond)
+	defer tick.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("waited %v for %s", limit, what)
+		}
+		<-tick.C
+	}
 }

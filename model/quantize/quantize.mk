@@ -13,6 +13,8 @@ $(CALIB): $(SETUP_STAMP)
 	ffmpeg -hide_banner -loglevel error -y -f lavfi -i testsrc2=size=640x360:rate=4 -t 4 -q:v 3 $(dir $@)/images/f%03d.jpg
 	printf 'path: .\ntrain: images\nval: images\nnames: {0: person}\n' >$@
 
+models: $(MODELS)/tiny-int8.onnx
+
 # The tiny model in INT8, and its output0 on tiny.npz's inputs computed by onnxruntime (Python), for
 # the runtime's golden tests.
 $(MODELS)/tiny-int8.onnx $(MODELS)/tiny-int8.npz &: $(MODELS)/tiny.onnx $(MODELS)/tiny.npz $(CALIB) $(PLUGIN) $(QUANT_SRC)

@@ -1,0 +1,154 @@
+package publish
+
+import (
+	"encoding/json"
+	"fmt"
+	"strconv"
+	"strings"
+	"time"
+)
+
+// EventQoS is the QoS of event messages and of retained counts: they describe changes, so
+// each one must arrive.
+const EventQoS = 1
+
+// Event is one change of a tracked object (schema/events.v1.json). The publisher adds v,
+// device and seq.
+type Event struct {
+	Camera       string     // one topic level
+	Type         string     // "new", "update" or "end"
+	ID           string     // unique per camera
+	TrackID      uint64     //
+	ClassID      int        //
+	Label        string     //
+	Score        float64    // best so far, 0..1
+	Box          [4]float64 // the latest box, x1, y1, x2, y2 in pixels
+	Zones        []string   // zones the object is in now
+	EnteredZones []string   // zones it has ever been in
+	Start        time.Time  // first seen
+	End          time.Time  // last seen; only on "end"
+	Frames       int        // frames it was matched in
+	Snapshot     string     // path of the best frame's JPEG under the HTTP server, or ""
+}
+
+type wireEvent struct {
+	V            int        `json:"v"`
+	Type         string     `json:"type"`
+	ID           string     `json:"id"`
+	Device       string     `json:"device"`
+	Camera       string     `json:"camera"`
+	Seq          uint64     `json:"seq"`
+	TrackID      uint64     `json:"track_id"`
+	Label        string     `json:"label"`
+	ClassID      int        `json:"class_id"`
+	Score        float64    `json:"score"`
+	Box          [4]float64 `json:"box"`
+	Zones        []string   `json:"zones"`
+	EnteredZones []string   `json:"entered_zones"`
+	Start        string     `json:"start"`
+	End          string     `json:"end,omitempty"`
+	Frames       int        `json:"frames"`
+	Snapshot     string     `json:"snapshot,omitempty"`
+}
+
+func encodeEvent(device string, seq uint64, e *Event) ([]byte, error) {
+	switch e.Type {
+	case "new", "update", "end":
+	default:
+		return nil, fmt.Errorf("event type %q is not new, update or end", e.Type)
+	}
+	if err := finite("score", e.Score); err != nil {
+		return nil, err
+	}
+	w := wireEvent{V: SchemaVersion, Type: e.Type, ID: e.ID, Device: device, Camera: e.Camera, Seq: seq,
+		TrackID: e.TrackID, Label: e.Label, ClassID: e.ClassID, Score: round(e.Score, 1e4),
+		Zones: e.Zones, EnteredZones: e.EnteredZones, Start: e.Start.UTC().Format(timeFormat),
+		Frames: e.Frames, Snapshot: e.Snapshot}
+	if w.Zones == nil {
+		w.Zones = []string{}
+	}
+	if w.EnteredZones == nil {
+		w.EnteredZones = []string{}
+	}
+	for j, v := range e.Box {
+		if err := finite(fmt.Sprintf("box[%d]", j), v); err != nil {
+			return nil, err
+		}
+		w.Box[j] = round(v, 1e2)
+	}
+	if e.Type == "end" {
+		w.End = e.End.UTC().Format(timeFormat)
+	}
+	return json.Marshal(&w)
+}
+
+// PublishEvent queues an event on …/<camera>/events at QoS 1 and returns the message it
+// queued. It takes the camera's next seq: events and detections of a camera share one
+// sequence, so a gap in either is a lost message.
+func (p *Publisher) PublishEvent(ev Event) (json.RawMessage, error) {
+	var msg []byte
+	err := p.publishNumbered(ev.Camera, "events", EventQoS, func(seq uint64) ([]byte, error) {
+		var err error
+		msg, err = encodeEvent(p.device, seq, &ev)
+		return msg, err
+	})
+	if err != nil {
+		return nil, err
+	}
+	return msg, nil
+}
+
+// PublishCount queues the retained count …/<camera>/<zone>/<label> (an integer as text) at
+// QoS 1. The caller sends it on change only.
+func (p *Publisher) PublishCount(camera, zone, label string, n int) error {
+	for _, l := range [][2]string{{"camera name", camera}, {"zone name", zone}, {"label", label}} {
+		if err := checkTopicLevel(l[0], l[1]); err != nil {
+			return fmt.Errorf("publish: %w", err)
+		}
+	}
+	return p.PublishRetained(p.CountTopic(camera, zone, label), []byte(strconv.Itoa(n)))
+}
+
+// CountTopic is the topic of a retained count.
+func (p *Publisher) CountTopic(camera, zone, label string) string {
+	return p.camPrefix + camera + "/" + zone + "/" + label
+}
+
+// StatusTopic is the retained status topic: "online", "offline" or "stopped".
+func (p *Publisher) StatusTopic() string { return p.statusTopic }
+
+// PublishRetained queues a retained message on any topic at QoS 1 (Home Assistant discovery
+// lives outside the device's prefix). An empty payload deletes the retained message.
+func (p *Publisher) PublishRetained(topic string, payload []byte) error {
+	if topic == "" || strings.ContainsAny(topic, "+#\x00") {
+		return fmt.Errorf("publish: topic %q is empty or has a wildcard", topic)
+	}
+	if err := p.accepting("topic", topic); err != nil {
+		return err
+	}
+	p.encMu.Lock()
+	defer p.encMu.Unlock()
+	if err := p.enqueue(topic, EventQoS, true, payload); err != nil {
+		return fmt.Errorf("publish: queue %s: %w", topic, err)
+	}
+	return nil
+}
+
+// accepting reports ErrClosed once Close began, and an error for an empty topic part.
+func (p *Publisher) accepting(what, level string) error {
+	if level == "" {
+		return fmt.Errorf("publish: %s is empty", what)
+	}
+	if what == "camera name" {
+		if err := checkTopicLevel(what, level); err != nil {
+			return fmt.Errorf("publish: %w", err)
+		}
+	}
+	p.mu.Lock()
+	closed := p.closed
+	p.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	return nil
+}
