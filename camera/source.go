@@ -433,7 +433,7 @@ func (s *Source) readError(r attemptResult, bad int, sinceGood time.Duration) er
 	case KindNetwork:
 		what := fmt.Sprintf("%d reads in a row failed at once: the server closed the stream, or it sends data that does not decode", bad)
 		if sinceGood >= s.cfg.StallTimeout {
-			what = fmt.Sprintf("no data for %v (stall_timeout)", sinceGood.Round(time.Millisecond))
+			what = fmt.Sprintf("no data for %v (stall_timeout)", s.cfg.StallTimeout)
 		}
 		if r.frames == 0 {
 			return fmt.Errorf("stream %s: opened but no frame decoded: %s", redact(s.cfg.URL), what)
