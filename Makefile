@@ -27,7 +27,7 @@ export OMP_NUM_THREADS      ?= 2
 export OMP_WAIT_POLICY      ?= PASSIVE
 export STARDETR_PYTHON      ?= $(PY)
 
-.PHONY: setup build plugin models demo-clip run test test-go bench bench-peers test-peers-smoke soak-memory vet fmt clean
+.PHONY: setup build plugin models demo-clip run test test-go bench bench-peers test-peers-smoke soak soak-memory vet fmt clean
 
 setup:
 	scripts/setup
@@ -59,6 +59,12 @@ demo-clip: $(DEMO_CLIP)
 
 run: build plugin models $(DEMO_CLIP)
 	$(BIN) run --config configs/demo.yaml
+
+# Not part of `make test`: an hour (SOAK_DURATION=10m for a short one) of 4 cameras, broker and
+# camera outages, and a subscriber checking every seq; see daemon/soak_test.go.
+SOAK_DURATION ?= 1h
+soak: build plugin models
+	SOAK_DURATION=$(SOAK_DURATION) go test -tags $(GOTAGS),soak -run '^TestSoak$$' -timeout 0 -count=1 -v ./daemon/
 
 vet:
 	@test -z "$$(gofmt -l $$(git ls-files '*.go'))" || { gofmt -l $$(git ls-files '*.go'); echo "gofmt: files above need formatting"; exit 1; }

@@ -6,6 +6,9 @@ import "time"
 // need not wait through the production schedule.
 func SetBackoff(s *Source, steps ...time.Duration) { s.steps = steps }
 
+// SetBackoffReset replaces how long a session must stream to start the schedule over.
+func SetBackoffReset(s *Source, d time.Duration) { s.resetAfter = d }
+
 // Backoff exposes the retry schedule with jitter for tests.
 func Backoff(steps []time.Duration, seed uint64, n int) []time.Duration {
 	b := newBackoff(steps, seed)

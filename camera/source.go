@@ -65,6 +65,9 @@ type State struct {
 	Frames uint64
 	// Drops counts frames read while the consumer held every pooled frame.
 	Drops uint64
+	// Undecodable counts frames skipped because they failed to decode (a corrupt JPEG part
+	// of an MJPEG stream, a damaged packet) while the stream went on.
+	Undecodable uint64
 	// Width, Height, FPS and FourCC are what the open capture reports (0/"" if unknown).
 	Width, Height int
 	FPS           float64
@@ -84,10 +87,13 @@ type Source struct {
 	kind  Kind
 	log   *slog.Logger
 	steps []time.Duration
+	// resetAfter: a session that streamed this long starts the retry schedule over.
+	resetAfter time.Duration
 
 	running atomic.Bool
 	frames  atomic.Uint64 // also the frame sequence
 	drops   atomic.Uint64
+	corrupt atomic.Uint64
 
 	mu      sync.Mutex
 	st      State
@@ -103,10 +109,11 @@ func NewSource(cfg Config, log *slog.Logger) (*Source, error) {
 		log = slog.New(slog.DiscardHandler)
 	}
 	s := &Source{
-		cfg:   cfg,
-		kind:  cfg.Kind(),
-		log:   log.With("camera", cfg.Name),
-		steps: defaultBackoff[:],
+		cfg:        cfg,
+		kind:       cfg.Kind(),
+		log:        log.With("camera", cfg.Name),
+		steps:      defaultBackoff[:],
+		resetAfter: backoffResetAfter,
 	}
 	s.st = State{Phase: PhaseStopped, Since: time.Now()}
 	return s, nil
@@ -119,6 +126,7 @@ func (s *Source) State() State {
 	s.mu.Unlock()
 	st.Frames = s.frames.Load()
 	st.Drops = s.drops.Load()
+	st.Undecodable = s.corrupt.Load()
 	return st
 }
 
@@ -212,7 +220,7 @@ func (s *Source) Run(ctx context.Context, sink func(*Frame)) error {
 		case res.eof:
 			res.err = errors.New("video file ended before its first frame (empty or unreadable)")
 		}
-		if res.last.Sub(res.first) >= backoffResetAfter {
+		if res.frames > 0 && res.last.Sub(res.first) >= s.resetAfter {
 			bo.reset()
 		}
 		wait := bo.delay()
@@ -341,6 +349,13 @@ func (s *Source) read(session uint64, stop <-chan struct{}, pool *FramePool, sin
 	pace := s.newPacer(info.FPS)
 	defer pace.stop()
 	var sincePass uint64 // frames since the file (re)started; a failed read right after a seek is EOF
+	// bad counts failed reads in a row. OpenCV's FFmpeg reader fails a read whose packet does
+	// not decode, but the demuxer has moved past that packet: the next read gets the next
+	// frame. So a few failed reads are tried through and, when a frame follows, counted as
+	// skipped frames; only maxBadReads in a row, or a read that waited for the read timeout,
+	// end the session.
+	bad := 0
+	lastGood := time.Now()
 	for !stopped() {
 		f := pool.Get()
 		dst := &scratch
@@ -353,20 +368,31 @@ func (s *Source) read(session uint64, stop <-chan struct{}, pool *FramePool, sin
 			if f != nil {
 				f.Release()
 			}
-			if !ok && s.kind == KindFile {
+			if ok || stopped() {
+				return r
+			}
+			bad++
+			if s.skipsBadReads() && bad <= maxBadReads && now.Sub(lastGood) < s.cfg.StallTimeout {
+				continue
+			}
+			if s.kind == KindFile {
 				if s.cfg.Loop && sincePass > 0 {
 					vc.Set(gocv.VideoCapturePosFrames, 0)
-					sincePass = 0
+					sincePass, bad = 0, 0
 					continue
 				}
 				r.eof = true
 				return r
 			}
-			if !ok {
-				r.err = s.readError()
-			}
+			r.err = s.readError(r, bad, now.Sub(lastGood))
 			return r
 		}
+		if bad > 0 {
+			s.corrupt.Add(uint64(bad))
+			s.log.Debug("skipped frames that failed to decode", "frames", bad, "undecodable_total", s.corrupt.Load())
+			bad = 0
+		}
+		lastGood = now
 		seq := s.frames.Add(1)
 		sincePass++
 		r.frames++
@@ -390,10 +416,30 @@ func (s *Source) read(session uint64, stop <-chan struct{}, pool *FramePool, sin
 	return r
 }
 
-func (s *Source) readError() error {
+// maxBadReads is how many failed reads in a row are tried through (see read) before the
+// session counts as failed. At the end of a stream reads fail at once, so trying costs
+// microseconds.
+const maxBadReads = 8
+
+// skipsBadReads says whether a failed read may be followed by a good one: true for sources
+// read through FFmpeg (streams and files), where a damaged packet costs one frame.
+func (s *Source) skipsBadReads() bool { return s.kind == KindNetwork || s.kind == KindFile }
+
+// readError says how a session's reading ended: after how many frames and how long, whether
+// the last read waited for the read timeout (no data) or failed at once (closed, or data that
+// does not decode), and how many reads in a row failed.
+func (s *Source) readError(r attemptResult, bad int, sinceGood time.Duration) error {
 	switch s.kind {
 	case KindNetwork:
-		return fmt.Errorf("stream %s: read failed (connection closed, or no data for %v)", redact(s.cfg.URL), s.cfg.StallTimeout)
+		what := fmt.Sprintf("%d reads in a row failed at once: the server closed the stream, or it sends data that does not decode", bad)
+		if sinceGood >= s.cfg.StallTimeout {
+			what = fmt.Sprintf("no data for %v (stall_timeout)", s.cfg.StallTimeout)
+		}
+		if r.frames == 0 {
+			return fmt.Errorf("stream %s: opened but no frame decoded: %s", redact(s.cfg.URL), what)
+		}
+		return fmt.Errorf("stream %s: stopped after %d frames in %v: %s", redact(s.cfg.URL), r.frames,
+			r.last.Sub(r.first).Round(time.Millisecond), what)
 	case KindGStreamer:
 		return errors.New("GStreamer pipeline: read failed (end of stream or pipeline error)")
 	case KindV4L2:

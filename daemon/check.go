@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
 	"strings"
 
 	"github.com/stardetr/stardetr/model"
@@ -31,9 +30,11 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err := cfg.Validate(); err != nil {
 		problems = append(problems, strings.Split(err.Error(), "\n")...)
 	}
-	if info, stateErr := os.Stat(cfg.StateDir); stateErr == nil && !info.IsDir() {
-		problems = append(problems, fmt.Sprintf("state_dir: %s is not a folder", cfg.StateDir))
+	notes, stateProblems := inspectState(cfg)
+	for _, n := range notes {
+		fmt.Fprintf(stdout, "state: %s\n", n)
 	}
+	problems = append(problems, stateProblems...)
 	// The model is loaded even when other sections are wrong, so that one run lists everything.
 	if err := cfg.Model.Validate(); err == nil {
 		quiet := slog.New(slog.NewTextHandler(io.Discard, nil))

@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -177,5 +178,25 @@ func TestShippedConfigsLoad(t *testing.T) {
 		if _, err := LoadConfig(filepath.Join("..", "configs", name)); err != nil {
 			t.Errorf("configs/%s: %v", name, err)
 		}
+	}
+}
+
+// The reload warning names each changed key as it is written in the file; cameras, which a
+// reload applies, are not listed.
+func TestChangedKeys(t *testing.T) {
+	a := DefaultConfig()
+	a.Cameras = []CameraConfig{defaultCamera()}
+	b := a
+	b.Cameras = nil
+	b.Model.Threads = a.Model.Threads + 1
+	b.MQTT.Queue.MaxMB = a.MQTT.Queue.MaxMB * 2
+	b.MQTT.Brokers = []string{"mqtt://elsewhere:1883"}
+	got := changedKeys(reflect.ValueOf(a), reflect.ValueOf(b), "")
+	want := []string{"model.threads", "mqtt.brokers", "mqtt.queue.max_mb"}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("changed keys %q, want %q", got, want)
+	}
+	if got := changedKeys(reflect.ValueOf(a), reflect.ValueOf(a), ""); len(got) != 0 {
+		t.Fatalf("no change listed as %q", got)
 	}
 }

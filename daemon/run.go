@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"reflect"
 	"strings"
 	"syscall"
 	"time"
@@ -38,6 +39,10 @@ func cmdRun(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return 2
 	}
 	log := newLogger(stderr, cfg.LogLevel)
+	if !camera.CaptureFFmpegLog(log) {
+		log.Debug("no FFmpeg in this process (OpenCV without it): its log is not captured")
+	}
+	defer camera.CaptureFFmpegLog(nil)
 	s, err := startService(ctx, cfg, *path, log)
 	if err != nil {
 		log.Error("not started", "err", err)
@@ -127,12 +132,31 @@ func (s *service) reload() {
 		s.log.Error("reload refused: keeping the running configuration", "err", err)
 		return
 	}
-	running, loaded := s.cfg, cfg
-	running.Cameras, loaded.Cameras = nil, nil
-	if fmt.Sprintf("%#v", running) != fmt.Sprintf("%#v", loaded) {
-		s.log.Warn("reload: only cameras are applied live; restart stardetr for the other changes")
+	if keys := changedKeys(reflect.ValueOf(s.cfg), reflect.ValueOf(cfg), ""); len(keys) > 0 {
+		s.log.Warn("reload: only cameras are applied live; restart stardetr to apply the other changes",
+			"changed_keys", strings.Join(keys, ", "))
 	}
 	s.cfg.Cameras = cfg.Cameras
 	s.applyRetained()
 	s.log.Info("configuration reloaded", "cameras", len(cams))
+}
+
+// changedKeys lists the key paths (as written in the file, e.g. mqtt.queue.max_mb) whose
+// values differ between two configurations, leaving out `cameras`, which reload applies.
+func changedKeys(a, b reflect.Value, prefix string) []string {
+	var keys []string
+	for i := range a.NumField() {
+		f := a.Type().Field(i)
+		tag := strings.Split(f.Tag.Get("mapstructure"), ",")[0]
+		if tag == "" || tag == "-" || prefix+tag == "cameras" {
+			continue
+		}
+		key := prefix + tag
+		if f.Type.Kind() == reflect.Struct {
+			keys = append(keys, changedKeys(a.Field(i), b.Field(i), key+".")...)
+		} else if !reflect.DeepEqual(a.Field(i).Interface(), b.Field(i).Interface()) {
+			keys = append(keys, key)
+		}
+	}
+	return keys
 }

@@ -19,6 +19,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/stardetr/stardetr/camera"
+	"github.com/stardetr/stardetr/internal/statelock"
 	"github.com/stardetr/stardetr/model"
 	"github.com/stardetr/stardetr/pipeline"
 	"github.com/stardetr/stardetr/publish"
@@ -41,6 +42,7 @@ type service struct {
 	live   *liveView
 	pipe   *pipeline.Pipeline
 	srv    *http.Server
+	lock   *statelock.Lock
 
 	cancelPipe context.CancelFunc
 	pipeDone   chan struct{}
@@ -49,8 +51,11 @@ type service struct {
 	fatal      chan error
 }
 
-func startService(ctx context.Context, cfg Config, configPath string, log *slog.Logger) (s *service, err error) {
-	s = &service{cfg: cfg, configPath: configPath, log: log, notify: notifier{log: log}, fatal: make(chan error, 1)}
+// startService returns the running service or an error; on error everything it had started
+// is undone. The result is unnamed on purpose: the undo closures use s, and a named result
+// would be cleared by `return nil, err` before they run.
+func startService(ctx context.Context, cfg Config, configPath string, log *slog.Logger) (_ *service, err error) {
+	s := &service{cfg: cfg, configPath: configPath, log: log, notify: notifier{log: log}, fatal: make(chan error, 1)}
 	var undo []func()
 	defer func() {
 		if err != nil {
@@ -65,12 +70,26 @@ func startService(ctx context.Context, cfg Config, configPath string, log *slog.
 	if err = os.MkdirAll(cfg.StateDir, 0o750); err != nil {
 		return nil, fmt.Errorf("state_dir %s: %w: create it or point state_dir at a writable folder", cfg.StateDir, err)
 	}
+	// The lock comes before anything reads or writes the state folder.
+	lock, err := statelock.Acquire(cfg.StateDir)
+	if err != nil {
+		return nil, err
+	}
+	s.lock = lock
+	undo = append(undo, func() { _ = lock.Release() })
+	// The port is taken before the model loads, so that a port in use fails in milliseconds.
+	var ln net.Listener
+	if cfg.HTTP.Listen != "" {
+		if ln, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
+			return nil, fmt.Errorf("http.listen %s: %w: stop what uses the port, pick a free one, or set http.listen to \"\"", cfg.HTTP.Listen, err)
+		}
+		undo = append(undo, func() { _ = ln.Close() })
+	}
 
 	s.det, err = model.Open(ctx, cfg.Model, cfg.StateDir, log.With("component", "model"))
 	if err != nil {
 		return nil, err
 	}
-	// The undo steps use their own copies: a failed start returns a nil *service.
 	det := s.det
 	undo = append(undo, func() { _ = det.Close() })
 	info := s.det.Info()
@@ -85,6 +104,12 @@ func startService(ctx context.Context, cfg Config, configPath string, log *slog.
 	if err != nil {
 		return nil, err
 	}
+	// Close is safe before Start: it persists the counters and closes the queue.
+	undo = append(undo, func() {
+		c, cancel := context.WithTimeout(context.Background(), stopTimeout)
+		defer cancel()
+		_ = s.pub.Close(c)
+	})
 
 	cams, err := buildCameras(cfg.Cameras, cfg.Events, s.labels, log)
 	if err != nil {
@@ -117,12 +142,6 @@ func startService(ctx context.Context, cfg Config, configPath string, log *slog.
 	if err = s.pub.Start(ctx); err != nil {
 		return nil, err
 	}
-	pub := s.pub
-	undo = append(undo, func() {
-		c, cancel := context.WithTimeout(context.Background(), stopTimeout)
-		defer cancel()
-		_ = pub.Close(c)
-	})
 
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
@@ -130,11 +149,7 @@ func startService(ctx context.Context, cfg Config, configPath string, log *slog.
 	if s.sink.snaps != nil {
 		reg.MustRegister(s.sink.snaps.collector())
 	}
-	if cfg.HTTP.Listen != "" {
-		ln, lerr := net.Listen("tcp", cfg.HTTP.Listen)
-		if lerr != nil {
-			return nil, fmt.Errorf("http.listen %s: %w: pick a free port or set http.listen to \"\"", cfg.HTTP.Listen, lerr)
-		}
+	if ln != nil {
 		h, herr := s.handler(reg)
 		if herr != nil {
 			return nil, herr
@@ -244,6 +259,10 @@ func (s *service) stop() int {
 			s.log.Error("model close", "err", err)
 		}
 	}
+	// Last: the next instance may start as soon as the lock is free.
+	if err := s.lock.Release(); err != nil {
+		s.log.Error("release state folder lock", "err", err)
+	}
 	s.log.Info("stopped", "code", code)
 	return code
 }
@@ -261,6 +280,7 @@ func (s *service) routes(reg *prometheus.Registry) http.Handler {
 type health struct {
 	OK      bool           `json:"ok"`
 	Model   string         `json:"model"`
+	Queue   string         `json:"queue"`
 	Cameras []cameraHealth `json:"cameras"`
 }
 
@@ -273,8 +293,8 @@ type cameraHealth struct {
 	FPS       float64 `json:"fps"`
 }
 
-// healthz answers 200 only when every camera streams or retries within its budget and the
-// model runs; the body says which part is not.
+// healthz answers 200 only when every camera streams or retries within its budget, the
+// model runs and the MQTT queue keeps every message; the body says which part is not.
 func (s *service) healthz(w http.ResponseWriter, r *http.Request) {
 	h := s.health()
 	w.Header().Set("Content-Type", "application/json")
@@ -285,7 +305,12 @@ func (s *service) healthz(w http.ResponseWriter, r *http.Request) {
 }
 
 func (s *service) health() health {
-	h := health{OK: true, Model: "ok"}
+	h := health{OK: true, Model: "ok", Queue: "ok"}
+	if s.pub == nil {
+		h.Queue = "not started"
+	} else if q := s.pub.QueueHealth(); q != "" {
+		h.OK, h.Queue = false, q
+	}
 	if !s.pipe.Progressing(s.cfg.Watchdog.FrameTimeout) {
 		h.OK, h.Model = false, "stuck: a frame has been processing longer than watchdog.frame_timeout"
 	} else if e := s.pipe.ModelError(); e != "" {

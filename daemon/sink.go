@@ -12,7 +12,7 @@ import (
 )
 
 // messageSink turns the pipeline's messages into MQTT detection messages and logs a line per
-// message, so whoever watches the terminal sees detections flow.
+// queued message, so whoever watches the terminal sees detections flow.
 type messageSink struct {
 	pub   *publish.Publisher
 	model model.Info
@@ -43,7 +43,9 @@ func (s *messageSink) Publish(m *pipeline.Message) error {
 			d := m.Detections[0]
 			attrs = append(attrs, "top", d.Label, "score", float64(int(d.Score*1000))/1000)
 		}
-		s.log.Info("published", attrs...)
+		// Queued, not published: the broker may be away; the publisher logs "published" (at
+		// debug) when the broker acknowledges the message.
+		s.log.Info("queued", attrs...)
 	}
 	return nil
 }

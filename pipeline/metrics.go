@@ -10,7 +10,7 @@ var (
 	descFrames = prometheus.NewDesc("stardetr_frames_processed_total",
 		"Frames that went through the model.", []string{"camera"}, nil)
 	descDrops = prometheus.NewDesc("stardetr_frames_dropped_total",
-		"Frames dropped before inference: where=handoff: replaced by a newer frame before the model took them; where=source: read while the pipeline held every pooled frame.",
+		"Frames dropped before inference: where=handoff: replaced by a newer frame before the model took them; where=source: read while the pipeline held every pooled frame; where=undecodable: skipped because they failed to decode.",
 		[]string{"camera", "where"}, nil)
 	descPublished = prometheus.NewDesc("stardetr_messages_handed_total",
 		"Detection messages handed to the publisher.", []string{"camera"}, nil)
@@ -50,6 +50,7 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descFrames, prometheus.CounterValue, float64(cs.processedN.Load()), name)
 		ch <- prometheus.MustNewConstMetric(descDrops, prometheus.CounterValue, float64(cs.drops.Load()), name, "handoff")
 		ch <- prometheus.MustNewConstMetric(descDrops, prometheus.CounterValue, float64(st.Drops), name, "source")
+		ch <- prometheus.MustNewConstMetric(descDrops, prometheus.CounterValue, float64(st.Undecodable), name, "undecodable")
 		ch <- prometheus.MustNewConstMetric(descPublished, prometheus.CounterValue, float64(cs.published.Load()), name)
 		ch <- prometheus.MustNewConstMetric(descFPS, prometheus.GaugeValue, float64frombits(cs.fpsBits.Load()), name)
 		ch <- prometheus.MustNewConstMetric(descReconnects, prometheus.CounterValue, float64(st.Reconnects), name)

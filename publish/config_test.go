@@ -2,6 +2,7 @@ package publish_test
 
 import (
 	"context"
+	"encoding/json"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -124,9 +125,9 @@ func TestBadOptions(t *testing.T) {
 
 func nan() float32 { z := float32(0); return z / z }
 
-// Seq continues after a clean restart, and a corrupt counter file is
-// refused rather than restarting numbering (which would reuse numbers).
-func TestSeqPersistsAndCorruptFileIsRefused(t *testing.T) {
+// Seq continues after a clean restart, and a corrupt counter file does not
+// restart numbering at 1 (which would reuse numbers).
+func TestSeqPersistsAndCorruptFileIsReplaced(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	cfg := publish.DefaultConfig()
@@ -156,8 +157,23 @@ func TestSeqPersistsAndCorruptFileIsRefused(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "mqtt-seq.json"), []byte("{garbage"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	if _, err := publish.New(cfg, opts); err == nil || !strings.Contains(err.Error(), "corrupt") {
+	// A corrupt file is moved aside and numbering continues above anything used: the next
+	// number is the clock in milliseconds, far above the 11 used here.
+	before := uint64(time.Now().UnixMilli())
+	p, err := publish.New(cfg, opts)
+	if err != nil {
 		t.Fatalf("corrupt counters: %v", err)
+	}
+	if err := p.PublishDetections(frame("cam", 0, 0)); err != nil {
+		t.Fatal(err)
+	}
+	if err := p.Close(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	var f struct{ Next map[string]uint64 }
+	b, err := os.ReadFile(filepath.Join(dir, "mqtt-seq.json"))
+	if err != nil || json.Unmarshal(b, &f) != nil || f.Next["cam"] <= before {
+		t.Fatalf("counters after a corrupt file: %s (%v), want cam above %d", b, err, before)
 	}
 }
 

@@ -19,6 +19,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/santhosh-tekuri/jsonschema/v6"
 
 	"github.com/stardetr/stardetr/detection"
@@ -83,6 +84,43 @@ func checkContiguous(t testing.TB, got []uint64, from, to uint64) {
 			t.Fatalf("seq #%d is %d, want %d: lost or out of order (around %v)", i, v, from+uint64(i), got[max(0, i-3):min(len(got), i+3)])
 		}
 	}
+}
+
+// waitNewest waits until the subscriber has depth distinct seqs of camera cam and checks
+// that they are exactly first … last: the newest messages, in order, none lost.
+func waitNewest(t testing.TB, sub *testenv.Subscriber, depth int, first, last uint64) {
+	t.Helper()
+	msgs := sub.WaitFor(t, 30*time.Second, "the newest messages", func(r []testenv.Received) bool {
+		u, _ := firstArrivals(seqs(t, r, "cam"))
+		return len(u) >= depth
+	})
+	uniq, _ := firstArrivals(seqs(t, msgs, "cam"))
+	checkContiguous(t, uniq, first, last)
+}
+
+// metricValue gathers p's metrics through a pedantic registry (which also checks them) and
+// returns the value of the unlabelled counter or gauge name.
+func metricValue(t testing.TB, p *publish.Publisher, name string) float64 {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(p); err != nil {
+		t.Fatal(err)
+	}
+	families, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, f := range families {
+		if f.GetName() == name {
+			m := f.GetMetric()[0]
+			if m.GetCounter() != nil {
+				return m.GetCounter().GetValue()
+			}
+			return m.GetGauge().GetValue()
+		}
+	}
+	t.Fatalf("no %s metric", name)
+	return 0
 }
 
 func testLogger(t testing.TB) *slog.Logger {

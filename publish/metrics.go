@@ -8,7 +8,9 @@ import (
 type Metrics struct {
 	Published       uint64 // detection messages the broker acknowledged (QoS 0: written to the socket)
 	Queued          uint64 // detection messages accepted into the disk queue
-	Dropped         uint64 // detection messages dropped: queue full (oldest first), unwritable or corrupt
+	Dropped         uint64 // detection messages dropped: queue or disk full (oldest first), or unwritable
+	Corrupt         uint64 // queued detection messages lost to corrupt records on disk
+	NoSpace         uint64 // appends that found the file system full with nothing left to free
 	QueueDepth      int    // messages waiting in the disk queue (including unacknowledged ones)
 	QueueBytes      int64  // their size on disk
 	StatsPublished  uint64 // stats messages handed to the client
@@ -31,6 +33,8 @@ func (p *Publisher) Metrics() Metrics {
 		Published:       p.published.Load(),
 		Queued:          p.queued.Load(),
 		Dropped:         p.dropped.Load(),
+		Corrupt:         p.corrupt.Load(),
+		NoSpace:         qs.NoSpace,
 		QueueDepth:      qs.Records,
 		QueueBytes:      qs.Bytes,
 		StatsPublished:  p.statsPublished.Load(),
@@ -63,6 +67,12 @@ var (
 		"Connection attempts (each tries every broker in order).", nil, nil)
 	descFailures = prometheus.NewDesc("stardetr_mqtt_connect_failures_total",
 		"Connection attempts that reached no broker.", nil, nil)
+	descCorrupt = prometheus.NewDesc("stardetr_mqtt_corrupt_records_total",
+		"Queued detection messages lost to records damaged on disk (each damaged record costs itself only).", nil, nil)
+	descDegraded = prometheus.NewDesc("stardetr_mqtt_queue_degraded",
+		"1 while the queue drops messages (queue at max_mb, or the file system full); see /healthz.", nil, nil)
+	descNoSpace = prometheus.NewDesc("stardetr_mqtt_queue_no_space_total",
+		"Messages refused because the state_dir file system was full and the queue had nothing left to free.", nil, nil)
 	descPublishErrors = prometheus.NewDesc("stardetr_mqtt_publish_errors_total",
 		"Sends that were not acknowledged and were retried from the queue.", nil, nil)
 )
@@ -70,7 +80,8 @@ var (
 // Describe implements prometheus.Collector.
 func (p *Publisher) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descPublished, descQueued, descDropped, descStatsSkipped,
-		descDepth, descBytes, descConnected, descAttempts, descFailures, descPublishErrors} {
+		descDepth, descBytes, descConnected, descAttempts, descFailures, descPublishErrors,
+		descCorrupt, descDegraded, descNoSpace} {
 		ch <- d
 	}
 }
@@ -92,6 +103,13 @@ func (p *Publisher) Collect(ch chan<- prometheus.Metric) {
 	counter(descAttempts, m.ConnectAttempts)
 	counter(descFailures, m.ConnectFailures)
 	counter(descPublishErrors, m.PublishErrors)
+	counter(descCorrupt, m.Corrupt)
+	counter(descNoSpace, m.NoSpace)
+	degraded := 0.0
+	if p.QueueHealth() != "" {
+		degraded = 1
+	}
+	gauge(descDegraded, degraded)
 	gauge(descDepth, float64(m.QueueDepth))
 	gauge(descBytes, float64(m.QueueBytes))
 	connected := 0.0

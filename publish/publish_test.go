@@ -12,8 +12,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-
 	"github.com/stardetr/stardetr/detection"
 	"github.com/stardetr/stardetr/internal/testenv"
 	"github.com/stardetr/stardetr/publish"
@@ -317,35 +315,13 @@ func TestQueueFullDropsOldest(t *testing.T) {
 	if m.Dropped == 0 || m.Dropped+uint64(m.QueueDepth) != total || m.QueueBytes > 1<<20 {
 		t.Fatalf("metrics %+v: want drops, dropped+depth=%d, bytes <= 1 MiB", m, total)
 	}
-	reg := prometheus.NewPedanticRegistry()
-	if err := reg.Register(p); err != nil {
-		t.Fatal(err)
-	}
-	families, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	found := false
-	for _, f := range families {
-		if f.GetName() == "stardetr_mqtt_dropped_total" {
-			found = true
-			if got := f.GetMetric()[0].GetCounter().GetValue(); got != float64(m.Dropped) {
-				t.Fatalf("stardetr_mqtt_dropped_total = %v, want %d", got, m.Dropped)
-			}
-		}
-	}
-	if !found {
-		t.Fatal("no stardetr_mqtt_dropped_total metric")
+	if got := metricValue(t, p, "stardetr_mqtt_dropped_total"); got != float64(m.Dropped) {
+		t.Fatalf("stardetr_mqtt_dropped_total = %v, want %d", got, m.Dropped)
 	}
 
 	b.Start()
 	first := uint64(total-m.QueueDepth) + 1
-	msgs := sub.WaitFor(t, 30*time.Second, "the newest messages", func(r []testenv.Received) bool {
-		u, _ := firstArrivals(seqs(t, r, "cam"))
-		return len(u) >= m.QueueDepth
-	})
-	uniq, _ := firstArrivals(seqs(t, msgs, "cam"))
-	checkContiguous(t, uniq, first, total)
+	waitNewest(t, sub, m.QueueDepth, first, total)
 	t.Logf("queue of 1 MiB: %d of %d dropped oldest-first, seq %d..%d delivered in order", m.Dropped, total, first, total)
 }
 

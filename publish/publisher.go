@@ -3,19 +3,18 @@ package publish
 import (
 	"context"
 	"crypto/tls"
-	"crypto/x509"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
+	"os"
 	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	mqtt "github.com/eclipse/paho.mqtt.golang"
-	"github.com/eclipse/paho.mqtt.golang/packets"
 	mochi "github.com/mochi-mqtt/server/v2"
 
 	"github.com/stardetr/stardetr/internal/confcheck"
@@ -90,6 +89,13 @@ type Publisher struct {
 	published       atomic.Uint64
 	queued          atomic.Uint64
 	dropped         atomic.Uint64
+	corrupt         atomic.Uint64 // queued messages lost to corrupt records
+	droppedLogged   atomic.Uint64 // dropped at the last drop log line
+	fullDropsSeen   atomic.Uint64 // the queue's DroppedNoSpace at the last drop
+	lastDrop        atomic.Int64  // unix ns of the last drop; 0: none
+	lastDiskFull    atomic.Int64  // unix ns of the last drop on a full file system
+	dropLog         logLimiter
+	syncLog         logLimiter
 	statsPublished  atomic.Uint64
 	statsSkipped    atomic.Uint64
 	connectAttempts atomic.Uint64
@@ -156,17 +162,34 @@ func New(cfg Config, opts Options) (*Publisher, error) {
 			return nil, fmt.Errorf("mqtt.password_file: %w", err)
 		}
 	}
-	if p.seqs, err = openSeqCounters(opts.StateDir); err != nil {
+	qdir := filepath.Join(opts.StateDir, queueDir)
+	if st, err := os.Stat(qdir); err == nil && !st.IsDir() {
+		return nil, fmt.Errorf("publish: %s is a file where stardetr keeps its MQTT queue folder: move it away (or set state_dir to another folder)", qdir)
+	}
+	now := time.Now()
+	var seqRec *seqRecovery
+	if p.seqs, seqRec, err = openSeqCounters(opts.StateDir, now); err != nil {
 		return nil, fmt.Errorf("publish: %w", err)
 	}
-	qdir := filepath.Join(opts.StateDir, "mqtt-queue")
+	if seqRec != nil {
+		p.log.Warn("message counters were corrupt: moved aside; numbering continues above any number used before",
+			"file", filepath.Join(opts.StateDir, seqFile), "moved_to", seqRec.MovedTo, "next_seq", seqRec.Floor, "reason", seqRec.Reason)
+		if now.Before(plausibleClock) {
+			p.log.Warn("the wall clock looks unset: numbers after the corrupt counters may repeat earlier ones; set the clock (NTP/RTC)", "now", now)
+		}
+	}
 	if p.queue, err = diskqueue.Open(qdir, int64(cfg.Queue.MaxMB)<<20); err != nil {
 		return nil, fmt.Errorf("publish: open queue in %s: %w", qdir, err)
 	}
 	rec := p.queue.Recovered()
 	if rec.Records > 0 || rec.TruncatedBytes > 0 || rec.BadHead {
 		p.log.Info("loaded queued messages from the previous run", "messages", rec.Records,
-			"torn_bytes_cut", rec.TruncatedBytes, "head_unreadable", rec.BadHead, "dir", qdir)
+			"torn_bytes_cut", rec.TruncatedBytes, "head_unreadable", rec.BadHead, "legacy_segments", rec.LegacySegments, "dir", qdir)
+	}
+	for _, d := range rec.Damaged {
+		p.corrupt.Add(uint64(d.Records))
+		p.log.Warn("queue segment has corrupt records: skipped them, kept the rest", "segment", d.Segment,
+			"messages_lost", d.Records, "bytes_skipped", d.Bytes)
 	}
 	return p, nil
 }
@@ -242,7 +265,7 @@ func (p *Publisher) clientOptions() *mqtt.ClientOptions {
 	})
 	o.SetConnectionNotificationHandler(func(_ mqtt.Client, n mqtt.ConnectionNotification) {
 		if f, ok := n.(mqtt.ConnectionNotificationBrokerFailed); ok {
-			p.log.Debug("broker attempt failed", "broker", f.Broker.Redacted(), "err", explain(f.Reason))
+			p.log.Debug("broker attempt failed", "broker", f.Broker.Redacted(), "err", p.explain(f.Reason, f.Broker.Redacted()))
 		}
 	})
 	o.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
@@ -290,8 +313,8 @@ func (p *Publisher) connectLoop(ctx context.Context) {
 		if err := tok.Error(); err != nil {
 			failures++
 			p.connectFailures.Add(1)
-			err = explain(err)
 			p.mu.Lock()
+			err = p.explain(err, p.attempting)
 			p.lastErr = fmt.Errorf("connect to %v: %w", p.brokers, err)
 			p.mu.Unlock()
 			delay := p.retry[min(failures, len(p.retry))-1]
@@ -343,8 +366,9 @@ func (p *Publisher) waitLost(ctx context.Context, l *link) {
 }
 
 type inflight struct {
-	id  uint64
-	tok mqtt.Token
+	id    uint64
+	topic string
+	tok   mqtt.Token
 }
 
 // sendLoop is the only sender of queued messages: in queue order, at most
@@ -378,6 +402,12 @@ func (p *Publisher) sendOn(ctx context.Context, l *link) {
 	for {
 		for len(pending) < window {
 			r, ok, err := p.queue.ReadFrom(next, nil) // a fresh buffer: paho keeps the payload
+			var corrupt *diskqueue.CorruptError
+			if errors.As(err, &corrupt) {
+				p.corrupt.Add(1)
+				p.log.Warn("queued message corrupt on disk: skipped", "id", corrupt.ID, "segment", corrupt.Segment)
+				continue
+			}
 			if err != nil {
 				if !errors.Is(err, diskqueue.ErrClosed) {
 					p.log.Error("read queued message", "err", err)
@@ -396,7 +426,7 @@ func (p *Publisher) sendOn(ctx context.Context, l *link) {
 				next = r.ID + 1
 				continue
 			}
-			pending = append(pending, inflight{id: r.ID, tok: p.client.Publish(topic, qos, retained, payload)})
+			pending = append(pending, inflight{id: r.ID, topic: topic, tok: p.client.Publish(topic, qos, retained, payload)})
 			next = r.ID + 1
 		}
 		if len(pending) == 0 {
@@ -426,6 +456,9 @@ func (p *Publisher) sendOn(ctx context.Context, l *link) {
 		}
 		p.queue.Ack(first.id)
 		p.published.Add(1)
+		if p.log.Enabled(ctx, slog.LevelDebug) {
+			p.log.Debug("published", "topic", first.topic, "queue_id", first.id)
+		}
 		pending[0] = inflight{}
 		pending = pending[1:]
 	}
@@ -454,7 +487,9 @@ func (p *Publisher) maintainLoop(ctx context.Context) {
 		select {
 		case <-sync.C:
 			if err := p.queue.Sync(); err != nil && !errors.Is(err, diskqueue.ErrClosed) {
-				p.log.Error("sync message queue", "err", err)
+				if ok, n := p.syncLog.allow(time.Now()); ok {
+					p.log.Error("sync message queue", "err", err, "repeats_not_logged", n)
+				}
 			}
 		case <-statsC:
 			if err := p.PublishStats(p.stats()); err != nil && !errors.Is(err, ErrClosed) {
@@ -468,8 +503,10 @@ func (p *Publisher) maintainLoop(ctx context.Context) {
 
 // PublishDetections numbers msg (per camera, persisted) and appends it to
 // the disk queue; the sender delivers it in order once a broker is
-// connected. It never waits for the network. When the queue is full the
-// oldest queued messages are dropped, counted and logged.
+// connected. It never waits for the network. When the queue (or the disk)
+// is full the oldest queued messages are dropped, counted and logged; a
+// message that finds the disk full with nothing left to free is dropped the
+// same way and is not an error (the caller would log it once per message).
 func (p *Publisher) PublishDetections(msg Detections) error {
 	return p.publishNumbered(msg.Camera, "detections", byte(p.cfg.QoS), func(seq uint64) ([]byte, error) {
 		return encodeDetections(p.device, seq, &msg)
@@ -485,7 +522,19 @@ func (p *Publisher) publishNumbered(camera, kind string, qos byte, encode func(s
 	p.encMu.Lock()
 	defer p.encMu.Unlock()
 	seq, err := p.seqs.take(camera)
+	if err != nil && diskqueue.IsNoSpace(err) {
+		// The counters need a few bytes now and then; on a full disk the queue gives up its
+		// oldest segment for them, as it would for a message.
+		if n := p.queue.Reclaim(); n > 0 {
+			p.noteDrops(n, nil)
+		}
+		seq, err = p.seqs.take(camera)
+	}
 	if err != nil {
+		if diskqueue.IsNoSpace(err) {
+			p.noteDrops(0, fmt.Errorf("%w: %w", diskqueue.ErrNoSpace, err))
+			return nil // counted and logged (at most every logEvery) by noteDrops
+		}
 		return fmt.Errorf("publish: %w", err)
 	}
 	payload, err := encode(seq)
@@ -498,20 +547,75 @@ func (p *Publisher) publishNumbered(camera, kind string, qos byte, encode func(s
 	return nil
 }
 
-// enqueue appends one message to the disk queue, counting what overflow drops.
+// enqueue appends one message to the disk queue, counting what overflow drops. A message
+// that finds the disk full with nothing left to free is dropped and counted the same way,
+// and is not an error: the caller would log it once per message.
 func (p *Publisher) enqueue(topic string, qos byte, retained bool, payload []byte) error {
 	dropped, err := p.queue.Append(encodeRecord(topic, qos, retained, payload))
-	if dropped > 0 {
-		p.dropped.Add(uint64(dropped))
-		p.log.Warn("message queue full: dropped oldest messages", "dropped", dropped,
-			"dropped_total", p.dropped.Load(), "limit_mb", p.cfg.Queue.MaxMB)
+	if dropped > 0 || err != nil {
+		p.noteDrops(dropped, err)
+	}
+	if errors.Is(err, diskqueue.ErrNoSpace) {
+		return nil // counted and logged (at most every logEvery) by noteDrops
 	}
 	if err != nil {
-		p.dropped.Add(1)
 		return err
 	}
 	p.queued.Add(1)
 	return nil
+}
+
+// noteDrops counts messages the queue dropped (dropped oldest ones, plus the new one when
+// err is set), marks the queue degraded and logs it at most once per logEvery, with counts.
+func (p *Publisher) noteDrops(dropped int, err error) {
+	if err != nil {
+		dropped++
+	}
+	p.dropped.Add(uint64(dropped))
+	now := time.Now()
+	p.lastDrop.Store(now.UnixNano())
+	st := p.queue.Stats()
+	if errors.Is(err, diskqueue.ErrNoSpace) || st.DroppedNoSpace > p.fullDropsSeen.Swap(st.DroppedNoSpace) {
+		p.lastDiskFull.Store(now.UnixNano())
+	}
+	ok, _ := p.dropLog.allow(now)
+	if !ok {
+		return
+	}
+	total := p.dropped.Load()
+	since := total - p.droppedLogged.Swap(total)
+	args := []any{"dropped_since_last_line", since, "dropped_total", total, "queue_limit_mb", p.cfg.Queue.MaxMB,
+		"queued_messages", st.Records}
+	switch {
+	case err != nil && !errors.Is(err, diskqueue.ErrNoSpace):
+		p.log.Error("cannot queue messages: dropping them", append(args, "err", err)...)
+	case p.diskFullRecently(now):
+		p.log.Warn("disk full: dropping the oldest queued messages to keep the newest; free space on the state_dir file system", append(args, "err", err)...)
+	default:
+		p.log.Warn("message queue full (mqtt.queue.max_mb): dropping the oldest messages", args...)
+	}
+}
+
+// degradedFor is how long the queue counts as degraded after its last drop.
+const degradedFor = 2 * logEvery
+
+func (p *Publisher) diskFullRecently(now time.Time) bool {
+	t := p.lastDiskFull.Load()
+	return t != 0 && now.Sub(time.Unix(0, t)) < degradedFor
+}
+
+// QueueHealth says whether the queue keeps every message: "" when it does, otherwise why not
+// (it dropped messages within the last 20 s).
+func (p *Publisher) QueueHealth() string {
+	now := time.Now()
+	t := p.lastDrop.Load()
+	if t == 0 || now.Sub(time.Unix(0, t)) >= degradedFor {
+		return ""
+	}
+	if p.diskFullRecently(now) {
+		return "degraded: dropping messages: the state_dir file system is full"
+	}
+	return "degraded: dropping the oldest messages: the queue is at mqtt.queue.max_mb"
 }
 
 // PublishStats publishes s on …/stats if a broker is connected; otherwise it
@@ -621,26 +725,6 @@ func (p *Publisher) EmbeddedAddr() string {
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	return p.embAddr
-}
-
-// explain adds the configuration key to look at for errors a user can fix.
-func explain(err error) error {
-	var unknownCA x509.UnknownAuthorityError
-	var hostname x509.HostnameError
-	var invalid x509.CertificateInvalidError
-	switch {
-	case errors.As(err, &unknownCA):
-		return fmt.Errorf("%w: the broker's certificate is not signed by a CA in mqtt.tls.ca", err)
-	case errors.As(err, &hostname):
-		return fmt.Errorf("%w: set mqtt.tls.server_name to a name in the broker's certificate", err)
-	case errors.As(err, &invalid):
-		return fmt.Errorf("%w: the broker's certificate is not valid (expired or not for servers?)", err)
-	case errors.Is(err, packets.ErrorRefusedBadUsernameOrPassword), errors.Is(err, packets.ErrorRefusedNotAuthorised):
-		return fmt.Errorf("%w: check mqtt.username and mqtt.password / mqtt.password_file", err)
-	case errors.Is(err, packets.ErrorRefusedIDRejected):
-		return fmt.Errorf("%w: the broker rejects mqtt.client_id", err)
-	}
-	return err
 }
 
 // Queue records: [qos][retained][2-byte topic length][topic][payload].

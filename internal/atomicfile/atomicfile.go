@@ -16,13 +16,16 @@ func Write(path string, data []byte) error {
 	}
 	if _, err := f.Write(data); err != nil {
 		f.Close()
+		os.Remove(tmp) // on a full disk a partial temporary file would hold on to space
 		return err
 	}
 	if err := f.Sync(); err != nil {
 		f.Close()
+		os.Remove(tmp)
 		return err
 	}
 	if err := f.Close(); err != nil {
+		os.Remove(tmp)
 		return err
 	}
 	return os.Rename(tmp, path)

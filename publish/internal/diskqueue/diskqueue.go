@@ -2,10 +2,18 @@
 // directory: the source of truth for MQTT messages that the broker has not
 // acknowledged yet.
 //
-// Layout: segment files named "<first record id, 20 digits>.seg" holding
-// records of [4-byte little-endian length][4-byte CRC-32C][payload], and a
-// "head" file with the id of the oldest record not yet acknowledged (written to
-// a temporary file and renamed). Records get monotonically increasing ids.
+// Layout: segment files named "<first record id, 20 digits>.seg" and a "head"
+// file with the id of the oldest record not yet acknowledged (written to a
+// temporary file and renamed). Records get monotonically increasing ids.
+//
+// Record framing: [4-byte magic][8-byte id][4-byte length][4-byte CRC-32C of
+// id, length and payload][payload], little-endian. The magic lets a reader find
+// the next record after a damaged one, and the id in the header keeps every
+// later record's id right, so that one bad record costs that record only (and
+// the head, which is an id, still means what it meant). Segments written before
+// this framing hold [4-byte length][4-byte CRC-32C of payload][payload]; Open
+// still reads them (a damaged one loses its tail, as it always did) and never
+// appends to them, so an upgrade loses no queued record.
 //
 // Durability: Append writes to the page cache (a process crash loses nothing);
 // Sync fsyncs the active segment and persists the head. The owner calls Sync
@@ -16,12 +24,16 @@
 //
 // Bound: the bytes of live records (header included) never exceed MaxBytes;
 // Append drops the oldest records to make room and reports how many. Disk use
-// is at most MaxBytes plus one segment of already-acknowledged records.
+// is at most MaxBytes plus one segment of already-acknowledged records. When the
+// file system itself is full, Append first deletes acknowledged data, then drops
+// the oldest records a segment at a time until the record fits (ErrNoSpace when
+// nothing is left to free).
 //
 // A Queue is safe for concurrent use.
 package diskqueue
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -33,12 +45,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 
 	"github.com/stardetr/stardetr/internal/atomicfile"
 )
 
 const (
-	headerSize   = 8
+	headerSize   = 20 // magic, id, length, CRC
+	legacyHeader = 8  // length, CRC: segments written before the framing had a magic
 	segSuffix    = ".seg"
 	headFile     = "head"
 	minSegment   = 64 << 10
@@ -47,6 +61,25 @@ const (
 )
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+
+// magic starts every record. Read as a little-endian length it is above 3.8 GB, larger than
+// any record, so the first bytes of a segment also tell the framing apart.
+var magic = [4]byte{0x53, 0x44, 0x51, 0xe5} // "SDQ" 0xe5
+
+// ErrNoSpace is returned by Append when the file system is full and no acknowledged or
+// queued record is left to delete: the record was not stored.
+var ErrNoSpace = errors.New("diskqueue: no space left on the file system")
+
+// CorruptError is returned by ReadFrom for a record whose bytes changed on disk after Open
+// checked them; the record is removed from the queue, and the next ReadFrom goes on.
+type CorruptError struct {
+	ID      uint64
+	Segment string
+}
+
+func (e *CorruptError) Error() string {
+	return fmt.Sprintf("diskqueue: record %d in %s fails its checksum: skipped", e.ID, e.Segment)
+}
 
 // ErrTooLarge is returned by Append for a record that could never fit.
 var ErrTooLarge = errors.New("diskqueue: record larger than the queue")
@@ -63,15 +96,32 @@ type Record struct {
 
 // Recovery says what Open found.
 type Recovery struct {
-	Records        int   // live records loaded
-	TruncatedBytes int64 // bytes of torn or corrupt records cut from segment tails
-	BadHead        bool  // the head file was unreadable; everything on disk is live again
+	Records        int      // live records loaded
+	TruncatedBytes int64    // bytes of a torn record cut from segment tails (a crash mid-write)
+	BadHead        bool     // the head file was unreadable; everything on disk is live again
+	Damaged        []Damage // segments with corrupt records followed by good ones
+	LegacySegments int      // segments in the framing without magic (read, never appended to)
+}
+
+// Damage is what one segment lost to corrupt records.
+type Damage struct {
+	Segment string
+	Records int   // unacknowledged records lost (from the ids around the damage)
+	Bytes   int64 // bytes skipped
 }
 
 type segment struct {
-	first uint64 // id of its first record
-	path  string
-	rd    *os.File // read handle, opened lazily
+	first  uint64 // id of its first record
+	path   string
+	rd     *os.File // read handle, opened lazily
+	legacy bool     // written without magic and id: 8-byte headers
+}
+
+func (s *segment) header() int64 {
+	if s.legacy {
+		return legacyHeader
+	}
+	return headerSize
 }
 
 type entry struct {
@@ -101,6 +151,9 @@ type Queue struct {
 	wbuf       []byte
 	notify     chan struct{}
 	dropped    uint64
+	corrupt    uint64
+	noSpace    uint64
+	fullDrops  uint64
 	closed     bool
 	recovered  Recovery
 	fsyncCount uint64
@@ -180,53 +233,145 @@ func (q *Queue) load() error {
 
 // scan indexes the records of s with id >= head and returns the id after its last record.
 func (q *Queue) scan(s *segment) (uint64, error) {
-	f, err := os.OpenFile(s.path, os.O_RDWR, 0)
+	b, err := os.ReadFile(s.path)
 	if err != nil {
-		return 0, fmt.Errorf("diskqueue: open %s: %w", s.path, err)
+		return 0, fmt.Errorf("diskqueue: read %s: %w", s.path, err)
 	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return 0, fmt.Errorf("diskqueue: stat %s: %w", s.path, err)
+	var end int64
+	var next uint64
+	if !bytes.HasPrefix(b, magic[:]) && legacyRecord(b, q.maxBytes) >= 0 {
+		s.legacy = true
+		q.recovered.LegacySegments++
+		next, end = q.scanLegacy(s, b)
+	} else {
+		next, end = q.scanFramed(s, b)
 	}
-	size := st.Size()
-	var hdr [headerSize]byte
-	var buf []byte
-	id := s.first
-	off := int64(0)
-	for off < size {
-		if _, err := f.ReadAt(hdr[:], off); err != nil {
-			break // torn header
-		}
-		n := int64(binary.LittleEndian.Uint32(hdr[0:4]))
-		sum := binary.LittleEndian.Uint32(hdr[4:8])
-		if n > q.maxBytes || off+headerSize+n > size {
-			break
-		}
-		if int64(cap(buf)) < n {
-			buf = make([]byte, n)
-		}
-		buf = buf[:n]
-		if _, err := f.ReadAt(buf, off+headerSize); err != nil {
-			break
-		}
-		if crc32.Checksum(buf, castagnoli) != sum {
-			break
-		}
-		if id >= q.head {
-			q.entries = append(q.entries, entry{id: id, seg: s, off: off, n: int32(n)})
-			q.live += headerSize + n
-		}
-		id++
-		off += headerSize + n
-	}
-	if off < size {
-		q.recovered.TruncatedBytes += size - off
-		if err := f.Truncate(off); err != nil {
+	if end < int64(len(b)) {
+		q.recovered.TruncatedBytes += int64(len(b)) - end
+		if err := os.Truncate(s.path, end); err != nil {
 			return 0, fmt.Errorf("diskqueue: truncate torn tail of %s: %w", s.path, err)
 		}
 	}
-	return id, nil
+	return next, nil
+}
+
+// scanFramed indexes a segment of magic-framed records, stepping over damaged ones. It
+// returns the id after the last good record and the end of the last good record: what
+// follows it is a torn tail.
+func (q *Queue) scanFramed(s *segment, b []byte) (next uint64, end int64) {
+	next = s.first
+	var dmg Damage
+	off := 0
+	for off < len(b) {
+		id, n, ok := DecodeHeader(b[off:], q.maxBytes)
+		if !ok || id < next {
+			// Resynchronise: the next offset where a whole, checked record starts.
+			k := resync(b, off+1, next, q.maxBytes)
+			if k < 0 {
+				break // nothing good after it: a torn tail
+			}
+			id, _, _ = DecodeHeader(b[k:], q.maxBytes)
+			dmg.Bytes += int64(k - off)
+			if from := max(next, q.head); id > from {
+				dmg.Records += int(id - from)
+			}
+			off = k
+			continue
+		}
+		if id >= q.head {
+			q.entries = append(q.entries, entry{id: id, seg: s, off: int64(off), n: int32(n)})
+			q.live += headerSize + int64(n)
+		}
+		next = id + 1
+		off += headerSize + n
+		end = int64(off)
+	}
+	if dmg.Bytes > 0 {
+		dmg.Segment = s.path
+		q.recovered.Damaged = append(q.recovered.Damaged, dmg)
+	}
+	return next, end
+}
+
+// resync returns the first offset >= from where a checked record with an id >= minID
+// starts, or -1.
+func resync(b []byte, from int, minID uint64, maxBytes int64) int {
+	for from < len(b) {
+		k := bytes.Index(b[from:], magic[:])
+		if k < 0 {
+			return -1
+		}
+		from += k
+		if id, _, ok := DecodeHeader(b[from:], maxBytes); ok && id >= minID {
+			return from
+		}
+		from++
+	}
+	return -1
+}
+
+// DecodeHeader checks the framed record at the start of b: magic, a length within maxBytes
+// and b, and the checksum. It returns the record's id and payload length.
+func DecodeHeader(b []byte, maxBytes int64) (id uint64, n int, ok bool) {
+	if len(b) < headerSize || !bytes.Equal(b[:4], magic[:]) {
+		return 0, 0, false
+	}
+	id = binary.LittleEndian.Uint64(b[4:12])
+	size := int64(binary.LittleEndian.Uint32(b[12:16]))
+	if size > maxBytes || size > int64(len(b)-headerSize) {
+		return 0, 0, false
+	}
+	n = int(size)
+	sum := crc32.Update(crc32.Checksum(b[4:16], castagnoli), castagnoli, b[headerSize:headerSize+n])
+	if sum != binary.LittleEndian.Uint32(b[16:20]) {
+		return 0, 0, false
+	}
+	return id, n, true
+}
+
+// appendRecord appends the framed record to dst.
+func appendRecord(dst []byte, id uint64, data []byte) []byte {
+	dst = append(dst, magic[:]...)
+	dst = binary.LittleEndian.AppendUint64(dst, id)
+	dst = binary.LittleEndian.AppendUint32(dst, uint32(len(data)))
+	sum := crc32.Update(crc32.Checksum(dst[len(dst)-12:], castagnoli), castagnoli, data)
+	dst = binary.LittleEndian.AppendUint32(dst, sum)
+	return append(dst, data...)
+}
+
+// legacyRecord returns the payload length of the pre-magic record at the start of b, or -1.
+func legacyRecord(b []byte, maxBytes int64) int {
+	if len(b) < legacyHeader {
+		return -1
+	}
+	n := int64(binary.LittleEndian.Uint32(b[0:4]))
+	if n > maxBytes || n > int64(len(b)-legacyHeader) {
+		return -1
+	}
+	if crc32.Checksum(b[legacyHeader:legacyHeader+n], castagnoli) != binary.LittleEndian.Uint32(b[4:8]) {
+		return -1
+	}
+	return int(n)
+}
+
+// scanLegacy indexes a segment written before records had a magic: without one there is no
+// way to find the next record, so everything from the first bad one is a torn tail.
+func (q *Queue) scanLegacy(s *segment, b []byte) (next uint64, end int64) {
+	id := s.first
+	off := 0
+	for off < len(b) {
+		n := legacyRecord(b[off:], q.maxBytes)
+		if n < 0 {
+			break
+		}
+		if id >= q.head {
+			q.entries = append(q.entries, entry{id: id, seg: s, off: int64(off), n: int32(n)})
+			q.live += legacyHeader + int64(n)
+		}
+		id++
+		off += legacyHeader + n
+	}
+	return id, int64(off)
 }
 
 func readHead(path string) (uint64, error) {
@@ -244,7 +389,10 @@ func readHead(path string) (uint64, error) {
 func (q *Queue) Recovered() Recovery { return q.recovered }
 
 // newSegment starts a new segment for appends; callers hold mu (or own q exclusively).
-func (q *Queue) newSegment() error {
+func (q *Queue) newSegment() error { return q.newSegmentAt(q.next) }
+
+// newSegmentAt starts a new segment whose first record has id first.
+func (q *Queue) newSegmentAt(first uint64) error {
 	if q.wr != nil {
 		if q.unsynced {
 			if err := q.wr.Sync(); err != nil {
@@ -257,19 +405,19 @@ func (q *Queue) newSegment() error {
 		}
 		q.wr = nil
 	}
-	path := filepath.Join(q.dir, fmt.Sprintf("%020d%s", q.next, segSuffix))
+	path := filepath.Join(q.dir, fmt.Sprintf("%020d%s", first, segSuffix))
 	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
 	if err != nil {
 		return fmt.Errorf("diskqueue: create segment: %w", err)
 	}
 	q.wr = f
 	q.wrSize = 0
-	q.segs = append(q.segs, &segment{first: q.next, path: path})
+	q.segs = append(q.segs, &segment{first: first, path: path})
 	return syncDir(q.dir)
 }
 
 // Append adds a record at the tail. When the queue is full it first drops the
-// oldest records and returns how many.
+// oldest records and returns how many; so it does when the file system is full.
 func (q *Queue) Append(data []byte) (dropped int, err error) {
 	size := int64(headerSize + len(data))
 	if size > q.maxBytes {
@@ -281,27 +429,41 @@ func (q *Queue) Append(data []byte) (dropped int, err error) {
 		return 0, ErrClosed
 	}
 	for q.live+size > q.maxBytes && len(q.entries) > 0 {
-		e := q.entries[0]
-		q.live -= headerSize + int64(e.n)
-		q.popFront()
-		q.head = e.id + 1
+		q.dropFront()
 		dropped++
 	}
-	q.dropped += uint64(dropped)
-	if q.wrSize >= q.segBytes {
+	if q.wr == nil || q.wrSize >= q.segBytes { // nil: a new segment could not be created
 		if err := q.newSegment(); err != nil {
+			q.dropped += uint64(dropped)
+			if IsNoSpace(err) {
+				q.noSpace++
+				err = fmt.Errorf("%w: %w", ErrNoSpace, err)
+			}
 			return dropped, err
 		}
 	}
-	q.wbuf = q.wbuf[:0]
-	q.wbuf = binary.LittleEndian.AppendUint32(q.wbuf, uint32(len(data)))
-	q.wbuf = binary.LittleEndian.AppendUint32(q.wbuf, crc32.Checksum(data, castagnoli))
-	q.wbuf = append(q.wbuf, data...)
-	if _, err := q.wr.Write(q.wbuf); err != nil {
-		// A partial write leaves a torn record; cut it so later appends stay readable.
-		_ = q.wr.Truncate(q.wrSize)
-		_, _ = q.wr.Seek(q.wrSize, io.SeekStart)
-		return dropped, fmt.Errorf("diskqueue: append to %s: %w", q.wr.Name(), err)
+	q.wbuf = appendRecord(q.wbuf[:0], q.next, data)
+	for {
+		err = q.write(q.wbuf)
+		if err == nil || !IsNoSpace(err) {
+			break
+		}
+		// The file system is full: free a segment (acknowledged data first, then the oldest
+		// records) and try again. Segments get smaller, so that what fits on this disk is
+		// freed in quarters rather than all at once.
+		q.segBytes = max(minSegment, min(q.segBytes, q.wrSize/4))
+		n, freed := q.reclaim()
+		dropped += n
+		q.fullDrops += uint64(n)
+		if !freed {
+			q.noSpace++
+			err = fmt.Errorf("%w: %w", ErrNoSpace, err)
+			break
+		}
+	}
+	q.dropped += uint64(dropped)
+	if err != nil {
+		return dropped, err
 	}
 	q.entries = append(q.entries, entry{id: q.next, seg: q.segs[len(q.segs)-1], off: q.wrSize, n: int32(len(data))})
 	q.wrSize += size
@@ -314,6 +476,200 @@ func (q *Queue) Append(data []byte) (dropped int, err error) {
 	default:
 	}
 	return dropped, nil
+}
+
+// write appends b to the active segment, cutting a partial write so that later appends stay
+// readable.
+func (q *Queue) write(b []byte) error {
+	if _, err := q.wr.Write(b); err != nil {
+		_ = q.wr.Truncate(q.wrSize)
+		_, _ = q.wr.Seek(q.wrSize, io.SeekStart)
+		return fmt.Errorf("diskqueue: append to %s: %w", q.wr.Name(), err)
+	}
+	return nil
+}
+
+// IsNoSpace says whether err means the file system (or the user's quota) is full.
+func IsNoSpace(err error) bool {
+	return errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT)
+}
+
+// Reclaim frees disk space for another writer on a full file system, as Append does for
+// itself: it deletes the oldest segment (or empties the active one) and returns how many
+// records that dropped.
+func (q *Queue) Reclaim() int {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	if q.closed {
+		return 0
+	}
+	n, _ := q.reclaim()
+	q.dropped += uint64(n)
+	q.fullDrops += uint64(n)
+	return n
+}
+
+// reclaim frees disk space for an append on a full file system. With older segments it
+// compacts the oldest (its acknowledged start goes) or, when nothing in it is acknowledged,
+// deletes it, dropping its live records (counted): they are the oldest in the queue.
+// With only the active segment it compacts that: the acknowledged records at its start go
+// (when none is acknowledged, the oldest half is dropped first) and the live ones are written
+// to a new segment. It returns the records dropped and whether space was freed.
+func (q *Queue) reclaim() (dropped int, freed bool) {
+	if len(q.segs) > 1 {
+		if n, ok := q.compactOldest(); ok {
+			return n, true
+		}
+		oldest := q.segs[0]
+		for len(q.entries) > 0 && q.entries[0].seg == oldest {
+			q.dropFront()
+			dropped++
+		}
+		q.head = max(q.head, q.segs[1].first)
+		q.removeDeadSegments()
+		return dropped, true
+	}
+	if len(q.segs) == 0 || q.wrSize == 0 {
+		return 0, false // an empty segment: nothing left to free
+	}
+	active := q.segs[0]
+	if len(q.entries) > 0 && q.entries[0].off == 0 {
+		for len(q.entries) > 0 && q.entries[0].off < q.wrSize/2 {
+			q.dropFront()
+			dropped++
+		}
+	}
+	base := q.wrSize
+	if len(q.entries) > 0 {
+		base = q.entries[0].off
+	}
+	var tail []byte
+	if base < q.wrSize {
+		b, err := os.ReadFile(active.path)
+		if err != nil || int64(len(b)) < q.wrSize {
+			return dropped + q.dropAll(), q.restartActive(active, q.next)
+		}
+		tail = b[base:q.wrSize]
+	}
+	// The file goes before its successor is written: on a full disk the order matters. A
+	// crash in between loses the live records being moved, which the alternative (dropping
+	// them) loses anyway.
+	first := q.next
+	if len(q.entries) > 0 {
+		first = q.entries[0].id
+	}
+	if !q.restartActive(active, first) {
+		return dropped + q.dropAll(), false
+	}
+	if len(tail) > 0 {
+		if err := q.write(tail); err != nil {
+			return dropped + q.dropAll(), true
+		}
+		for i := range q.entries {
+			q.entries[i].seg = q.segs[0]
+			q.entries[i].off -= base
+		}
+		q.wrSize = int64(len(tail))
+		q.unsynced = true
+	}
+	return dropped, true
+}
+
+// compactOldest rewrites the oldest (not active) segment without its acknowledged records
+// at the start: the live ones are copied to a new file named after the first of them. It
+// returns false when the segment has no acknowledged start, or could not be read, and the
+// records it had to drop when the copy could not be written.
+func (q *Queue) compactOldest() (dropped int, ok bool) {
+	old := q.segs[0]
+	if len(q.entries) == 0 || q.entries[0].seg != old || q.entries[0].off == 0 {
+		return 0, false
+	}
+	k := 0
+	for k < len(q.entries) && q.entries[k].seg == old {
+		k++
+	}
+	base := q.entries[0].off
+	last := q.entries[k-1]
+	end := last.off + old.header() + int64(last.n)
+	b, err := os.ReadFile(old.path)
+	if err != nil || int64(len(b)) < end {
+		return 0, false
+	}
+	tail := b[base:end]
+	if old.rd != nil {
+		_ = old.rd.Close()
+		old.rd = nil
+	}
+	if err := os.Remove(old.path); err != nil {
+		return 0, false
+	}
+	ns := &segment{first: q.entries[0].id, path: filepath.Join(q.dir, fmt.Sprintf("%020d%s", q.entries[0].id, segSuffix)), legacy: old.legacy}
+	if err := writeSynced(ns.path, tail); err != nil {
+		// Space was freed all the same; the records that were in it are gone.
+		_ = os.Remove(ns.path)
+		for len(q.entries) > 0 && q.entries[0].seg == old {
+			q.dropFront()
+			dropped++
+		}
+		q.segs = q.segs[1:]
+		return dropped, true
+	}
+	for i := range k {
+		q.entries[i].seg = ns
+		q.entries[i].off -= base
+	}
+	q.segs[0] = ns
+	_ = syncDir(q.dir)
+	return 0, true
+}
+
+func writeSynced(path string, data []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
+	if err != nil {
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return err
+	}
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return err
+	}
+	return f.Close()
+}
+
+// restartActive deletes the active segment's file and starts a new, empty one whose first
+// record id is first; false when the new one could not be created.
+func (q *Queue) restartActive(active *segment, first uint64) bool {
+	_ = q.wr.Close()
+	q.wr = nil
+	q.unsynced = false
+	if active.rd != nil {
+		_ = active.rd.Close()
+		active.rd = nil
+	}
+	_ = os.Remove(active.path)
+	q.segs = q.segs[:len(q.segs)-1]
+	return q.newSegmentAt(first) == nil
+}
+
+// dropAll drops every live record and returns how many.
+func (q *Queue) dropAll() int {
+	n := len(q.entries)
+	for len(q.entries) > 0 {
+		q.dropFront()
+	}
+	q.head = q.next
+	return n
+}
+
+// dropFront drops the oldest live record; callers hold mu and count it.
+func (q *Queue) dropFront() {
+	e := q.entries[0]
+	q.live -= e.seg.header() + int64(e.n)
+	q.popFront()
+	q.head = e.id + 1
 }
 
 func (q *Queue) popFront() {
@@ -343,7 +699,8 @@ func (q *Queue) removeDeadSegments() {
 // Notify returns a channel that receives after an Append.
 func (q *Queue) Notify() <-chan struct{} { return q.notify }
 
-// ReadFrom returns the oldest live record whose id is >= id, reading it into buf.
+// ReadFrom returns the oldest live record whose id is >= id, reading it into buf. A record
+// that fails its checksum is removed and reported as a *CorruptError.
 func (q *Queue) ReadFrom(id uint64, buf []byte) (Record, bool, error) {
 	q.mu.Lock()
 	defer q.mu.Unlock()
@@ -362,18 +719,28 @@ func (q *Queue) ReadFrom(id uint64, buf []byte) (Record, bool, error) {
 		}
 		e.seg.rd = f
 	}
-	if cap(buf) < int(e.n)+headerSize {
-		buf = make([]byte, int(e.n)+headerSize)
+	hdr := int(e.seg.header())
+	if cap(buf) < int(e.n)+hdr {
+		buf = make([]byte, int(e.n)+hdr)
 	}
-	buf = buf[:int(e.n)+headerSize]
+	buf = buf[:int(e.n)+hdr]
 	if _, err := e.seg.rd.ReadAt(buf, e.off); err != nil {
 		return Record{}, false, fmt.Errorf("diskqueue: read record %d from %s: %w", e.id, e.seg.path, err)
 	}
-	data := buf[headerSize:]
-	if crc32.Checksum(data, castagnoli) != binary.LittleEndian.Uint32(buf[4:8]) {
-		return Record{}, false, fmt.Errorf("diskqueue: record %d in %s fails its checksum", e.id, e.seg.path)
+	var ok bool
+	if e.seg.legacy {
+		ok = legacyRecord(buf, q.maxBytes) == int(e.n)
+	} else {
+		rid, n, good := DecodeHeader(buf, q.maxBytes)
+		ok = good && rid == e.id && n == int(e.n)
 	}
-	return Record{ID: e.id, Data: data}, true, nil
+	if !ok {
+		q.live -= int64(hdr) + int64(e.n)
+		q.entries = append(q.entries[:i], q.entries[i+1:]...)
+		q.corrupt++
+		return Record{}, false, &CorruptError{ID: e.id, Segment: e.seg.path}
+	}
+	return Record{ID: e.id, Data: buf[hdr:]}, true, nil
 }
 
 // Ack removes every record with id <= id.
@@ -384,7 +751,7 @@ func (q *Queue) Ack(id uint64) {
 		return // dropped meanwhile
 	}
 	for len(q.entries) > 0 && q.entries[0].id <= id {
-		q.live -= headerSize + int64(q.entries[0].n)
+		q.live -= q.entries[0].seg.header() + int64(q.entries[0].n)
 		q.popFront()
 	}
 	q.head = id + 1
@@ -405,15 +772,20 @@ func (q *Queue) Head() uint64 {
 type Stats struct {
 	Records int    // live records
 	Bytes   int64  // live bytes including record headers
-	Dropped uint64 // records dropped to make room since Open
-	Syncs   uint64 // fsyncs done by Sync
+	Dropped uint64 // records dropped to make room (queue or file system full) since Open
+	Corrupt uint64 // records that failed their checksum when read, since Open
+	NoSpace uint64 // appends refused because the file system was full, since Open
+	// DroppedNoSpace are the Dropped records dropped to make room on a full file system.
+	DroppedNoSpace uint64
+	Syncs          uint64 // fsyncs done by Sync
 }
 
 // Stats returns the current counters.
 func (q *Queue) Stats() Stats {
 	q.mu.Lock()
 	defer q.mu.Unlock()
-	return Stats{Records: len(q.entries), Bytes: q.live, Dropped: q.dropped, Syncs: q.fsyncCount}
+	return Stats{Records: len(q.entries), Bytes: q.live, Dropped: q.dropped, Corrupt: q.corrupt, NoSpace: q.noSpace,
+		DroppedNoSpace: q.fullDrops, Syncs: q.fsyncCount}
 }
 
 // Sync makes appended records and the acknowledged position durable. The

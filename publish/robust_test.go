@@ -1,0 +1,243 @@
+package publish_test
+
+import (
+	"context"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stardetr/stardetr/internal/testenv"
+	"github.com/stardetr/stardetr/publish"
+	"github.com/stardetr/stardetr/publish/internal/diskqueue"
+)
+
+// One flipped byte in queued message 20 of 171 costs that message only: the other 170
+// arrive in order, and the loss is counted and logged once for its segment.
+func TestCorruptQueuedMessageCostsOne(t *testing.T) {
+	t.Parallel()
+	b := testenv.StartMosquitto(t, "")
+	sub := testenv.Subscribe(t, b.URL("mqtt"), "stardetr/dev1/+/detections", nil)
+	state := t.TempDir()
+	cfg := publish.DefaultConfig()
+	cfg.Brokers = []string{b.URL("mqtt")}
+	p := newPublisher(t, cfg, state, false) // never connects: everything stays queued
+	for i := range 171 {
+		if err := p.PublishDetections(frame("cam", uint64(i), 3)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := p.Close(closeCtx(t)); err != nil {
+		t.Fatal(err)
+	}
+	segs, _ := filepath.Glob(filepath.Join(state, "mqtt-queue", "*.seg"))
+	if len(segs) != 1 {
+		t.Fatalf("segments %q, want one", segs)
+	}
+	data, err := os.ReadFile(segs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := 0
+	for range 19 { // to message 20 (seq 20)
+		_, n, ok := diskqueue.DecodeHeader(data[off:], 1<<30)
+		if !ok {
+			t.Fatalf("record at %d does not decode", off)
+		}
+		off += 20 + n
+	}
+	data[off+40] ^= 0x01
+	if err := os.WriteFile(segs[0], data, 0o640); err != nil {
+		t.Fatal(err)
+	}
+
+	var logs testenv.LogBuffer
+	p2, err := publish.New(cfg, publish.Options{DeviceID: "dev1", StateDir: state,
+		Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p2.Close(closeCtx(t))
+	if err := p2.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	msgs := sub.WaitFor(t, 30*time.Second, "170 messages", func(r []testenv.Received) bool {
+		u, _ := firstArrivals(seqs(t, r, "cam"))
+		return len(u) >= 170
+	})
+	uniq, _ := firstArrivals(seqs(t, msgs, "cam"))
+	checkContiguous(t, uniq[:19], 1, 19)
+	checkContiguous(t, uniq[19:], 21, 171)
+	if m := p2.Metrics(); m.Corrupt != 1 || metricValue(t, p2, "stardetr_mqtt_corrupt_records_total") != 1 {
+		t.Fatalf("corrupt count %d, want 1 (also in stardetr_mqtt_corrupt_records_total)", m.Corrupt)
+	}
+	if n := logs.Count(`level=WARN msg="queue segment has corrupt records`); n != 1 || logs.Count("messages_lost=1") != 1 {
+		t.Fatalf("%d WARN lines about the damaged segment, want 1 with messages_lost=1: %q", n, logs.String())
+	}
+}
+
+// A small real file system (tmpfs) filled while the broker is down: publishing never fails,
+// the oldest messages go (counted, logged at most once per 10 s, queue degraded in health);
+// once space is freed and the broker is back, the newest messages arrive in order, and a
+// connected publisher keeps publishing on the nearly full disk.
+func TestDiskFullWhileBrokerDown(t *testing.T) {
+	t.Parallel()
+	mnt := testenv.Tmpfs(t, 1<<20)
+	b := testenv.StartMosquitto(t, "")
+	sub := testenv.Subscribe(t, b.URL("mqtt"), "stardetr/dev1/+/detections", nil) // persistent session
+	b.Stop()
+	filler := testenv.Fill(t, mnt, "filler", 400<<10)
+	cfg := publish.DefaultConfig() // max_mb 64: the disk, not the limit, is what fills
+	cfg.Brokers = []string{b.URL("mqtt")}
+	var logs testenv.LogBuffer
+	p, err := publish.New(cfg, publish.Options{DeviceID: "dev1", StateDir: mnt, Logger: slog.New(slog.NewTextHandler(&logs, nil)),
+		RetryDelays: []time.Duration{100 * time.Millisecond, 300 * time.Millisecond}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(closeCtx(t))
+	if err := p.Start(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	const total = 2000 // ~4 KB each: 8 MB into 400 KiB
+	t0 := time.Now()
+	for i := range total {
+		if err := p.PublishDetections(frame("cam", uint64(i), 40)); err != nil {
+			t.Fatalf("message %d on a full disk: %v", i, err)
+		}
+	}
+	elapsed := time.Since(t0)
+	m := p.Metrics()
+	if m.Dropped == 0 || m.Dropped+uint64(m.QueueDepth) != total {
+		t.Fatalf("metrics %+v: want drops, dropped+depth = %d", m, total)
+	}
+	if h := p.QueueHealth(); !strings.Contains(h, "file system is full") || metricValue(t, p, "stardetr_mqtt_queue_degraded") != 1 {
+		t.Fatalf("queue health %q while dropping on a full disk (stardetr_mqtt_queue_degraded should be 1)", h)
+	}
+	lines := logs.Count("disk full: dropping")
+	if allowed := 1 + int(elapsed/(10*time.Second)); lines < 1 || lines > allowed {
+		t.Fatalf("%d disk-full log lines in %v, want 1..%d", lines, elapsed, allowed)
+	}
+
+	// Freed, broker back: the queue drains, newest messages in order.
+	if err := os.Remove(filler); err != nil {
+		t.Fatal(err)
+	}
+	b.Start()
+	first := uint64(total-m.QueueDepth) + 1
+	waitNewest(t, sub, m.QueueDepth, first, total)
+
+	// Nearly full again with the broker connected: acknowledged data is reclaimed, nothing
+	// is dropped, every message arrives.
+	waitConnected(t, p)
+	testenv.Fill(t, mnt, "filler2", 32<<10)
+	tick := time.NewTicker(5 * time.Millisecond)
+	defer tick.Stop()
+	for i := range 300 {
+		<-tick.C
+		if err := p.PublishDetections(frame("cam", uint64(total+i), 40)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitNewest(t, sub, m.QueueDepth+300, first, total+300)
+	if d := p.Metrics().Dropped; d != m.Dropped {
+		t.Fatalf("%d more messages dropped with the broker connected", d-m.Dropped)
+	}
+	t.Logf("disk full for %v: %d of %d dropped oldest-first with %d log line(s); after freeing, seq %d..%d delivered in order",
+		elapsed.Round(time.Millisecond), m.Dropped, total, lines, first, total+300)
+}
+
+// A broker that cannot be reached is reported with the likely cause and the key to fix.
+func TestConnectErrorsNameCauseAndKey(t *testing.T) {
+	t.Parallel()
+	plain := testenv.StartMosquitto(t, "")
+	// silent accepts TCP connections and never says a word, as a broker stuck at start would.
+	silent, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var held []net.Conn
+	var heldMu sync.Mutex
+	accepted := make(chan struct{})
+	go func() {
+		defer close(accepted)
+		for {
+			c, err := silent.Accept()
+			if err != nil {
+				return
+			}
+			heldMu.Lock()
+			held = append(held, c)
+			heldMu.Unlock()
+		}
+	}()
+	t.Cleanup(func() {
+		silent.Close()
+		<-accepted
+		heldMu.Lock()
+		for _, c := range held {
+			c.Close()
+		}
+		heldMu.Unlock()
+	})
+	for _, c := range []struct {
+		name    string
+		brokers []string
+		want    []string
+	}{
+		{"TLS to a plain port", []string{"mqtts://127.0.0.1:" + strconv.Itoa(plain.Port)},
+			[]string{"mqtt.brokers[0]", "TLS handshake", "plain MQTT port"}},
+		{"broker never answers CONNECT", []string{"mqtt://" + silent.Addr().String()},
+			[]string{"mqtt.brokers[0]", "never answered CONNECT", "mqtt.connect_timeout 1s"}},
+		{"nothing listening", []string{"mqtt://127.0.0.1:" + strconv.Itoa(testenv.FreePort(t))},
+			[]string{"mqtt.brokers[0]", "nothing accepts connections"}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			t.Parallel()
+			cfg := publish.DefaultConfig()
+			cfg.Brokers = c.brokers
+			cfg.ConnectTimeout = time.Second
+			p := newPublisher(t, cfg, t.TempDir(), true)
+			m := waitFailures(t, p, 1)
+			for _, w := range c.want {
+				if m.LastError == nil || !strings.Contains(m.LastError.Error(), w) {
+					t.Fatalf("connect error %v; want it to say %q", m.LastError, w)
+				}
+			}
+			t.Logf("%s: %v", c.name, m.LastError)
+		})
+	}
+}
+
+// A disk that is completely full when the publisher has nothing of its own on it: every
+// message is dropped and counted, none is an error for the caller (which would log each),
+// the log gets one line, and the queue reports itself degraded.
+func TestDiskFullWithNothingToFree(t *testing.T) {
+	t.Parallel()
+	mnt := testenv.Tmpfs(t, 256<<10)
+	cfg := publish.DefaultConfig()
+	cfg.Brokers = []string{"mqtt://127.0.0.1:1"} // never connects; not started anyway
+	var logs testenv.LogBuffer
+	p, err := publish.New(cfg, publish.Options{DeviceID: "dev1", StateDir: mnt, Logger: slog.New(slog.NewTextHandler(&logs, nil))})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer p.Close(closeCtx(t))
+	testenv.Fill(t, mnt, "filler", 0)
+	for i := range 50 {
+		if err := p.PublishDetections(frame("cam", uint64(i), 40)); err != nil {
+			t.Fatalf("message %d on a full disk: %v", i, err)
+		}
+	}
+	if m := p.Metrics(); m.Dropped != 50 || m.QueueDepth != 0 {
+		t.Fatalf("metrics %+v: want all 50 dropped and counted", m)
+	}
+	if n := logs.Count("disk full"); n != 1 || !strings.Contains(p.QueueHealth(), "full") {
+		t.Fatalf("%d disk-full log lines for 50 drops (want 1), health %q:\n%s", n, p.QueueHealth(), logs.String())
+	}
+}
