@@ -162,22 +162,3 @@ func TestV4L2Props(t *testing.T) {
 		t.Errorf("an unset V4L2 config sets no properties, got %v", p)
 	}
 }
-
-func TestBackoffSchedule(t *testing.T) {
-	steps := []time.Duration{time.Second, 2 * time.Second, 5 * time.Second}
-	got := camera.Backoff(steps, 1, 6)
-	for i, d := range got {
-		base := steps[min(i, len(steps)-1)]
-		if d < base*8/10 || d > base*12/10 {
-			t.Errorf("retry %d waits %v, want %v ±20%%", i, d, base)
-		}
-	}
-	a, b := camera.Backoff(steps, 1, 6), camera.Backoff(steps, 2, 6)
-	same := true
-	for i := range a {
-		same = same && a[i] == b[i]
-	}
-	if same {
-		t.Error("two seeds gave the same jitter")
-	}
-}

@@ -38,6 +38,8 @@ import (
 	"time"
 
 	"gocv.io/x/gocv"
+
+	"github.com/stardetr/stardetr/internal/backoff"
 )
 
 // Phase is where a source is in its connect/stream/retry cycle.
@@ -81,6 +83,9 @@ var (
 	ErrRunning = errors.New("camera: Run called on a source that is already running")
 )
 
+// backoffResetAfter: a session that streamed this long starts the retry schedule over.
+const backoffResetAfter = 10 * time.Second
+
 // Source is one camera. Create it with NewSource, drive it with Run.
 type Source struct {
 	cfg   Config
@@ -112,7 +117,7 @@ func NewSource(cfg Config, log *slog.Logger) (*Source, error) {
 		cfg:        cfg,
 		kind:       cfg.Kind(),
 		log:        log.With("camera", cfg.Name),
-		steps:      defaultBackoff[:],
+		steps:      backoff.Default,
 		resetAfter: backoffResetAfter,
 	}
 	s.st = State{Phase: PhaseStopped, Since: time.Now()}
@@ -186,7 +191,7 @@ func (s *Source) Run(ctx context.Context, sink func(*Frame)) error {
 	defer pool.Close()
 	h := fnv.New64a()
 	h.Write([]byte(s.cfg.Name))
-	bo := newBackoff(s.steps, h.Sum64()^uint64(time.Now().UnixNano()))
+	bo := backoff.New(s.steps, h.Sum64()^uint64(time.Now().UnixNano()))
 	retry := time.NewTimer(time.Hour)
 	retry.Stop()
 	defer retry.Stop()
@@ -221,9 +226,9 @@ func (s *Source) Run(ctx context.Context, sink func(*Frame)) error {
 			res.err = errors.New("video file ended before its first frame (empty or unreadable)")
 		}
 		if res.frames > 0 && res.last.Sub(res.first) >= s.resetAfter {
-			bo.reset()
+			bo.Reset()
 		}
-		wait := bo.delay()
+		wait := bo.Next()
 		next := time.Now().Add(wait)
 		s.setPhase(session, PhaseRetrying, res.err, next)
 		s.log.Warn("camera failed, retrying", "error", res.err, "retry_in", wait.Round(time.Millisecond))

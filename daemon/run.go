@@ -72,9 +72,6 @@ func newLogger(w io.Writer, level string) *slog.Logger {
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: l}))
 }
 
-// cameraKey fingerprints a camera's configuration: a reload restarts the camera only if it changed.
-func cameraKey(c CameraConfig) string { return fmt.Sprintf("%#v", c) }
-
 // buildCameras makes a source (and, for a tracking camera, a scene that names counts by the
 // model's labels) for every configured camera.
 func buildCameras(cfgs []CameraConfig, ev EventsConfig, labels []string, log *slog.Logger) ([]pipeline.Camera, error) {
@@ -84,7 +81,7 @@ func buildCameras(cfgs []CameraConfig, ev EventsConfig, labels []string, log *sl
 		if err != nil {
 			return nil, fmt.Errorf("cameras[%d] (%s): %w", i, c.Name, err)
 		}
-		cams = append(cams, pipeline.Camera{Name: c.Name, Key: cameraKey(c), Source: src, Policy: c.Publish,
+		cams = append(cams, pipeline.Camera{Name: c.Name, Key: c, Source: src, Policy: c.Publish,
 			Scene: newScene(c, ev, labels)})
 	}
 	return cams, nil

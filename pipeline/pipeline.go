@@ -10,6 +10,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"reflect"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -105,12 +106,13 @@ type EventPublisher interface {
 	PublishTracked(t *Tracked) error
 }
 
-// Camera is one configured camera: its source and publish policy. Key identifies the
-// configuration that built it: Update restarts a camera whose key changed and leaves the
-// others running.
+// Camera is one configured camera: its source and publish policy. Key is the configuration
+// that built it (a comparable value, typically the camera's config section): Update restarts
+// a camera whose Key is not deeply equal (reflect.DeepEqual) to the running one's and leaves
+// the others running.
 type Camera struct {
 	Name   string
-	Key    string
+	Key    any
 	Source Source
 	Policy Policy
 	// Scene tracks the camera's objects; nil: no tracking. The pipeline's worker is its
@@ -175,7 +177,7 @@ func (p *Pipeline) Update(cams []Camera) error {
 	for name, cs := range p.cams {
 		keep := false
 		for _, c := range cams {
-			if c.Name == name && c.Key == cs.cam.Key {
+			if c.Name == name && reflect.DeepEqual(c.Key, cs.cam.Key) {
 				keep = true
 			}
 		}

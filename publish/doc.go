@@ -44,5 +44,5 @@
 // The paho client runs with a clean session, its own automatic reconnect off
 // and an in-memory store: the disk queue is the store of record, and the
 // publisher's own connection loop retries every broker in order with
-// stepped delays (Options.RetryDelays, default 1 s, 2 s, 5 s, 10 s).
+// stepped, jittered delays (Options.RetryDelays, default internal/backoff's: 1 s, 1 s, 2 s, 5 s, 10 s, 20 s, 30 s).
 package publish

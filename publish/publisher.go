@@ -17,6 +17,7 @@ import (
 	mqtt "github.com/eclipse/paho.mqtt.golang"
 	mochi "github.com/mochi-mqtt/server/v2"
 
+	"github.com/stardetr/stardetr/internal/backoff"
 	"github.com/stardetr/stardetr/internal/confcheck"
 	"github.com/stardetr/stardetr/internal/secret"
 	"github.com/stardetr/stardetr/publish/internal/diskqueue"
@@ -32,8 +33,8 @@ type Options struct {
 	Logger   *slog.Logger // nil: slog.Default()
 	// Stats, when set, is called every Config.StatsInterval and its result published on …/stats.
 	Stats func() Stats
-	// RetryDelays between failed connection attempts; the last one repeats.
-	// Nil: 1s, 2s, 5s, 10s.
+	// RetryDelays between failed connection attempts, jittered ±20%; the last one repeats.
+	// Nil: backoff.Default (1s, 1s, 2s, 5s, 10s, 20s, 30s), the cameras' schedule too.
 	RetryDelays []time.Duration
 }
 
@@ -47,8 +48,6 @@ const (
 	// writeTimeout bounds one packet write (and paho's hand-off to its writer).
 	writeTimeout = 2 * time.Second
 )
-
-var defaultRetryDelays = []time.Duration{time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second}
 
 // Publisher sends detections and stats to an MQTT broker without losing
 // detections: see the package documentation.
@@ -136,9 +135,6 @@ func New(cfg Config, opts Options) (*Publisher, error) {
 		stats:       opts.Stats,
 		retry:       opts.RetryDelays,
 		linkChanged: make(chan struct{}),
-	}
-	if len(p.retry) == 0 {
-		p.retry = defaultRetryDelays
 	}
 	base := cfg.TopicPrefix + "/" + opts.DeviceID + "/"
 	p.statusTopic, p.statsTopic, p.camPrefix = base+"status", base+"stats", base
@@ -298,6 +294,7 @@ func (p *Publisher) currentLink() (*link, <-chan struct{}) {
 func (p *Publisher) connectLoop(ctx context.Context) {
 	defer p.wg.Done()
 	failures := 0
+	retry := backoff.New(p.retry, uint64(time.Now().UnixNano()))
 	for {
 		p.connectAttempts.Add(1)
 		tok := p.client.Connect()
@@ -317,7 +314,7 @@ func (p *Publisher) connectLoop(ctx context.Context) {
 			err = p.explain(err, p.attempting)
 			p.lastErr = fmt.Errorf("connect to %v: %w", p.brokers, err)
 			p.mu.Unlock()
-			delay := p.retry[min(failures, len(p.retry))-1]
+			delay := retry.Next()
 			p.log.Warn("cannot connect to any broker", "brokers", p.brokers, "err", err, "retry_in", delay, "failures", failures)
 			select {
 			case <-time.After(delay):
@@ -327,6 +324,7 @@ func (p *Publisher) connectLoop(ctx context.Context) {
 			}
 		}
 		failures = 0
+		retry.Reset()
 		p.mu.Lock()
 		p.lastErr = nil
 		p.connectedTo = p.attempting
