@@ -4,10 +4,13 @@
         --data data.yaml --out build/models/seed-640-int8.onnx --plugin build/amd64/libstardetr_carafe.so
 
 Weights are int8 per output channel (symmetric), activations uint8 (asymmetric): U8S8, the operand
-pair of x86's VNNI dot product (vpdpbusd) and of arm64's dot-product extension. Only Conv, MatMul and
-Gemm are quantized by default (--ops): measured on seed-640, quantizing every op ONNX Runtime can
-(Add, Mul, Softmax, Sigmoid...) adds more QuantizeLinear/DequantizeLinear time than it saves, and
-int8 activations (S8S8) leave most Convs unfused in float32 on this ONNX Runtime. The
+pair of x86's VNNI dot product (vpdpbusd) and of arm64's dot-product extension. Conv, MatMul, Gemm,
+Mul, Add and Concat are quantized by default (--ops), chosen by measurement on seed-640 at 640, one
+thread (stardetr bench): Conv alone 407 ms, Conv+MatMul+Gemm 336-362 ms, plus Mul+Add+Concat
+(StarNet's star products and the necks' sums stay in int8 between convolutions, without
+Quantize/Dequantize pairs and layout transposes around them) 281-288 ms; every op ONNX Runtime
+can (Softmax, Sigmoid...) was slower again. int8 activations (S8S8) left most Convs unfused in
+float32 on this ONNX Runtime. The
 mmcv::MMCVCARAFE nodes stay float32 (the plugin runs them, fed by DequantizeLinear); so do nodes
 whose names start with a --keep-fp32 prefix. The result keeps the input's interface and metadata,
 so `stardetr` runs it with no configuration change.
@@ -24,8 +27,8 @@ import numpy as np
 
 from model.quantize import calib
 
-# Op types quantized by default (see the module docstring for why not more).
-OPS = ("Conv", "MatMul", "Gemm")
+# Op types quantized by default (see the module docstring for why these).
+OPS = ("Conv", "MatMul", "Gemm", "Mul", "Add", "Concat")
 
 
 def fail(msg):
