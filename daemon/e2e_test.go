@@ -22,6 +22,33 @@ import (
 // lockedBuffer collects the daemon's log while the test reads it.
 type lockedBuffer = testenv.LogBuffer
 
+// daemonProcess is a `stardetr run` that a test started: its log, and its exit once it comes.
+type daemonProcess struct {
+	cmd    *exec.Cmd
+	log    *lockedBuffer
+	exited chan error
+}
+
+// startDaemon runs `bin run --config cfg` with env added to the test's environment. The
+// test's cleanup kills it and, when the test failed, prints its log.
+func startDaemon(t *testing.T, bin, cfg string, env ...string) *daemonProcess {
+	t.Helper()
+	d := &daemonProcess{cmd: exec.Command(bin, "run", "--config", cfg), log: &lockedBuffer{}, exited: make(chan error, 1)}
+	d.cmd.Env = append(os.Environ(), env...)
+	d.cmd.Stderr = d.log
+	if err := d.cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() { d.exited <- d.cmd.Wait() }()
+	t.Cleanup(func() {
+		_ = d.cmd.Process.Kill()
+		if t.Failed() {
+			t.Logf("daemon log (%s):\n%s", cfg, d.log.String())
+		}
+	})
+	return d
+}
+
 // buildStardetr compiles the command once per test binary run.
 func buildStardetr(t testing.TB) string {
 	t.Helper()
@@ -103,21 +130,8 @@ func TestServiceEndToEnd(t *testing.T) {
 	}
 	cfg := write(fmt.Sprintf(ghostCamera, testenv.FreePort(t)))
 
-	var stderr lockedBuffer
-	cmd := exec.Command(bin, "run", "--config", cfg)
-	cmd.Env = append(os.Environ(), "NOTIFY_SOCKET="+ns.Path, "WATCHDOG_USEC=600000")
-	cmd.Stderr = &stderr
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = cmd.Process.Kill()
-		if t.Failed() {
-			t.Logf("daemon log:\n%s", stderr.String())
-		}
-	})
+	d := startDaemon(t, bin, cfg, "NOTIFY_SOCKET="+ns.Path, "WATCHDOG_USEC=600000")
+	cmd, exited, stderr := d.cmd, d.exited, d.log
 
 	before := ns.Expect(t, "READY=1", 60*time.Second)
 	for _, m := range before {

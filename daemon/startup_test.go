@@ -139,21 +139,8 @@ func TestCorruptSeqAndSecondInstance(t *testing.T) {
 
 	before := uint64(time.Now().UnixMilli())
 	ns := testenv.NewNotifySocket(t)
-	var stderr lockedBuffer
-	first := exec.Command(bin, "run", "--config", e.cfg)
-	first.Env = append(os.Environ(), "NOTIFY_SOCKET="+ns.Path)
-	first.Stderr = &stderr
-	if err := first.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- first.Wait() }()
-	t.Cleanup(func() {
-		_ = first.Process.Kill()
-		if t.Failed() {
-			t.Logf("first daemon's log:\n%s", stderr.String())
-		}
-	})
+	daemon := startDaemon(t, bin, e.cfg, "NOTIFY_SOCKET="+ns.Path)
+	first, exited, stderr := daemon.cmd, daemon.exited, daemon.log
 	ns.Expect(t, "READY=1", 60*time.Second)
 	if log := stderr.String(); !strings.Contains(log, "level=WARN") || !strings.Contains(log, "message counters were corrupt") {
 		t.Fatalf("no WARN about the corrupt counters:\n%s", log)

@@ -3,7 +3,6 @@ package model
 import (
 	"errors"
 	"fmt"
-	"slices"
 
 	ort "github.com/yalue/onnxruntime_go"
 	"gocv.io/x/gocv"
@@ -111,12 +110,7 @@ func (b *Batch) Run(k int) error {
 
 // Close releases the batch's tensors, bindings and items' Mats.
 func (b *Batch) Close() error {
-	d := b.d
-	d.mu.Lock()
-	if i := slices.Index(d.batches, b); i >= 0 {
-		d.batches = slices.Delete(d.batches, i, i+1)
-	}
-	d.mu.Unlock()
+	forget(b.d, &b.d.batches, b)
 	return b.close()
 }
 

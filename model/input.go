@@ -162,13 +162,18 @@ func (in *Input) Detect(frame gocv.Mat, out []Detection) ([]Detection, Timings, 
 
 // Close releases the Input's tensors and Mats.
 func (in *Input) Close() error {
-	d := in.d
-	d.mu.Lock()
-	if i := slices.Index(d.inputs, in); i >= 0 {
-		d.inputs = slices.Delete(d.inputs, i, i+1)
-	}
-	d.mu.Unlock()
+	forget(in.d, &in.d.inputs, in)
 	return in.close()
+}
+
+// forget removes v from one of the detector's lists of open Inputs or Batches (those it
+// closes itself when it closes), under its lock.
+func forget[T comparable](d *Detector, list *[]T, v T) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if i := slices.Index(*list, v); i >= 0 {
+		*list = slices.Delete(*list, i, i+1)
+	}
 }
 
 func (in *Input) close() error {
