@@ -171,10 +171,11 @@ type eventSnapshots struct {
 	log     *slog.Logger
 	removed atomic.Uint64
 
-	mu    sync.Mutex
-	files map[string]snapFile
-	total int64
-	last  map[string]time.Time // by live event id: when its snapshot was last written
+	mu     sync.Mutex
+	files  map[string]snapFile
+	total  int64
+	last   map[string]time.Time // by live event id: when its snapshot was last written
+	newest time.Time            // the latest file time given, so that file times strictly increase
 }
 
 type snapFile struct {
@@ -207,6 +208,9 @@ func openEventSnapshots(dir string, maxBytes int64, log *slog.Logger) (*eventSna
 		}
 		s.files[id] = snapFile{size: info.Size(), written: info.ModTime()}
 		s.total += info.Size()
+		if info.ModTime().After(s.newest) {
+			s.newest = info.ModTime()
+		}
 	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -247,10 +251,22 @@ func (s *eventSnapshots) save(id string, now time.Time, frame gocv.Mat, ev track
 	if int64(len(jpg)) > s.max {
 		return nil // larger than the whole budget: keep none
 	}
-	if err := atomicfile.Write(filepath.Join(s.dir, id+".jpg"), jpg); err != nil {
+	path := filepath.Join(s.dir, id+".jpg")
+	if err := atomicfile.Write(path, jpg); err != nil {
 		return fmt.Errorf("event %s snapshot: %w", id, err)
 	}
-	s.files[id] = snapFile{size: int64(len(jpg)), written: time.Now()}
+	// The file system's clock ticks coarsely (files written within one tick share a time),
+	// so each file gets a time of its own, later than any before: a restart then sorts
+	// them in the order they were written.
+	written := time.Now()
+	if !written.After(s.newest) {
+		written = s.newest.Add(time.Microsecond)
+	}
+	if err := os.Chtimes(path, written, written); err != nil {
+		s.log.Warn("event snapshot: cannot set its time; a restart may trim it out of order", "id", id, "err", err)
+	}
+	s.newest = written
+	s.files[id] = snapFile{size: int64(len(jpg)), written: written}
 	s.total += int64(len(jpg))
 	return nil
 }
@@ -271,7 +287,13 @@ func (s *eventSnapshots) trim(need int64) {
 	for id := range s.files {
 		ids = append(ids, id)
 	}
-	sort.Slice(ids, func(i, j int) bool { return s.files[ids[i]].written.Before(s.files[ids[j]].written) })
+	sort.Slice(ids, func(i, j int) bool {
+		a, b := s.files[ids[i]].written, s.files[ids[j]].written
+		if a.Equal(b) {
+			return ids[i] < ids[j]
+		}
+		return a.Before(b)
+	})
 	for _, id := range ids {
 		if s.total+need <= s.max {
 			break
