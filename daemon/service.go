@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"net/http"
@@ -19,6 +20,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/stardetr/stardetr/camera"
+	"github.com/stardetr/stardetr/internal/pageout"
 	"github.com/stardetr/stardetr/internal/statelock"
 	"github.com/stardetr/stardetr/model"
 	"github.com/stardetr/stardetr/pipeline"
@@ -35,8 +37,8 @@ type service struct {
 	deviceID   string
 
 	det    *model.Detector
-	labels []string // the model's class names by id
-	slots  []*model.Batch
+	labels []string    // the model's class names by id
+	slots  []io.Closer // the input slots the service made (the detector's own is closed with it)
 	pub    *publish.Publisher
 	sink   *messageSink
 	live   *liveView
@@ -86,6 +88,9 @@ func startService(ctx context.Context, cfg Config, configPath string, log *slog.
 		undo = append(undo, func() { _ = ln.Close() })
 	}
 
+	// The libraries' pages that loading touched go back before the model is built, so that
+	// they do not add to the peak it reaches, and again once running (internal/pageout).
+	releaseFilePages(log, "before loading the model")
 	s.det, err = model.Open(ctx, cfg.Model, cfg.StateDir, log.With("component", "model"))
 	if err != nil {
 		return nil, err
@@ -116,16 +121,35 @@ func startService(ctx context.Context, cfg Config, configPath string, log *slog.
 		return nil, err
 	}
 	// Two input slots: the next frames are preprocessed while the model runs on the current
-	// ones. Each holds up to model.batch frames, one per camera.
+	// ones. Each holds up to model.batch frames, one per camera. With model.batch 1 the first
+	// is the detector's own input (the one its warm-up ran on), so that the daemon holds two
+	// input tensors, not three (README, "Memory").
 	slots := make([]pipeline.Slot, 2)
 	for i := range slots {
-		b, berr := s.det.NewBatch(cfg.Model.Batch)
-		if berr != nil {
-			return nil, fmt.Errorf("model.batch: %w", berr)
+		if cfg.Model.Batch == 1 && i == 0 {
+			slots[i] = pipeline.OneFrame(s.det.DefaultInput()) // closed with the detector
+			continue
 		}
-		undo = append(undo, func() { _ = b.Close() })
-		s.slots = append(s.slots, b)
-		slots[i] = b
+		var slot interface {
+			pipeline.Slot
+			Close() error
+		}
+		if cfg.Model.Batch == 1 {
+			in, ierr := s.det.NewInput()
+			if ierr != nil {
+				return nil, fmt.Errorf("model input: %w", ierr)
+			}
+			slot = oneFrameInput{pipeline.OneFrame(in), in}
+		} else {
+			b, berr := s.det.NewBatch(cfg.Model.Batch)
+			if berr != nil {
+				return nil, fmt.Errorf("model.batch: %w", berr)
+			}
+			slot = b
+		}
+		undo = append(undo, func() { _ = slot.Close() })
+		s.slots = append(s.slots, slot)
+		slots[i] = slot
 	}
 	s.sink = &messageSink{pub: s.pub, model: info, log: log, recent: &recentEvents{n: cfg.Events.Recent}}
 	if cfg.Events.SnapshotMaxMB > 0 {
@@ -178,8 +202,30 @@ func startService(ctx context.Context, cfg Config, configPath string, log *slog.
 	s.loop(lctx, watchdogInterval(), s.pingWatchdog)
 	s.loop(lctx, 5*time.Second, s.reportStatus)
 	s.notify.ready()
+	releaseFilePages(log, "after start-up")
 	log.Info("stardetr running", "version", Version, "device", s.deviceID, "cameras", len(cams))
 	return s, nil
+}
+
+// oneFrameInput is a one-frame model.Input as a pipeline slot that can be closed.
+type oneFrameInput struct {
+	pipeline.Slot
+	in *model.Input
+}
+
+func (o oneFrameInput) Close() error { return o.in.Close() }
+
+// releaseFilePages gives back the pages of the executable and libraries that start-up touched
+// and nothing uses any more (internal/pageout).
+func releaseFilePages(log *slog.Logger, when string) {
+	before := processRSS()
+	r, err := pageout.Release()
+	if err != nil {
+		log.Debug("cannot give back start-up pages of the libraries", "when", when, "err", err)
+		return
+	}
+	log.Debug("gave back start-up pages of the libraries", "when", when, "mappings", r.Mappings,
+		"rss_before_mb", before>>20, "rss_after_mb", processRSS()>>20)
 }
 
 // loop runs fn every interval in a goroutine the service owns; interval 0 disables it.

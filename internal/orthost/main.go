@@ -18,6 +18,7 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	ort "github.com/yalue/onnxruntime_go"
@@ -37,6 +38,7 @@ func main() {
 	arena := flag.Bool("arena", true, "ONNX Runtime's CPU memory arena")
 	pattern := flag.Bool("mempattern", true, "ONNX Runtime's memory pattern")
 	fromBytes := flag.Bool("bytes", false, "load the model from a byte slice read by Go instead of from the path")
+	mapped := flag.Bool("mmap", false, "load the model from a read-only mapping of the file instead of from the path")
 	var entries []string
 	flag.Func("config", "session config entry key=value (repeatable)", func(s string) error {
 		if !strings.Contains(s, "=") {
@@ -50,13 +52,13 @@ func main() {
 		fmt.Fprintln(os.Stderr, "orthost: -ort and -model are required")
 		os.Exit(2)
 	}
-	if err := run(*lib, *path, *plugin, *threads, *runs, *size, *arena, *pattern, *fromBytes, entries); err != nil {
+	if err := run(*lib, *path, *plugin, *threads, *runs, *size, *arena, *pattern, *fromBytes, *mapped, entries); err != nil {
 		fmt.Fprintln(os.Stderr, "orthost:", err)
 		os.Exit(1)
 	}
 }
 
-func run(lib, path, plugin string, threads, runs, size int, arena, pattern, fromBytes bool, entries []string) error {
+func run(lib, path, plugin string, threads, runs, size int, arena, pattern, fromBytes, mapped bool, entries []string) error {
 	ort.SetSharedLibraryPath(lib)
 	if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
 		return err
@@ -97,8 +99,13 @@ func run(lib, path, plugin string, threads, runs, size int, arena, pattern, from
 	var s *ort.DynamicAdvancedSession
 	names := []string{"images"}
 	outNames := []string{"output0"}
-	if fromBytes {
-		data, err := os.ReadFile(path)
+	if fromBytes || mapped {
+		var data []byte
+		if mapped {
+			data, err = mapFile(path)
+		} else {
+			data, err = os.ReadFile(path)
+		}
 		if err != nil {
 			return err
 		}
@@ -129,6 +136,20 @@ func run(lib, path, plugin string, threads, runs, size int, arena, pattern, from
 	fmt.Printf("hwm_kb %d rss_kb %d anon_kb %d ms_per_run %.1f\n", field("/proc/self/status", "VmHWM:"),
 		field("/proc/self/status", "VmRSS:"), field("/proc/self/smaps_rollup", "Anonymous:"), ms)
 	return nil
+}
+
+// mapFile maps path read-only for the life of the process.
+func mapFile(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	return syscall.Mmap(int(f.Fd()), 0, int(st.Size()), syscall.PROT_READ, syscall.MAP_PRIVATE)
 }
 
 // field reads one kB field of a /proc file such as /proc/self/status.
