@@ -13,12 +13,8 @@ import (
 	"github.com/stardetr/stardetr/internal/backoff"
 )
 
-const (
-	// linkCheck is how often the connection loop double-checks that paho still has a connection.
-	linkCheck = time.Second
-	// writeTimeout bounds one packet write (and paho's hand-off to its writer).
-	writeTimeout = 2 * time.Second
-)
+// writeTimeout bounds one packet write (and paho's hand-off to its writer).
+const writeTimeout = 2 * time.Second
 
 // link is one MQTT connection; lost is closed when it ends.
 type link struct {
@@ -67,9 +63,9 @@ func (p *Publisher) clientOptions() *mqtt.ClientOptions {
 	})
 	o.SetConnectionLostHandler(func(_ mqtt.Client, err error) {
 		p.mu.Lock()
-		l := p.link
+		l := p.conn
 		p.mu.Unlock()
-		if l != nil {
+		if l != nil { // always set by then: paho calls this only after a connect
 			p.log.Warn("connection lost", "err", err)
 			l.markLost()
 		}
@@ -91,75 +87,87 @@ func (p *Publisher) currentLink() (*link, <-chan struct{}) {
 	return p.link, p.linkChanged
 }
 
-// connectLoop owns the connection: connect, wait until it is lost, back off, again.
+// connectLoop owns the connection, in the shape of a camera's Source.Run: an attempt, then
+// one wait on the retry timer or ctx. A failed connect waits out the next step of the retry
+// schedule; a connection that worked and was lost reconnects at once, the schedule started over.
 func (p *Publisher) connectLoop(ctx context.Context) {
 	defer p.wg.Done()
+	bo := backoff.New(p.retry, uint64(time.Now().UnixNano()))
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	defer retry.Stop()
 	failures := 0
-	retry := backoff.New(p.retry, uint64(time.Now().UnixNano()))
 	for {
-		p.connectAttempts.Add(1)
-		tok := p.client.Connect()
-		select {
-		case <-tok.Done():
-		case <-ctx.Done():
-			// Give the attempt a moment to settle so that Close sees a settled client, but
-			// not its whole connect timeout: a broker that accepted TCP and never answers
-			// (one shutting down, say) must not hold up a shutdown past its deadline.
-			tok.WaitTimeout(time.Second)
-			return
-		}
-		if err := tok.Error(); err != nil {
-			failures++
-			p.connectFailures.Add(1)
-			p.mu.Lock()
-			err = p.explain(err, p.attempting)
-			p.lastErr = fmt.Errorf("connect to %v: %w", p.brokers, err)
-			p.mu.Unlock()
-			delay := retry.Next()
-			p.log.Warn("cannot connect to any broker", "brokers", p.brokers, "err", err, "retry_in", delay, "failures", failures)
-			select {
-			case <-time.After(delay):
-				continue
-			case <-ctx.Done():
-				return
-			}
-		}
-		failures = 0
-		retry.Reset()
-		p.mu.Lock()
-		p.lastErr = nil
-		p.connectedTo = p.attempting
-		broker := p.connectedTo
-		p.mu.Unlock()
-		p.log.Info("connected", "broker", broker, "client_id", p.cfg.ClientID)
-		p.client.Publish(p.statusTopic, byte(p.cfg.StatusQoS), true, "online")
-		l := &link{lost: make(chan struct{})}
-		p.setLink(l)
-		p.waitLost(ctx, l)
-		p.setLink(nil)
+		err := p.attempt(ctx)
 		if ctx.Err() != nil {
 			return
+		}
+		var wait time.Duration
+		if err != nil {
+			failures++
+			wait = bo.Next()
+			p.log.Warn("cannot connect to any broker", "brokers", p.brokers, "err", err, "retry_in", wait, "failures", failures)
+		} else {
+			failures = 0
+			bo.Reset()
+		}
+		retry.Reset(wait)
+		select {
+		case <-ctx.Done():
+			return
+		case <-retry.C:
 		}
 	}
 }
 
-// waitLost returns when l is lost or ctx is done. paho reports a lost
-// connection through a callback that may race with setLink, so the state is
-// also polled.
-func (p *Publisher) waitLost(ctx context.Context, l *link) {
-	t := time.NewTicker(linkCheck)
-	defer t.Stop()
-	for {
-		select {
-		case <-l.lost:
-			return
-		case <-ctx.Done():
-			return
-		case <-t.C:
-			if !p.client.IsConnectionOpen() {
-				l.markLost()
-				return
-			}
-		}
+// attempt connects to a broker and, once connected, publishes the retained "online" status,
+// hands the connection to the sender and holds it until it is lost or ctx is done. It returns
+// why the connect failed, or nil once a connection that worked has ended.
+func (p *Publisher) attempt(ctx context.Context) error {
+	// The link exists before Connect, so the connection-lost handler always has this
+	// connection's link to mark: paho calls it (in a goroutine of its own) only for a
+	// connection that was up, possibly before Connect's token is seen here.
+	l := &link{lost: make(chan struct{})}
+	p.mu.Lock()
+	p.conn = l
+	p.mu.Unlock()
+	p.connectAttempts.Add(1)
+	tok := p.client.Connect()
+	select {
+	case <-tok.Done():
+	case <-ctx.Done():
+		// Give the attempt a moment to settle so that Close sees a settled client, but
+		// not its whole connect timeout: a broker that accepted TCP and never answers
+		// (one shutting down, say) must not hold up a shutdown past its deadline.
+		tok.WaitTimeout(time.Second)
+		return ctx.Err()
 	}
+	if err := tok.Error(); err != nil {
+		p.connectFailures.Add(1)
+		p.mu.Lock()
+		err = p.explain(err, p.attempting)
+		p.lastErr = fmt.Errorf("connect to %v: %w", p.brokers, err)
+		p.mu.Unlock()
+		return err
+	}
+	// A connection that paho dropped while it was still marking it up completes the token
+	// without the lost handler; once paho has it up, only the handler (or our Disconnect)
+	// takes it down. One look now covers the first case.
+	if !p.client.IsConnectionOpen() {
+		l.markLost()
+	}
+	p.mu.Lock()
+	p.lastErr = nil
+	p.connectedTo = p.attempting
+	broker := p.connectedTo
+	p.mu.Unlock()
+	p.log.Info("connected", "broker", broker, "client_id", p.cfg.ClientID)
+	p.client.Publish(p.statusTopic, byte(p.cfg.StatusQoS), true, "online")
+	p.setLink(l)
+	select {
+	case <-l.lost:
+	case <-ctx.Done():
+	}
+	p.setLink(nil)
+	return nil
 }

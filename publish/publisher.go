@@ -66,7 +66,8 @@ type Publisher struct {
 	mu          sync.Mutex
 	started     bool
 	closed      bool
-	link        *link         // nil while disconnected
+	conn        *link         // the latest connect attempt's link, which paho's lost handler marks
+	link        *link         // the connection the sender uses; nil while disconnected
 	linkChanged chan struct{} // closed and replaced on every change of link
 	lastErr     error
 	attempting  string // broker of the current connection attempt
