@@ -144,13 +144,11 @@ func (s *mjpegServer) Stop() {
 func (s *mjpegServer) Start() {
 	var ln net.Listener
 	var err error
-	for range 50 { // the port may linger for a moment after Close
-		if ln, err = net.Listen("tcp", s.addr); err == nil {
-			break
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-	if err != nil {
+	// The port may linger for a moment after Close.
+	if !testenv.Poll(time.Second, 20*time.Millisecond, func() bool {
+		ln, err = net.Listen("tcp", s.addr)
+		return err == nil
+	}) {
 		s.t.Fatalf("mjpeg server restart on %s: %v", s.addr, err)
 	}
 	s.serve(ln)

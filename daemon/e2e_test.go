@@ -25,28 +25,56 @@ type lockedBuffer = testenv.LogBuffer
 // daemonProcess is a `stardetr run` that a test started: its log, and its exit once it comes.
 type daemonProcess struct {
 	cmd    *exec.Cmd
-	log    *lockedBuffer
+	log    *lockedBuffer // nil when the log goes to a file (startDaemonLogTo)
 	exited chan error
 }
 
-// startDaemon runs `bin run --config cfg` with env added to the test's environment. The
-// test's cleanup kills it and, when the test failed, prints its log.
-func startDaemon(t *testing.T, bin, cfg string, env ...string) *daemonProcess {
+// startDaemon runs `bin run --config cfg` with env added to the test's environment, its log
+// kept in memory. The test's cleanup kills it and, when the test failed, prints its log.
+func startDaemon(t testing.TB, bin, cfg string, env ...string) *daemonProcess {
 	t.Helper()
-	d := &daemonProcess{cmd: exec.Command(bin, "run", "--config", cfg), log: &lockedBuffer{}, exited: make(chan error, 1)}
+	log := &lockedBuffer{}
+	d := startDaemonLogTo(t, bin, cfg, log, env...)
+	d.log = log
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("daemon log (%s):\n%s", cfg, log.String())
+		}
+	})
+	return d
+}
+
+// startDaemonLogTo is startDaemon with the daemon's log written to logTo (a file, for a run
+// too long to keep its log in memory). The test's cleanup kills it.
+func startDaemonLogTo(t testing.TB, bin, cfg string, logTo io.Writer, env ...string) *daemonProcess {
+	t.Helper()
+	d := &daemonProcess{cmd: exec.Command(bin, "run", "--config", cfg), exited: make(chan error, 1)}
 	d.cmd.Env = append(os.Environ(), env...)
-	d.cmd.Stderr = d.log
+	d.cmd.Stderr = logTo
 	if err := d.cmd.Start(); err != nil {
 		t.Fatal(err)
 	}
 	go func() { d.exited <- d.cmd.Wait() }()
-	t.Cleanup(func() {
-		_ = d.cmd.Process.Kill()
-		if t.Failed() {
-			t.Logf("daemon log (%s):\n%s", cfg, d.log.String())
-		}
-	})
+	t.Cleanup(func() { _ = d.cmd.Process.Kill() })
 	return d
+}
+
+// stop sends SIGTERM and waits up to limit for the exit, then kills the daemon; it returns
+// the exit's error, or one saying the daemon had to be killed.
+func (d *daemonProcess) stop(limit time.Duration) error {
+	if err := d.cmd.Process.Signal(syscall.SIGTERM); err != nil {
+		return fmt.Errorf("SIGTERM: %w", err)
+	}
+	select {
+	case err := <-d.exited:
+		d.exited <- err // later readers see the exit too
+		return err
+	case <-time.After(limit):
+		_ = d.cmd.Process.Kill()
+		err := <-d.exited
+		d.exited <- err
+		return fmt.Errorf("still running %v after SIGTERM: killed (%v)", limit, err)
+	}
 }
 
 // buildStardetr compiles the command once per test binary run.

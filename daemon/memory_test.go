@@ -12,7 +12,6 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -128,50 +127,31 @@ func runDaemon(b *testing.B, bin, model, clip string, cameras int) daemonResult 
 	if err := os.WriteFile(cfgPath, []byte(conf), 0o600); err != nil {
 		b.Fatal(err)
 	}
-	var log lockedBuffer // written by exec's copying goroutine while the benchmark reads it
-	cmd := exec.Command(bin, "run", "--config", cfgPath)
-	cmd.Stdout, cmd.Stderr = &log, &log
-	if err := cmd.Start(); err != nil {
-		b.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	defer func() {
-		_ = cmd.Process.Signal(syscall.SIGTERM)
-		select {
-		case <-exited:
-		case <-time.After(10 * time.Second):
-			_ = cmd.Process.Kill()
-			<-exited
-		}
-		if b.Failed() {
-			b.Logf("daemon log:\n%s", log.String())
-		}
-	}()
+	d := startDaemon(b, bin, cfgPath)
+	defer func() { _ = d.stop(10 * time.Second) }() // the next run measures a daemon alone
 	url := fmt.Sprintf("http://127.0.0.1:%d/metrics", httpPort)
 	var r daemonResult
-	var scraped time.Time
-	testenv.WaitFor(b, 5*time.Minute, fmt.Sprintf("%d frames per camera through the model", memFrames), func() bool {
+	const limit = 5 * time.Minute
+	// Scraping is not free: twice a second.
+	if !testenv.Poll(limit, 500*time.Millisecond, func() bool {
 		select {
-		case err := <-exited:
-			exited <- err
+		case err := <-d.exited:
+			d.exited <- err
 			b.Fatalf("daemon exited early: %v", err)
 		default:
 		}
-		if time.Since(scraped) < 500*time.Millisecond { // scraping is not free: twice a second
-			return false
-		}
-		scraped = time.Now()
 		body, ok := scrape(url)
 		if !ok || minSeries(body, "stardetr_frames_processed_total", cameras) < memFrames {
 			return false
 		}
-		pid := cmd.Process.Pid
+		pid := d.cmd.Process.Pid
 		r.HWM, r.RSS = procField(b, pid, "status", "VmHWM:"), procField(b, pid, "status", "VmRSS:")
 		r.Anon = procField(b, pid, "smaps_rollup", "Anonymous:")
 		r.HeapInuse = minSeries(body, "go_memstats_heap_inuse_bytes", 1)
 		return true
-	})
+	}) {
+		b.Fatalf("waited %v for %d frames per camera through the model", limit, memFrames)
+	}
 	return r
 }
 

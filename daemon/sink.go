@@ -56,13 +56,10 @@ func statsMessage(st pipeline.Stats, provider string, started time.Time) publish
 		Provider: provider,
 		Uptime:   time.Since(started),
 		Cameras:  map[string]publish.CameraStats{},
-		Latency:  map[string]publish.Percentiles{},
+		Latency:  st.Latency, // a fresh map per pipeline.Stats call: no copy needed
 	}
 	for _, c := range st.Cameras {
 		out.Cameras[c.Name] = publish.CameraStats{FPS: c.FPS, Frames: c.Processed, Drops: c.Dropped + c.State.Drops}
-	}
-	for stage, p := range st.Latency {
-		out.Latency[stage] = publish.Percentiles{P50: p.P50, P90: p.P90, P99: p.P99, Max: p.Max}
 	}
 	var m runtime.MemStats
 	runtime.ReadMemStats(&m)

@@ -13,12 +13,10 @@ import (
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
 	"sync"
-	"syscall"
 	"testing"
 	"time"
 
@@ -78,14 +76,7 @@ http:
 		t.Fatal(err)
 	}
 	defer logf.Close()
-	cmd := exec.Command(bin, "run", "--config", cfg)
-	cmd.Stderr = logf
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-	t.Cleanup(func() { _ = cmd.Process.Kill() })
+	d := startDaemonLogTo(t, bin, cfg, logf)
 	sub.WaitFor(t, 60*time.Second, "messages from every camera", func(ms []testenv.Received) bool {
 		seen := map[string]bool{}
 		for _, m := range ms {
@@ -104,10 +95,10 @@ http:
 	var downCam *soakCamera
 	for time.Since(start) < duration {
 		select {
-		case err := <-exited:
+		case err := <-d.exited:
 			t.Fatalf("daemon exited during the soak: %v; log in %s", err, logf.Name())
 		case now := <-sample.C:
-			samples = append(samples, takeSample(t, cmd.Process.Pid, httpPort, now.Sub(start)))
+			samples = append(samples, takeSample(t, d.cmd.Process.Pid, httpPort, now.Sub(start)))
 			if !brokerBack.IsZero() && now.After(brokerBack) {
 				broker.Start()
 				brokerBack = time.Time{}
@@ -138,28 +129,14 @@ http:
 	}
 	// Stop once the daemon is connected with an empty queue: what a stop leaves queued stays
 	// on disk for the next run, which this test does not start.
-	drained := time.Now().Add(2 * time.Minute)
-	for {
+	if !testenv.Poll(2*time.Minute, time.Second, func() bool {
 		body := soakMetrics(httpPort)
-		if strings.Contains(body, "\nstardetr_mqtt_connected 1\n") && strings.Contains(body, "\nstardetr_mqtt_queue_messages 0\n") {
-			break
-		}
-		if time.Now().After(drained) {
-			t.Errorf("the daemon's queue did not drain in 2 minutes after the last outage")
-			break
-		}
-		time.Sleep(time.Second)
+		return strings.Contains(body, "\nstardetr_mqtt_connected 1\n") && strings.Contains(body, "\nstardetr_mqtt_queue_messages 0\n")
+	}) {
+		t.Errorf("the daemon's queue did not drain in 2 minutes after the last outage")
 	}
-	if err := cmd.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("daemon exit after SIGTERM: %v", err)
-		}
-	case <-time.After(30 * time.Second):
-		t.Fatal("daemon still running 30 s after SIGTERM")
+	if err := d.stop(30 * time.Second); err != nil {
+		t.Fatalf("daemon exit after SIGTERM: %v", err)
 	}
 
 	// Every number the daemon handed out (the counters it persisted at exit) must arrive.
@@ -181,9 +158,7 @@ http:
 		}
 		return true
 	}
-	for deadline := time.Now().Add(2 * time.Minute); !all(sub.Messages()) && time.Now().Before(deadline); {
-		time.Sleep(time.Second)
-	}
+	testenv.Poll(2*time.Minute, time.Second, func() bool { return all(sub.Messages()) })
 	got := soakSeqs(t, sub.Messages())
 	var lost, dups, total uint64
 	for cam, next := range counters.Next {
@@ -414,12 +389,13 @@ func (c *soakCamera) stop() {
 func (c *soakCamera) start(t *testing.T) {
 	var ln net.Listener
 	var err error
-	for range 100 {
-		if ln, err = net.Listen("tcp", c.addr); err == nil {
-			c.serve(ln)
-			return
-		}
-		time.Sleep(50 * time.Millisecond)
+	// The port may linger for a moment after Close.
+	if !testenv.Poll(5*time.Second, 50*time.Millisecond, func() bool {
+		ln, err = net.Listen("tcp", c.addr)
+		return err == nil
+	}) {
+		t.Errorf("camera %s restart: %v", c.addr, err)
+		return
 	}
-	t.Errorf("camera %s restart: %v", c.addr, err)
+	c.serve(ln)
 }

@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"syscall"
 	"testing"
 	"time"
 
@@ -140,7 +139,7 @@ func TestCorruptSeqAndSecondInstance(t *testing.T) {
 	before := uint64(time.Now().UnixMilli())
 	ns := testenv.NewNotifySocket(t)
 	daemon := startDaemon(t, bin, e.cfg, "NOTIFY_SOCKET="+ns.Path)
-	first, exited, stderr := daemon.cmd, daemon.exited, daemon.log
+	first, stderr := daemon.cmd, daemon.log
 	ns.Expect(t, "READY=1", 60*time.Second)
 	if log := stderr.String(); !strings.Contains(log, "level=WARN") || !strings.Contains(log, "message counters were corrupt") {
 		t.Fatalf("no WARN about the corrupt counters:\n%s", log)
@@ -189,16 +188,8 @@ func TestCorruptSeqAndSecondInstance(t *testing.T) {
 		prev = d.Seq
 	}
 
-	if err := first.Process.Signal(syscall.SIGTERM); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case err := <-exited:
-		if err != nil {
-			t.Fatalf("first instance exit: %v", err)
-		}
-	case <-time.After(10 * time.Second):
-		t.Fatal("first instance still running 10 s after SIGTERM")
+	if err := daemon.stop(10 * time.Second); err != nil {
+		t.Fatalf("first instance exit: %v", err)
 	}
 	// After a clean stop the lock is free and the counters are valid again.
 	b, err := os.ReadFile(seqPath)

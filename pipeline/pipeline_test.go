@@ -40,7 +40,7 @@ func (d *slowDetector) Run() error {
 	if d.block != nil {
 		<-d.block
 	}
-	time.Sleep(d.delay)
+	time.Sleep(d.delay) // the model's time: the stimulus, no test waits on it
 	return nil
 }
 
@@ -182,7 +182,7 @@ func TestProgressingAndSnapshot(t *testing.T) {
 	select {
 	case <-done:
 		t.Fatal("Run returned while a frame was still in inference")
-	case <-time.After(100 * time.Millisecond):
+	case <-time.After(100 * time.Millisecond): // a look for what must not happen, not a wait
 	}
 	close(det.block) // the stuck inference ends; later frames pass straight through
 	if err := <-done; err != nil {

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stardetr/stardetr/camera"
+	"github.com/stardetr/stardetr/detection"
 )
 
 func float64bits(f float64) uint64     { return math.Float64bits(f) }
@@ -56,11 +57,6 @@ func (s *stageStats) observe(l *Latency) {
 	}
 }
 
-// Percentiles are one stage's latency percentiles over the recent window, in milliseconds.
-type Percentiles struct {
-	P50, P90, P99, Max float64
-}
-
 // CameraStats is one camera's counters and state.
 type CameraStats struct {
 	Name      string
@@ -76,7 +72,7 @@ type CameraStats struct {
 // Stats is a snapshot of the pipeline's counters.
 type Stats struct {
 	Cameras []CameraStats
-	Latency map[string]Percentiles // by stage name
+	Latency map[string]detection.Percentiles // by stage name, over the last 256 frames
 }
 
 // Stats returns the pipeline's counters now. It allocates; call it from stats reporting, not
@@ -93,7 +89,7 @@ func (p *Pipeline) Stats() Stats {
 			LastFrame: time.Unix(0, cs.lastFrame.Load()),
 		})
 	}
-	st.Latency = map[string]Percentiles{}
+	st.Latency = map[string]detection.Percentiles{}
 	p.st.mu.Lock()
 	n := min(p.st.n, latencyWindow)
 	if n > 0 {
@@ -102,7 +98,7 @@ func (p *Pipeline) Stats() Stats {
 			copy(buf, p.st.ring[k][:n])
 			slices.Sort(buf)
 			at := func(q float64) float64 { return 1000 * buf[int(q*float64(n-1)+0.5)] }
-			st.Latency[name] = Percentiles{P50: at(0.5), P90: at(0.9), P99: at(0.99), Max: 1000 * buf[n-1]}
+			st.Latency[name] = detection.Percentiles{P50: at(0.5), P90: at(0.9), P99: at(0.99), Max: 1000 * buf[n-1]}
 		}
 	}
 	p.st.mu.Unlock()

@@ -44,10 +44,10 @@ type Latency struct {
 // Stats is a periodic health report. The publisher adds v, device, ts and
 // its own queue counters.
 type Stats struct {
-	Provider string                 // execution provider in use (cpu, cuda, tensorrt)
-	Uptime   time.Duration          //
-	Cameras  map[string]CameraStats // by camera name
-	Latency  map[string]Percentiles // by stage (capture, preprocess, infer, decode, publish, total), ms
+	Provider string                           // execution provider in use (cpu, cuda, tensorrt)
+	Uptime   time.Duration                    //
+	Cameras  map[string]CameraStats           // by camera name
+	Latency  map[string]detection.Percentiles // by stage (capture, preprocess, infer, decode, publish), ms
 	Memory   Memory
 }
 
@@ -56,11 +56,6 @@ type CameraStats struct {
 	FPS    float64 // processed frames per second over the last interval
 	Frames uint64  // frames processed since start
 	Drops  uint64  // frames dropped since start
-}
-
-// Percentiles of a latency, in milliseconds.
-type Percentiles struct {
-	P50, P90, P99, Max float64
 }
 
 // Memory use of the process.

@@ -57,7 +57,7 @@ func TestMessagesMatchSchema(t *testing.T) {
 	stats := publish.Stats{
 		Provider: "cpu", Uptime: 90 * time.Second,
 		Cameras: map[string]publish.CameraStats{"front": {FPS: 1.97, Frames: 300, Drops: 2}},
-		Latency: map[string]publish.Percentiles{"infer": {P50: 480, P90: 510, P99: 600, Max: 700}},
+		Latency: map[string]detection.Percentiles{"infer": {P50: 480, P90: 510, P99: 600, Max: 700}},
 		Memory:  publish.Memory{RSSBytes: 300 << 20, HeapBytes: 20 << 20},
 	}
 	if err := p.PublishStats(stats); err != nil {

@@ -118,13 +118,23 @@ func Python() string {
 // reaches (never a bare sleep). The poll interval is short next to every limit used.
 func WaitFor(t testing.TB, limit time.Duration, what string, cond func() bool) {
 	t.Helper()
+	if !Poll(limit, 10*time.Millisecond, cond) {
+		t.Fatalf("waited %v for %s", limit, what)
+	}
+}
+
+// Poll is WaitFor for a test that handles the timeout itself (to report more, or to go on):
+// it calls cond at once and then every interval until cond holds or limit has passed, and
+// says whether cond held. A long interval suits a cond that costs something (a scrape).
+func Poll(limit, interval time.Duration, cond func() bool) bool {
 	deadline := time.Now().Add(limit)
-	tick := time.NewTicker(10 * time.Millisecond)
+	tick := time.NewTicker(interval)
 	defer tick.Stop()
 	for !cond() {
 		if time.Now().After(deadline) {
-			t.Fatalf("waited %v for %s", limit, what)
+			return false
 		}
 		<-tick.C
 	}
+	return true
 }

@@ -1,0 +1,151 @@
+package publish
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/stardetr/stardetr/publish/internal/diskqueue"
+)
+
+// PublishDetections numbers msg (per camera, persisted) and appends it to
+// the disk queue; the sender delivers it in order once a broker is
+// connected. It never waits for the network. When the queue (or the disk)
+// is full the oldest queued messages are dropped, counted and logged; a
+// message that finds the disk full with nothing left to free is dropped the
+// same way and is not an error (the caller would log it once per message).
+func (p *Publisher) PublishDetections(msg Detections) error {
+	return p.publishNumbered(msg.Camera, "detections", byte(p.cfg.QoS), func(seq uint64) ([]byte, error) {
+		return encodeDetections(p.device, seq, &msg)
+	})
+}
+
+// publishNumbered takes the camera's next seq, encodes the message with it and queues it on
+// <camera>/<kind>, all under encMu so that seq order is queue order.
+func (p *Publisher) publishNumbered(camera, kind string, qos byte, encode func(seq uint64) ([]byte, error)) error {
+	if err := p.accepting("camera name", camera); err != nil {
+		return err
+	}
+	p.encMu.Lock()
+	defer p.encMu.Unlock()
+	seq, err := p.seqs.take(camera)
+	if err != nil && diskqueue.IsNoSpace(err) {
+		// The counters need a few bytes now and then; on a full disk the queue gives up its
+		// oldest segment for them, as it would for a message.
+		if n := p.queue.Reclaim(); n > 0 {
+			p.noteDrops(n, nil)
+		}
+		seq, err = p.seqs.take(camera)
+	}
+	if err != nil {
+		if diskqueue.IsNoSpace(err) {
+			p.noteDrops(0, fmt.Errorf("%w: %w", diskqueue.ErrNoSpace, err))
+			return nil // counted and logged (at most every logEvery) by noteDrops
+		}
+		return fmt.Errorf("publish: %w", err)
+	}
+	payload, err := encode(seq)
+	if err != nil {
+		return fmt.Errorf("publish: camera %s %s seq %d: %w", camera, kind, seq, err)
+	}
+	if err := p.enqueue(p.camPrefix+camera+"/"+kind, qos, false, payload); err != nil {
+		return fmt.Errorf("publish: queue camera %s seq %d: %w", camera, seq, err)
+	}
+	return nil
+}
+
+// enqueue appends one message to the disk queue, counting what overflow drops. A message
+// that finds the disk full with nothing left to free is dropped and counted the same way,
+// and is not an error: the caller would log it once per message.
+func (p *Publisher) enqueue(topic string, qos byte, retained bool, payload []byte) error {
+	dropped, err := p.queue.Append(encodeRecord(topic, qos, retained, payload))
+	if dropped > 0 || err != nil {
+		p.noteDrops(dropped, err)
+	}
+	if errors.Is(err, diskqueue.ErrNoSpace) {
+		return nil // counted and logged (at most every logEvery) by noteDrops
+	}
+	if err != nil {
+		return err
+	}
+	p.queued.Add(1)
+	return nil
+}
+
+// noteDrops counts messages the queue dropped (dropped oldest ones, plus the new one when
+// err is set), marks the queue degraded and logs it at most once per logEvery, with counts.
+func (p *Publisher) noteDrops(dropped int, err error) {
+	if err != nil {
+		dropped++
+	}
+	p.dropped.Add(uint64(dropped))
+	now := time.Now()
+	p.lastDrop.Store(now.UnixNano())
+	st := p.queue.Stats()
+	if errors.Is(err, diskqueue.ErrNoSpace) || st.DroppedNoSpace > p.fullDropsSeen.Swap(st.DroppedNoSpace) {
+		p.lastDiskFull.Store(now.UnixNano())
+	}
+	ok, _ := p.dropLog.allow(now)
+	if !ok {
+		return
+	}
+	total := p.dropped.Load()
+	since := total - p.droppedLogged.Swap(total)
+	args := []any{"dropped_since_last_line", since, "dropped_total", total, "queue_limit_mb", p.cfg.Queue.MaxMB,
+		"queued_messages", st.Records}
+	switch {
+	case err != nil && !errors.Is(err, diskqueue.ErrNoSpace):
+		p.log.Error("cannot queue messages: dropping them", append(args, "err", err)...)
+	case p.diskFullRecently(now):
+		p.log.Warn("disk full: dropping the oldest queued messages to keep the newest; free space on the state_dir file system", append(args, "err", err)...)
+	default:
+		p.log.Warn("message queue full (mqtt.queue.max_mb): dropping the oldest messages", args...)
+	}
+}
+
+// degradedFor is how long the queue counts as degraded after its last drop.
+const degradedFor = 2 * logEvery
+
+func (p *Publisher) diskFullRecently(now time.Time) bool {
+	t := p.lastDiskFull.Load()
+	return t != 0 && now.Sub(time.Unix(0, t)) < degradedFor
+}
+
+// QueueHealth says whether the queue keeps every message: "" when it does, otherwise why not
+// (it dropped messages within the last 20 s).
+func (p *Publisher) QueueHealth() string {
+	now := time.Now()
+	t := p.lastDrop.Load()
+	if t == 0 || now.Sub(time.Unix(0, t)) >= degradedFor {
+		return ""
+	}
+	if p.diskFullRecently(now) {
+		return "degraded: dropping messages: the state_dir file system is full"
+	}
+	return "degraded: dropping the oldest messages: the queue is at mqtt.queue.max_mb"
+}
+
+// PublishStats publishes s on …/stats if a broker is connected; otherwise it
+// is skipped (counted): stale stats are worth nothing.
+func (p *Publisher) PublishStats(s Stats) error {
+	p.mu.Lock()
+	closed, connected := p.closed, p.link != nil
+	p.mu.Unlock()
+	if closed {
+		return ErrClosed
+	}
+	if !connected {
+		p.statsSkipped.Add(1)
+		return nil
+	}
+	qs := p.queue.Stats()
+	payload, err := encodeStats(p.device, time.Now(), &s, wireQueue{
+		Depth: qs.Records, Bytes: qs.Bytes, Dropped: p.dropped.Load(), Published: p.published.Load(),
+	})
+	if err != nil {
+		return fmt.Errorf("publish: stats: %w", err)
+	}
+	p.client.Publish(p.statsTopic, byte(p.cfg.StatsQoS), false, payload)
+	p.statsPublished.Add(1)
+	return nil
+}
