@@ -63,6 +63,11 @@ type MemoryConfig struct {
 	CPUArena bool `mapstructure:"cpu_arena"`
 	// MemPattern lets ONNX Runtime plan each run's intermediate buffers from the previous run's.
 	MemPattern bool `mapstructure:"mem_pattern"`
+	// MapWeights keeps, on the CPU provider, an optimised copy of the model in ONNX Runtime's
+	// own format under <state_dir>/optimized/ (written on the first start with a new model) and
+	// runs later starts from a read-only mapping of it, the weights used in place: file-backed
+	// pages instead of a heap copy (README, "Memory").
+	MapWeights bool `mapstructure:"map_weights"`
 }
 
 // TensorRTConfig holds the TensorRT execution provider's options.
@@ -94,7 +99,7 @@ func DefaultConfig() Config {
 		Conf:      0.25,
 		MaxDet:    100,
 		TensorRT:  TensorRTConfig{FP16: true},
-		Memory:    MemoryConfig{CPUArena: false, MemPattern: true},
+		Memory:    MemoryConfig{CPUArena: false, MemPattern: true, MapWeights: true},
 	}
 }
 

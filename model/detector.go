@@ -14,6 +14,7 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	ort "github.com/yalue/onnxruntime_go"
@@ -53,6 +54,9 @@ type Info struct {
 	Threads     int
 	MaxBatch    int           // frames one Run can take: 1, or 0 for a dynamic batch axis (no limit)
 	LoadTime    time.Duration // Open, from reading the file to the warm-up run's end
+	// Weights is the optimised copy of the model whose mapped weights the session uses
+	// (model.memory.map_weights); empty when they are on the heap.
+	Weights string
 }
 
 // Detector runs one model. Its own Preprocess, Infer, Decode and Detect share one Input and
@@ -73,6 +77,10 @@ type Detector struct {
 	batches []*Batch
 	def     *Input
 	closed  bool
+
+	sum     string // the model file's SHA-256, hex
+	mapped  []byte // the optimised model's mapping, whose bytes the session uses (optimized.go)
+	saveErr error  // why the optimised copy could not be written, when it could not
 }
 
 // Open loads ONNX Runtime (once per process), the CARAFE plugin when the model has mmcv
@@ -132,6 +140,7 @@ func OpenWith(ctx context.Context, cfg Config, stateDir string, log *slog.Logger
 		log:    log,
 		conf:   float32(cfg.Conf),
 		maxDet: cfg.MaxDet,
+		sum:    hex.EncodeToString(sum[:]),
 		info: Info{
 			Model:       strings.TrimSuffix(filepath.Base(cfg.Path), ".onnx"),
 			Path:        cfg.Path,
@@ -187,7 +196,7 @@ func OpenWith(ctx context.Context, cfg Config, stateDir string, log *slog.Logger
 	d.info.LoadTime = time.Since(start)
 	log.Info("model loaded", "model", d.info.Model, "sha256", d.info.SHA256, "input", fmt.Sprintf("%dx%d", d.info.Width, d.info.Height),
 		"classes", d.info.NumClasses, "provider", d.info.Provider, "carafe", d.info.HasCARAFE, "onnxruntime", d.info.ORTVersion,
-		"load_time", d.info.LoadTime.Round(time.Millisecond))
+		"load_time", d.info.LoadTime.Round(time.Millisecond), "weights_mapped_from", d.info.Weights)
 	return d, nil
 }
 
@@ -262,6 +271,10 @@ func (d *Detector) Close() error {
 	if d.session != nil {
 		errs = append(errs, d.session.Destroy())
 		d.session = nil
+	}
+	if d.mapped != nil {
+		errs = append(errs, syscall.Munmap(d.mapped))
+		d.mapped = nil
 	}
 	d.rt.release()
 	return errors.Join(errs...)

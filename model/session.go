@@ -54,8 +54,23 @@ func (d *Detector) createSession(cfg *Config, stateDir, plugin string) error {
 			opts.Destroy()
 			break
 		}
+		if used == ProviderCPU && cfg.Memory.MapWeights && stateDir != "" {
+			s, ok, err := d.cpuSessionMapped(cfg, stateDir, plugin)
+			if err != nil || ok {
+				opts.Destroy()
+				if err != nil {
+					return sessionError(cfg.Path, plugin, err)
+				}
+				d.session = s
+				d.info.Provider = used
+				return nil
+			}
+		}
 		s, err := ort.NewDynamicAdvancedSession(cfg.Path, []string{InputName}, []string{OutputName}, opts)
 		opts.Destroy()
+		if err == nil && d.saveErr != nil {
+			d.log.Warn("cannot keep an optimised copy of the model (model.memory.map_weights): its weights stay on the heap", "err", d.saveErr)
+		}
 		if err == nil {
 			d.session = s
 			d.info.Provider = used

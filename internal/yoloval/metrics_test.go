@@ -104,7 +104,9 @@ func TestMetricsMatchUltralytics(t *testing.T) {
 	}
 	cmd := exec.Command(py, "testdata/ultralytics_metrics.py")
 	cmd.Stdin = bytes.NewReader(in)
-	cmd.Env = append(os.Environ(), "OMP_NUM_THREADS=1", "YOLO_OFFLINE=true", "YOLO_AUTOINSTALL=false")
+	// A settings folder of its own: ultralytics' first run on a machine (it writes its settings
+	// file and says so) every time.
+	cmd.Env = append(os.Environ(), "OMP_NUM_THREADS=1", "YOLO_OFFLINE=true", "YOLO_AUTOINSTALL=false", "YOLO_CONFIG_DIR="+t.TempDir())
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	out, err := cmd.Output()

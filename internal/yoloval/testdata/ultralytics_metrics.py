@@ -7,15 +7,20 @@ DetectionValidator's _process_batch (box_iou + match_predictions) and each set w
 "classes": {id: [p, r, map50, map]}} to stdout.
 Run with build/venv/bin/python (ultralytics pinned in scripts/versions.env).
 """
+import contextlib
 import json
 import sys
 
 import numpy as np
 import torch
-from ultralytics.models.yolo.detect import DetectionValidator
-from ultralytics.utils.metrics import DetMetrics
 
-v = DetectionValidator(args={"plots": False})
+# ultralytics logs to stdout (on a fresh machine: that it created its settings file); stdout
+# carries only the JSON answer.
+with contextlib.redirect_stdout(sys.stderr):
+    from ultralytics.models.yolo.detect import DetectionValidator
+    from ultralytics.utils.metrics import DetMetrics
+
+    v = DetectionValidator(args={"plots": False})
 
 
 def score(doc):

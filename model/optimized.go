@@ -1,0 +1,156 @@
+package model
+
+import (
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"runtime"
+	"syscall"
+
+	ort "github.com/yalue/onnxruntime_go"
+	"golang.org/x/sys/cpu"
+)
+
+// The optimised-model cache (model.memory.map_weights). Built from an ONNX file, a session
+// holds the weights on the C heap, and while it builds them the file's parsed tensors too.
+// ONNX Runtime can instead save the graph it optimised in its own format (a flatbuffer) and
+// build a later session from that file's bytes, using the weights where they lie
+// (session.use_ort_model_bytes_directly, session.use_ort_model_bytes_for_initializers). The
+// daemon maps the file read-only, so the weights are clean file-backed pages the kernel can
+// drop and re-read, not heap; measured in the README, "Memory". Only the CPU provider uses it:
+// the saved graph holds the CPU provider's layout choices.
+
+// optimizedDir is the cache's folder under the state folder.
+const optimizedDir = "optimized"
+
+// optimizedName names the cache file of a model: its hash, the ONNX Runtime version, the
+// optimisation level and the CPU's vector width (the CPU provider's NCHWc layout block is 16
+// floats with AVX-512, 8 with AVX2), so that a file is only ever read back by the same setup.
+func optimizedName(info Info, sum, graphOpt string) string {
+	isa := runtime.GOARCH
+	switch {
+	case cpu.X86.HasAVX512F:
+		isa += "-avx512"
+	case cpu.X86.HasAVX2:
+		isa += "-avx2"
+	}
+	if graphOpt == "" {
+		graphOpt = "all"
+	}
+	return fmt.Sprintf("%s-%s-ort%s-%s-%s.ort", info.Model, sum[:16], info.ORTVersion, graphOpt, isa)
+}
+
+// cpuSessionMapped creates the CPU session from the cache, writing the cache first when it
+// has no file for this model. ok is false when the cache cannot serve (no state folder, a
+// folder it cannot write, a file ONNX Runtime rejects): the caller then builds the session
+// from the ONNX file as usual. A file that fails to load is removed and written again.
+func (d *Detector) cpuSessionMapped(cfg *Config, stateDir, plugin string) (s *ort.DynamicAdvancedSession, ok bool, err error) {
+	dir := filepath.Join(stateDir, optimizedDir)
+	path := filepath.Join(dir, optimizedName(d.info, d.sum, cfg.GraphOpt))
+	if s, err := d.sessionFromOptimized(cfg, stateDir, plugin, path); err == nil {
+		return s, true, nil
+	} else if !errors.Is(err, fs.ErrNotExist) {
+		d.log.Warn("the optimised copy of the model cannot be used; writing it again", "path", path, "err", err)
+		_ = os.Remove(path)
+	}
+	if err := os.MkdirAll(dir, 0o750); err != nil {
+		d.saveErr = err
+		return nil, false, nil
+	}
+	// Copies of other models (or of this one for another ONNX Runtime) are never read again.
+	if old, _ := filepath.Glob(filepath.Join(dir, "*.ort")); len(old) > 0 {
+		for _, f := range old {
+			_ = os.Remove(f)
+		}
+	}
+	tmp := fmt.Sprintf("%s.%d.tmp", path, os.Getpid())
+	defer os.Remove(tmp)
+	opts, _, err := d.sessionOptions(cfg, stateDir, plugin, []string{ProviderCPU})
+	if err != nil {
+		return nil, false, err
+	}
+	defer opts.Destroy()
+	if err := opts.SetOptimizedModelFilePath(tmp); err != nil {
+		return nil, false, fmt.Errorf("saving the optimised model: %w", err)
+	}
+	if err := opts.AddSessionConfigEntry("session.save_model_format", "ORT"); err != nil {
+		return nil, false, fmt.Errorf("saving the optimised model: %w", err)
+	}
+	s, err = ort.NewDynamicAdvancedSession(cfg.Path, []string{InputName}, []string{OutputName}, opts)
+	if err != nil {
+		// A full disk fails the session too: the caller builds it once more without saving,
+		// and says why only if that works (a model that fails both ways fails for itself).
+		d.saveErr = err
+		return nil, false, nil
+	}
+	if err := syncFile(tmp); err != nil {
+		d.log.Warn("cannot keep an optimised copy of the model: its weights stay on the heap", "err", err)
+	} else if err := os.Rename(tmp, path); err != nil {
+		d.log.Warn("cannot keep an optimised copy of the model: its weights stay on the heap", "err", err)
+	} else {
+		d.log.Info("saved an optimised copy of the model: later starts map its weights", "path", path)
+	}
+	// This session keeps its weights on the heap; the next start maps them.
+	return s, true, nil
+}
+
+// sessionFromOptimized maps path and builds the CPU session on its bytes in place.
+func (d *Detector) sessionFromOptimized(cfg *Config, stateDir, plugin, path string) (*ort.DynamicAdvancedSession, error) {
+	data, err := mapReadOnly(path)
+	if err != nil {
+		return nil, err
+	}
+	opts, _, err := d.sessionOptions(cfg, stateDir, plugin, []string{ProviderCPU})
+	if err != nil {
+		_ = syscall.Munmap(data)
+		return nil, err
+	}
+	defer opts.Destroy()
+	for _, k := range []string{"session.use_ort_model_bytes_directly", "session.use_ort_model_bytes_for_initializers"} {
+		if err := opts.AddSessionConfigEntry(k, "1"); err != nil {
+			_ = syscall.Munmap(data)
+			return nil, fmt.Errorf("%s: %w", k, err)
+		}
+	}
+	s, err := ort.NewDynamicAdvancedSessionWithONNXData(data, []string{InputName}, []string{OutputName}, opts)
+	if err != nil {
+		_ = syscall.Munmap(data)
+		return nil, err
+	}
+	d.mapped = data // unmapped by Close, after the session
+	d.info.Weights = path
+	return s, nil
+}
+
+// mapReadOnly maps a whole file read-only; a missing file gives fs.ErrNotExist.
+func mapReadOnly(path string) ([]byte, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if st.Size() == 0 || int64(int(st.Size())) != st.Size() {
+		return nil, fmt.Errorf("%s: size %d", path, st.Size())
+	}
+	data, err := syscall.Mmap(int(f.Fd()), 0, int(st.Size()), syscall.PROT_READ, syscall.MAP_PRIVATE)
+	if err != nil {
+		return nil, fmt.Errorf("mapping %s: %w", path, err)
+	}
+	return data, nil
+}
+
+// syncFile flushes a file that another process wrote to disk.
+func syncFile(path string) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	return f.Sync()
+}
