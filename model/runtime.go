@@ -52,9 +52,22 @@ func LoadRuntime(lib string) (*Runtime, error) {
 	case ortProbeTooOld:
 		return nil, tooOldError(lib, version)
 	}
+	// ONNX Runtime's release builds (1.30) start a telemetry system that records usage events
+	// (session creations, with a device id) in a database under
+	// $HOME/.cache/Microsoft/DeveloperTools/.onnxruntime/ and uploads them over HTTPS. stardetr
+	// sends nothing anywhere but to its own broker: ORT_DISABLE_TELEMETRY, read when the
+	// environment starts, keeps the system from starting at all, and DisableTelemetry stops
+	// events should a build ignore the variable.
+	if err := os.Setenv("ORT_DISABLE_TELEMETRY", "1"); err != nil {
+		return nil, fmt.Errorf("turning off ONNX Runtime's telemetry: %w", err)
+	}
 	ort.SetSharedLibraryPath(lib)
 	if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
 		return nil, mapInitError(lib, err)
+	}
+	if err := ort.DisableTelemetry(); err != nil {
+		_ = ort.DestroyEnvironment()
+		return nil, fmt.Errorf("turning off ONNX Runtime's telemetry: %w", err)
 	}
 	rt := &Runtime{lib: lib, version: ort.GetVersion()}
 	ortEnv.rt = rt
