@@ -83,9 +83,6 @@ var (
 	ErrRunning = errors.New("camera: Run called on a source that is already running")
 )
 
-// backoffResetAfter: a session that streamed this long starts the retry schedule over.
-const backoffResetAfter = 10 * time.Second
-
 // Source is one camera. Create it with NewSource, drive it with Run.
 type Source struct {
 	cfg   Config
@@ -118,7 +115,7 @@ func NewSource(cfg Config, log *slog.Logger) (*Source, error) {
 		kind:       cfg.Kind(),
 		log:        log.With("camera", cfg.Name),
 		steps:      backoff.Default,
-		resetAfter: backoffResetAfter,
+		resetAfter: backoff.ResetAfter,
 	}
 	s.st = State{Phase: PhaseStopped, Since: time.Now()}
 	return s, nil

@@ -98,18 +98,25 @@ func (p *Publisher) connectLoop(ctx context.Context) {
 	defer retry.Stop()
 	failures := 0
 	for {
-		err := p.attempt(ctx)
+		up, err := p.attempt(ctx)
 		if ctx.Err() != nil {
 			return
 		}
 		var wait time.Duration
-		if err != nil {
+		switch {
+		case err != nil:
 			failures++
 			wait = bo.Next()
 			p.log.Warn("cannot connect to any broker", "brokers", p.brokers, "err", err, "retry_in", wait, "failures", failures)
-		} else {
+		case up >= backoff.ResetAfter:
+			// A connection that worked a while and was lost: reconnect at once.
 			failures = 0
 			bo.Reset()
+		default:
+			// Lost soon after it was made (a broker that drops this client for another with the
+			// same client id, say): reconnect on the schedule, not in a tight loop.
+			wait = bo.Next()
+			p.log.Warn("connection lost soon after it was made", "after", up.Round(time.Millisecond), "retry_in", wait, "client_id", p.cfg.ClientID)
 		}
 		retry.Reset(wait)
 		select {
@@ -122,8 +129,8 @@ func (p *Publisher) connectLoop(ctx context.Context) {
 
 // attempt connects to a broker and, once connected, publishes the retained "online" status,
 // hands the connection to the sender and holds it until it is lost or ctx is done. It returns
-// why the connect failed, or nil once a connection that worked has ended.
-func (p *Publisher) attempt(ctx context.Context) error {
+// why the connect failed, or how long the connection that worked was up.
+func (p *Publisher) attempt(ctx context.Context) (up time.Duration, err error) {
 	// The link exists before Connect, so the connection-lost handler always has this
 	// connection's link to mark: paho calls it (in a goroutine of its own) only for a
 	// connection that was up, possibly before Connect's token is seen here.
@@ -140,7 +147,7 @@ func (p *Publisher) attempt(ctx context.Context) error {
 		// not its whole connect timeout: a broker that accepted TCP and never answers
 		// (one shutting down, say) must not hold up a shutdown past its deadline.
 		tok.WaitTimeout(time.Second)
-		return ctx.Err()
+		return 0, ctx.Err()
 	}
 	if err := tok.Error(); err != nil {
 		p.connectFailures.Add(1)
@@ -148,7 +155,7 @@ func (p *Publisher) attempt(ctx context.Context) error {
 		err = p.explain(err, p.attempting)
 		p.lastErr = fmt.Errorf("connect to %v: %w", p.brokers, err)
 		p.mu.Unlock()
-		return err
+		return 0, err
 	}
 	// A connection that paho dropped while it was still marking it up completes the token
 	// without the lost handler; once paho has it up, only the handler (or our Disconnect)
@@ -164,10 +171,11 @@ func (p *Publisher) attempt(ctx context.Context) error {
 	p.log.Info("connected", "broker", broker, "client_id", p.cfg.ClientID)
 	p.client.Publish(p.statusTopic, byte(p.cfg.StatusQoS), true, "online")
 	p.setLink(l)
+	since := time.Now()
 	select {
 	case <-l.lost:
 	case <-ctx.Done():
 	}
 	p.setLink(nil)
-	return nil
+	return time.Since(since), nil
 }

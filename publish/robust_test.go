@@ -2,6 +2,7 @@ package publish_test
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
 	"os"
@@ -240,4 +241,30 @@ func TestDiskFullWithNothingToFree(t *testing.T) {
 	if n := logs.Count("disk full"); n != 1 || !strings.Contains(p.QueueHealth(), "full") {
 		t.Fatalf("%d disk-full log lines for 50 drops (want 1), health %q:\n%s", n, p.QueueHealth(), logs.String())
 	}
+}
+
+// Two publishers with one client id make the broker drop each for the other, over and over.
+// Each reconnects on the retry schedule, not at full speed: its first attempts take at least
+// the schedule's shortest waits (jitter included) however fast the broker answers.
+func TestTakenOverConnectionBacksOff(t *testing.T) {
+	t.Parallel()
+	b := testenv.StartMosquitto(t, "")
+	cfg := publish.DefaultConfig()
+	cfg.Brokers = []string{b.URL("mqtt")}
+	cfg.ClientID = "twin"
+	start := time.Now()
+	one := newPublisher(t, cfg, t.TempDir(), true)
+	two := newPublisher(t, cfg, t.TempDir(), true)
+	// newPublisher's schedule is 100, 300, 500 ms, the last repeating, each ±20%.
+	const attempts = 6
+	testenv.WaitFor(t, 30*time.Second, fmt.Sprintf("%d connection attempts by each twin", attempts), func() bool {
+		return one.Metrics().ConnectAttempts >= attempts && two.Metrics().ConnectAttempts >= attempts
+	})
+	elapsed := time.Since(start)
+	// Of each twin's first attempts, at most one per loss follows a wait; the others waited
+	// on the schedule: at least 80% of 100+300+500+500 ms once the schedule is walked.
+	if least := 8 * (100 + 300 + 500 + 500) * time.Millisecond / 10; elapsed < least {
+		t.Errorf("%d attempts each within %v: the twins reconnect in a tight loop (want at least %v between them)", attempts, elapsed, least)
+	}
+	t.Logf("%d attempts each took %v", attempts, elapsed)
 }

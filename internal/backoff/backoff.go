@@ -15,6 +15,12 @@ var Default = []time.Duration{
 	1 * time.Second, 1 * time.Second, 2 * time.Second, 5 * time.Second, 10 * time.Second, 20 * time.Second, 30 * time.Second,
 }
 
+// ResetAfter is how long a connection (a camera's stream, the broker's session) must have
+// worked for the schedule to start over when it ends: one that keeps failing sooner (a broker
+// that drops a client whose id another client took, a camera that hangs up after a frame)
+// walks the schedule instead of retrying at full speed.
+const ResetAfter = 10 * time.Second
+
 // jitter is the fraction each wait varies by.
 const jitter = 0.2
 
