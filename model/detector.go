@@ -14,7 +14,6 @@ import (
 	"path/filepath"
 	"strings"
 	"sync"
-	"syscall"
 	"time"
 
 	ort "github.com/yalue/onnxruntime_go"
@@ -23,6 +22,7 @@ import (
 	"github.com/stardetr/stardetr/detection"
 	"github.com/stardetr/stardetr/internal/confcheck"
 	"github.com/stardetr/stardetr/internal/libsearch"
+	"github.com/stardetr/stardetr/internal/mapfile"
 )
 
 // Detection is one detected object, its box in frame pixels (the type every stage carries).
@@ -273,7 +273,7 @@ func (d *Detector) Close() error {
 		d.session = nil
 	}
 	if d.mapped != nil {
-		errs = append(errs, syscall.Munmap(d.mapped))
+		errs = append(errs, mapfile.Unmap(d.mapped))
 		d.mapped = nil
 	}
 	d.rt.release()

@@ -7,10 +7,11 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
-	"syscall"
 
 	ort "github.com/yalue/onnxruntime_go"
 	"golang.org/x/sys/cpu"
+
+	"github.com/stardetr/stardetr/internal/mapfile"
 )
 
 // The optimised-model cache (model.memory.map_weights). Built from an ONNX file, a session
@@ -98,51 +99,30 @@ func (d *Detector) cpuSessionMapped(cfg *Config, stateDir, plugin string) (s *or
 
 // sessionFromOptimized maps path and builds the CPU session on its bytes in place.
 func (d *Detector) sessionFromOptimized(cfg *Config, stateDir, plugin, path string) (*ort.DynamicAdvancedSession, error) {
-	data, err := mapReadOnly(path)
+	data, err := mapfile.ReadOnly(path)
 	if err != nil {
 		return nil, err
 	}
 	opts, _, err := d.sessionOptions(cfg, stateDir, plugin, []string{ProviderCPU})
 	if err != nil {
-		_ = syscall.Munmap(data)
+		_ = mapfile.Unmap(data)
 		return nil, err
 	}
 	defer opts.Destroy()
 	for _, k := range []string{"session.use_ort_model_bytes_directly", "session.use_ort_model_bytes_for_initializers"} {
 		if err := opts.AddSessionConfigEntry(k, "1"); err != nil {
-			_ = syscall.Munmap(data)
+			_ = mapfile.Unmap(data)
 			return nil, fmt.Errorf("%s: %w", k, err)
 		}
 	}
 	s, err := ort.NewDynamicAdvancedSessionWithONNXData(data, []string{InputName}, []string{OutputName}, opts)
 	if err != nil {
-		_ = syscall.Munmap(data)
+		_ = mapfile.Unmap(data)
 		return nil, err
 	}
 	d.mapped = data // unmapped by Close, after the session
 	d.info.Weights = path
 	return s, nil
-}
-
-// mapReadOnly maps a whole file read-only; a missing file gives fs.ErrNotExist.
-func mapReadOnly(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	if st.Size() == 0 || int64(int(st.Size())) != st.Size() {
-		return nil, fmt.Errorf("%s: size %d", path, st.Size())
-	}
-	data, err := syscall.Mmap(int(f.Fd()), 0, int(st.Size()), syscall.PROT_READ, syscall.MAP_PRIVATE)
-	if err != nil {
-		return nil, fmt.Errorf("mapping %s: %w", path, err)
-	}
-	return data, nil
 }
 
 // syncFile flushes a file that another process wrote to disk.

@@ -18,10 +18,11 @@ import (
 	"runtime"
 	"strconv"
 	"strings"
-	"syscall"
 	"time"
 
 	ort "github.com/yalue/onnxruntime_go"
+
+	"github.com/stardetr/stardetr/internal/mapfile"
 )
 
 func main() {
@@ -102,7 +103,7 @@ func run(lib, path, plugin string, threads, runs, size int, arena, pattern, from
 	if fromBytes || mapped {
 		var data []byte
 		if mapped {
-			data, err = mapFile(path)
+			data, err = mapfile.ReadOnly(path)
 		} else {
 			data, err = os.ReadFile(path)
 		}
@@ -136,20 +137,6 @@ func run(lib, path, plugin string, threads, runs, size int, arena, pattern, from
 	fmt.Printf("hwm_kb %d rss_kb %d anon_kb %d ms_per_run %.1f\n", field("/proc/self/status", "VmHWM:"),
 		field("/proc/self/status", "VmRSS:"), field("/proc/self/smaps_rollup", "Anonymous:"), ms)
 	return nil
-}
-
-// mapFile maps path read-only for the life of the process.
-func mapFile(path string) ([]byte, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, err
-	}
-	defer f.Close()
-	st, err := f.Stat()
-	if err != nil {
-		return nil, err
-	}
-	return syscall.Mmap(int(f.Fd()), 0, int(st.Size()), syscall.PROT_READ, syscall.MAP_PRIVATE)
 }
 
 // field reads one kB field of a /proc file such as /proc/self/status.
