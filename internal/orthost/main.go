@@ -8,7 +8,9 @@
 //	go run ./internal/orthost -ort LIB -model M.onnx -plugin P.so -threads 2 -runs 5
 //
 // Output, one line on stdout: "hwm_kb N rss_kb N anon_kb N ms_per_run F" (peak and current
-// resident set, current anonymous memory, mean time of the runs after the first).
+// resident set, current anonymous memory, mean time of the runs after the first). With -save F
+// it also writes the optimised model in ONNX Runtime's format to F, as the daemon does for
+// model.memory.map_weights. ONNX Runtime's telemetry is off, as in the daemon.
 package main
 
 import (
@@ -40,6 +42,7 @@ func main() {
 	pattern := flag.Bool("mempattern", true, "ONNX Runtime's memory pattern")
 	fromBytes := flag.Bool("bytes", false, "load the model from a byte slice read by Go instead of from the path")
 	mapped := flag.Bool("mmap", false, "load the model from a read-only mapping of the file instead of from the path")
+	save := flag.String("save", "", "write the optimised model in ONNX Runtime's format to this file")
 	var entries []string
 	flag.Func("config", "session config entry key=value (repeatable)", func(s string) error {
 		if !strings.Contains(s, "=") {
@@ -53,14 +56,28 @@ func main() {
 		fmt.Fprintln(os.Stderr, "orthost: -ort and -model are required")
 		os.Exit(2)
 	}
-	if err := run(*lib, *path, *plugin, *threads, *runs, *size, *arena, *pattern, *fromBytes, *mapped, entries); err != nil {
+	h := host{lib: *lib, path: *path, plugin: *plugin, threads: *threads, runs: *runs, size: *size, arena: *arena,
+		pattern: *pattern, fromBytes: *fromBytes, mapped: *mapped, save: *save, entries: entries}
+	if err := h.run(); err != nil {
 		fmt.Fprintln(os.Stderr, "orthost:", err)
 		os.Exit(1)
 	}
 }
 
-func run(lib, path, plugin string, threads, runs, size int, arena, pattern, fromBytes, mapped bool, entries []string) error {
-	ort.SetSharedLibraryPath(lib)
+// host is what the flags ask for.
+type host struct {
+	lib, path, plugin, save string
+	threads, runs, size     int
+	arena, pattern          bool
+	fromBytes, mapped       bool
+	entries                 []string
+}
+
+func (h host) run() error {
+	if err := os.Setenv("ORT_DISABLE_TELEMETRY", "1"); err != nil {
+		return err
+	}
+	ort.SetSharedLibraryPath(h.lib)
 	if err := ort.InitializeEnvironment(ort.WithLogLevelError()); err != nil {
 		return err
 	}
@@ -70,29 +87,37 @@ func run(lib, path, plugin string, threads, runs, size int, arena, pattern, from
 		return err
 	}
 	defer opts.Destroy()
-	if threads > 0 {
-		if err := opts.SetIntraOpNumThreads(threads); err != nil {
+	if h.threads > 0 {
+		if err := opts.SetIntraOpNumThreads(h.threads); err != nil {
 			return err
 		}
 	}
-	if err := opts.SetCpuMemArena(arena); err != nil {
+	if err := opts.SetCpuMemArena(h.arena); err != nil {
 		return err
 	}
-	if err := opts.SetMemPattern(pattern); err != nil {
+	if err := opts.SetMemPattern(h.pattern); err != nil {
 		return err
 	}
-	for _, e := range entries {
+	for _, e := range h.entries {
 		k, v, _ := strings.Cut(e, "=")
 		if err := opts.AddSessionConfigEntry(k, v); err != nil {
 			return err
 		}
 	}
-	if plugin != "" {
-		if err := opts.RegisterCustomOpsLibrary(plugin); err != nil {
+	if h.save != "" {
+		if err := opts.SetOptimizedModelFilePath(h.save); err != nil {
+			return err
+		}
+		if err := opts.AddSessionConfigEntry("session.save_model_format", "ORT"); err != nil {
 			return err
 		}
 	}
-	in, err := ort.NewEmptyTensor[float32](ort.NewShape(1, 3, int64(size), int64(size)))
+	if h.plugin != "" {
+		if err := opts.RegisterCustomOpsLibrary(h.plugin); err != nil {
+			return err
+		}
+	}
+	in, err := ort.NewEmptyTensor[float32](ort.NewShape(1, 3, int64(h.size), int64(h.size)))
 	if err != nil {
 		return err
 	}
@@ -100,12 +125,12 @@ func run(lib, path, plugin string, threads, runs, size int, arena, pattern, from
 	var s *ort.DynamicAdvancedSession
 	names := []string{"images"}
 	outNames := []string{"output0"}
-	if fromBytes || mapped {
+	if h.fromBytes || h.mapped {
 		var data []byte
-		if mapped {
-			data, err = mapfile.ReadOnly(path)
+		if h.mapped {
+			data, err = mapfile.ReadOnly(h.path)
 		} else {
-			data, err = os.ReadFile(path)
+			data, err = os.ReadFile(h.path)
 		}
 		if err != nil {
 			return err
@@ -114,12 +139,12 @@ func run(lib, path, plugin string, threads, runs, size int, arena, pattern, from
 		if err != nil {
 			return err
 		}
-	} else if s, err = ort.NewDynamicAdvancedSession(path, names, outNames, opts); err != nil {
+	} else if s, err = ort.NewDynamicAdvancedSession(h.path, names, outNames, opts); err != nil {
 		return err
 	}
 	defer s.Destroy()
 	var total time.Duration
-	for i := 0; i <= runs; i++ {
+	for i := 0; i <= h.runs; i++ {
 		outs := []ort.Value{nil}
 		t0 := time.Now()
 		if err := s.Run([]ort.Value{in}, outs); err != nil {
@@ -131,8 +156,8 @@ func run(lib, path, plugin string, threads, runs, size int, arena, pattern, from
 		outs[0].Destroy()
 	}
 	ms := 0.0
-	if runs > 0 {
-		ms = float64(total.Microseconds()) / 1e3 / float64(runs)
+	if h.runs > 0 {
+		ms = float64(total.Microseconds()) / 1e3 / float64(h.runs)
 	}
 	fmt.Printf("hwm_kb %d rss_kb %d anon_kb %d ms_per_run %.1f\n", field("/proc/self/status", "VmHWM:"),
 		field("/proc/self/status", "VmRSS:"), field("/proc/self/smaps_rollup", "Anonymous:"), ms)
