@@ -10,7 +10,9 @@ thread (stardetr bench): Conv alone 407 ms, Conv+MatMul+Gemm 336-362 ms, plus Mu
 (StarNet's star products and the necks' sums stay in int8 between convolutions, without
 Quantize/Dequantize pairs and layout transposes around them) 281-288 ms; every op ONNX Runtime
 can (Softmax, Sigmoid...) was slower again. int8 activations (S8S8) left most Convs unfused in
-float32 on this ONNX Runtime. The
+float32 on this ONNX Runtime. Among those, attention's activation-by-activation MatMuls and
+Mul/Add/Concat of rank 5 or more stay float32 by rule (float32_by_rule; --no-rules quantizes them
+too): 287 -> 267 ms on the same run. The
 mmcv::MMCVCARAFE nodes stay float32 (the plugin runs them, fed by DequantizeLinear); so do nodes
 whose names start with a --keep-fp32 prefix. The result keeps the input's interface and metadata,
 so `stardetr` runs it with no configuration change.
@@ -36,14 +38,43 @@ def fail(msg):
     sys.exit(1)
 
 
+def float32_by_rule(proto):
+    """Names of nodes among the quantized op types that stay float32 by rule, each rule measured on
+    seed-640 at 640, one thread, side by side with float32 (README, "INT8"):
+
+    - MatMuls of two activations (attention's Q·Kᵀ and A·V): ONNX Runtime cannot prepack either
+      side, and the Softmax between them becomes a QLinearSoftmax 8x slower than the float one;
+    - Mul, Add and Concat with outputs of rank 5 or more (deformable attention's sampling
+      arithmetic, CARAFE's kernel normalisation): broadcasting QLinearAdd/QLinearMul are slower
+      than float, and their Quantize/Dequantize pairs cost more than they save.
+    """
+    import onnx
+
+    g = onnx.shape_inference.infer_shapes(proto).graph
+    const = {i.name for i in g.initializer} | {o for n in g.node if n.op_type == "Constant" for o in n.output}
+    for n in g.node:  # tied weights reach a MatMul through Identity nodes (in graph order)
+        if n.op_type == "Identity" and n.input[0] in const:
+            const.add(n.output[0])
+    rank = {v.name: len(v.type.tensor_type.shape.dim) for v in list(g.value_info) + list(g.output)
+            if v.type.tensor_type.HasField("shape")}
+    keep = []
+    for n in g.node:
+        if n.op_type == "MatMul" and not any(i in const for i in n.input):
+            keep.append(n.name)
+        elif n.op_type in ("Mul", "Add", "Concat") and rank.get(n.output[0], 0) > 4:
+            keep.append(n.name)
+    return keep
+
+
 def matches(name, patterns):
     import fnmatch
 
     return any(fnmatch.fnmatchcase(name, p + "*") for p in patterns)
 
 
-def quantize(model_path, images, out_path, plugin, keep_fp32=(), calib_method="minmax", log=None, op_types=OPS):
-    """Writes the QDQ model to out_path; returns (quantized node count, kept-fp32 node names)."""
+def quantize(model_path, images, out_path, plugin, keep_fp32=(), calib_method="minmax", log=None, op_types=OPS, rules=True):
+    """Writes the QDQ model to out_path; returns (quantized node count, kept-fp32 node names).
+    rules: also keep float32_by_rule's nodes float32."""
     import onnx
     import onnxruntime as ort
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -56,6 +87,8 @@ def quantize(model_path, images, out_path, plugin, keep_fp32=(), calib_method="m
     dims = [d.dim_value for d in inp.type.tensor_type.shape.dim]
     imgsz = (dims[2], dims[3])
     keep = [n.name for n in proto.graph.node if n.domain in ("", "ai.onnx") and matches(n.name, keep_fp32)]
+    by_rule = [n for n in float32_by_rule(proto) if n not in keep] if rules else []
+    keep += by_rule
 
     # onnxruntime 1.30's calibrator builds its own SessionOptions and has no hook for a custom-op
     # library; the model cannot run without the CARAFE plugin, so the session factory is wrapped.
@@ -100,7 +133,7 @@ def quantize(model_path, images, out_path, plugin, keep_fp32=(), calib_method="m
     del q.metadata_props[:]
     for k, v in meta.items():
         q.metadata_props.add(key=k, value=v)
-    q.metadata_props.add(key="quantization", value=str({"format": "QDQ", "activations": "uint8", "weights": "int8 per channel", "ops": list(op_types), "calibration_images": len(images), "method": calib_method}))
+    q.metadata_props.add(key="quantization", value=str({"format": "QDQ", "activations": "uint8", "weights": "int8 per channel", "ops": list(op_types), "calibration_images": len(images), "method": calib_method, "float32_by_rule": len(by_rule)}))
     onnx.save(q, out_path)
     nq = sum(1 for n in q.graph.node if n.op_type == "QuantizeLinear")
     return nq, keep
@@ -136,6 +169,7 @@ def main(argv=None):
     p.add_argument("--method", choices=("minmax", "percentile"), default="minmax", help="calibration method")
     p.add_argument("--ops", default=",".join(OPS), help=f"comma-separated op types to quantize (default {','.join(OPS)})")
     p.add_argument("--keep-fp32", default="", help="comma-separated node-name prefixes (fnmatch patterns) kept float32")
+    p.add_argument("--no-rules", action="store_true", help="quantize attention MatMuls and rank-5+ Mul/Add/Concat too (see float32_by_rule)")
     p.add_argument("--golden-input", default="", help="an .npz with `images` (make models' goldens) to run the result on")
     p.add_argument("--golden", default="", help="write --golden-input's images and the INT8 model's output0 (onnxruntime) here")
     args = p.parse_args(argv)
@@ -163,7 +197,7 @@ def main(argv=None):
     log = lambda msg: print(f"quantize: {msg}", file=sys.stderr, flush=True)  # noqa: E731
     log(f"calibrating {args.model} on {len(images)} images from {args.data}")
     try:
-        nq, kept = quantize(args.model, images, args.out, args.plugin, keep, args.method, log, ops)
+        nq, kept = quantize(args.model, images, args.out, args.plugin, keep, args.method, log, ops, rules=not args.no_rules)
     except calib.DataError as e:
         fail(str(e))
     except Exception as e:  # onnxruntime/onnx raise many types; one line naming the model

@@ -13,7 +13,7 @@ import unittest
 import numpy as np
 import onnx
 
-from model.quantize.__main__ import OPS, session
+from model.quantize.__main__ import OPS, float32_by_rule, session
 from model.reference import predict
 
 REPO = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
@@ -56,6 +56,27 @@ class Int8Model(unittest.TestCase):
         self.assertEqual(quantized & {"Conv", "MatMul", "Gemm"}, {"Conv", "MatMul", "Gemm"} & {n.op_type for n in self.fp32.graph.node})
         self.assertGreater(sum(1 for n in self.int8.graph.node if n.op_type == "QuantizeLinear"), 0)
 
+
+    def test_attention_matmuls_stay_float32(self):
+        """The MatMuls of two activations (and rank-5+ Mul/Add/Concat) run in float32 after ONNX
+        Runtime's QDQ fusions: no QLinearMatMul and no QLinearSoftmax in self-attention."""
+        import onnxruntime as ort
+
+        kept = float32_by_rule(self.fp32)
+        attention = [n.name for n in self.fp32.graph.node if n.name in kept and n.op_type == "MatMul"]
+        self.assertGreaterEqual(len(attention), 4)  # the encoder's and each decoder layer's Q·Kᵀ and A·V
+        with tempfile.TemporaryDirectory() as tmp:
+            so = ort.SessionOptions()
+            so.register_custom_ops_library(PLUGIN)
+            so.log_severity_level = 3
+            so.optimized_model_filepath = os.path.join(tmp, "optimized.onnx")
+            ort.InferenceSession(self.path, so, providers=["CPUExecutionProvider"])
+            optimized = onnx.load(so.optimized_model_filepath).graph.node
+        fused = {n.name: n.op_type for n in optimized}
+        for name in kept:
+            self.assertFalse(fused.get(name, "").startswith("QLinear"), (name, fused.get(name)))
+        self.assertFalse([n.name for n in optimized if n.op_type == "QLinearSoftmax" and "self_attn" in n.name])
+        self.assertIn(f"'float32_by_rule': {len(kept)}", {p.key: p.value for p in self.int8.metadata_props}["quantization"])
 
     def test_carafe_stays_float32_in_the_plugin(self):
         before = sorted((n.name, [a.SerializeToString() for a in n.attribute]) for n in self.fp32.graph.node if n.op_type == "MMCVCARAFE")
