@@ -309,8 +309,12 @@ func TestEvaluateHandComputed(t *testing.T) {
 
 // runTracker feeds a sequence through a Scene at 10 fps and collects the confirmed
 // tracks' boxes per frame (a detection with a track id is a hypothesis).
-func runTracker(s *sequence, cfg Config) [][]hypBox {
-	sc := NewScene(cfg, nil, []string{"person"})
+// runTracker runs a scene with the given class labels (nil: just "person") over s's detections.
+func runTracker(s *sequence, cfg Config, labels []string) [][]hypBox {
+	if labels == nil {
+		labels = []string{"person"}
+	}
+	sc := NewScene(cfg, nil, labels)
 	t0 := time.Unix(1_800_000_000, 0)
 	var out [][]hypBox
 	for f, dets := range s.dets {
@@ -333,7 +337,7 @@ func TestTrackerMOT(t *testing.T) {
 	cfg.Enabled = true
 	for _, seed := range []uint64{1, 2, 3} {
 		s := synthSequence(seed, 400, 8, 3)
-		r := evaluate(s.frames, runTracker(s, cfg))
+		r := evaluate(s.frames, runTracker(s, cfg, nil))
 		t.Logf("seed %d: GT %d, FN %d, FP %d, IDSW %d, MOTA %.3f, IDF1 %.3f, crossing ids %d", seed, r.gt, r.fn, r.fp, r.idsw, r.mota, r.idf1, len(s.crossing))
 		if len(s.crossing) < 6 {
 			t.Fatalf("seed %d: only %d ground-truth ids cross: the sequence does not test crossings", seed, len(s.crossing))
@@ -355,7 +359,7 @@ func BenchmarkTrackerMOT(b *testing.B) {
 	s := synthSequence(1, 400, 8, 3)
 	var r motResult
 	for b.Loop() {
-		r = evaluate(s.frames, runTracker(s, cfg))
+		r = evaluate(s.frames, runTracker(s, cfg, nil))
 	}
 	b.ReportMetric(r.mota, "MOTA")
 	b.ReportMetric(r.idf1, "IDF1")

@@ -71,7 +71,7 @@ func TestEvaluateMatchesMotmetrics(t *testing.T) {
 
 func compareMotmetrics(t *testing.T, path string, cfg Config, wantErrors bool) {
 	s := synthSequence(7, 300, 8, 3)
-	hyp := runTracker(s, cfg)
+	hyp := runTracker(s, cfg, nil)
 	var in strings.Builder
 	for f := range s.frames {
 		for _, g := range s.frames[f] {
