@@ -3,7 +3,9 @@ package daemon_test
 import (
 	"encoding/json"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -92,6 +94,59 @@ func TestStartupFailuresAreClear(t *testing.T) {
 		code, out = e.runToExit(t, "check")
 		if code != 1 || !strings.Contains(out, queue) {
 			t.Fatalf("check with a file as queue folder: exit %d, want 1 naming %s:\n%s", code, queue, out)
+		}
+	})
+
+	t.Run("file in place of the state folder", func(t *testing.T) {
+		e := newStartupEnv(t, bin, broker, testenv.FreePort(t))
+		if err := os.Remove(e.state); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(e.state, []byte("not a folder"), 0o640); err != nil {
+			t.Fatal(err)
+		}
+		code, out := e.runToExit(t, "run")
+		if code != 1 || !strings.Contains(out, e.state) || strings.Contains(out, "panic") {
+			t.Fatalf("run with a file as state folder: exit %d, want 1 naming %s:\n%s", code, e.state, out)
+		}
+	})
+
+	// A full state file system at start is survived, not fatal: the daemon runs, drops what it
+	// cannot queue (counted) and says so on /healthz; check reports the space.
+	t.Run("full disk", func(t *testing.T) {
+		e := newStartupEnv(t, bin, broker, testenv.FreePort(t))
+		full := testenv.Tmpfs(t, 1<<20)
+		testenv.Fill(t, full, "filler", 0)
+		if err := os.Remove(e.state); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Symlink(full, e.state); err != nil {
+			t.Fatal(err)
+		}
+		d := startDaemon(t, bin, e.cfg)
+		url := fmt.Sprintf("http://127.0.0.1:%d/healthz", e.httpPort)
+		var body string
+		testenv.WaitFor(t, 60*time.Second, "/healthz to report the full state file system", func() bool {
+			select {
+			case err := <-d.exited:
+				t.Fatalf("the daemon exited on a full disk: %v", err)
+			default:
+			}
+			resp, err := http.Get(url)
+			if err != nil {
+				return false
+			}
+			defer resp.Body.Close()
+			b, _ := io.ReadAll(resp.Body)
+			body = string(b)
+			return resp.StatusCode == http.StatusServiceUnavailable && strings.Contains(body, "the state_dir file system is full")
+		})
+		code, out := e.runToExit(t, "check")
+		if code != 1 || !strings.Contains(out, "free") {
+			t.Errorf("check on a full state file system: exit %d, want 1 reporting the free space:\n%s", code, out)
+		}
+		if err := d.stop(10 * time.Second); err != nil {
+			t.Errorf("stopping the daemon on a full disk: %v", err)
 		}
 	})
 
