@@ -108,7 +108,7 @@ model:
   threads: 2
   conf: 0.5
   max_det: 5
-cameras:
+%[8]scameras:
 %[5]s
 mqtt:
   brokers: [mqtt://127.0.0.1:%[6]d]
@@ -131,19 +131,20 @@ type daemonResult struct {
 // reads its memory and stops it with SIGTERM.
 func runDaemon(b *testing.B, bin, model, clip string, cameras int) daemonResult {
 	b.Helper()
-	return runDaemonIn(b, b.TempDir(), bin, model, clip, cameras)
+	return runDaemonIn(b, b.TempDir(), bin, model, clip, cameras, "")
 }
 
 // runDaemonIn is runDaemon with dir holding the configuration and the state folder (dir/state),
-// which a later run in the same dir finds again.
-func runDaemonIn(b *testing.B, dir, bin, model, clip string, cameras int) daemonResult {
+// which a later run in the same dir finds again, and modelYAML added to the model section
+// (indented lines, each ending in a newline).
+func runDaemonIn(b *testing.B, dir, bin, model, clip string, cameras int, modelYAML string) daemonResult {
 	b.Helper()
 	var cams strings.Builder
 	for i := range cameras {
 		fmt.Fprintf(&cams, "  - {name: cam%d, url: %s, loop: true, pace: realtime, publish: {policy: every, interval: 1s}}\n", i, clip)
 	}
 	httpPort := testenv.FreePort(b)
-	conf := fmt.Sprintf(memConfig, dir, model, testenv.Plugin(b), testenv.ONNXRuntime(b), cams.String(), testenv.FreePort(b), httpPort)
+	conf := fmt.Sprintf(memConfig, dir, model, testenv.Plugin(b), testenv.ONNXRuntime(b), cams.String(), testenv.FreePort(b), httpPort, modelYAML)
 	cfgPath := filepath.Join(dir, "config.yaml")
 	if err := os.WriteFile(cfgPath, []byte(conf), 0o600); err != nil {
 		b.Fatal(err)
@@ -271,7 +272,7 @@ func mbs(v []int64) string {
 // each further 720p camera adds (tiny model, 1 and 3 cameras).
 func BenchmarkMemory(b *testing.B) {
 	if n := otherStardetrs(); n > 0 {
-		b.Logf("WARNING: %d other stardetr processes are running: the library pages they share with the daemon measured here stay resident (MADV_PAGEOUT only drops pages one process maps), so its figures come out higher; run alone", n)
+		fmt.Printf("WARNING: %d other stardetr processes are running: the library pages they share with the daemon measured here stay resident (MADV_PAGEOUT only drops pages one process maps), so its figures come out higher; run alone\n", n)
 	}
 	daemonBin, hostBin := benchTools(b)
 	clip := clip720(b)
@@ -285,7 +286,7 @@ func BenchmarkMemory(b *testing.B) {
 			// The daemon's first start with a model writes the optimised copy that later
 			// starts map (model.memory.map_weights); it is reported on its own.
 			dir := b.TempDir()
-			first := runDaemonIn(b, dir, daemonBin, model, clip, 1)
+			first := runDaemonIn(b, dir, daemonBin, model, clip, 1, "")
 			copies, _ := filepath.Glob(filepath.Join(dir, "state", "optimized", "*.ort"))
 			if len(copies) != 1 {
 				b.Fatalf("the daemon's first start left %v in state/optimized", copies)
@@ -294,13 +295,16 @@ func BenchmarkMemory(b *testing.B) {
 			// Peaks move by tens of MB from run to run (how ONNX Runtime's session build and
 			// per-run buffers land in the C heap): each runs memRounds times, in turn, and the
 			// medians are compared.
-			var daemons, defaults, sameOpts, daemonAnon, sameAnon []int64
+			var daemons, defaults, sameOpts, daemonAnon, sameAnon, heapPeak, heapAnon []int64
 			var last daemonResult
+			onHeap := b.TempDir() // model.memory.map_weights: false
 			for range memRounds {
+				hp := runDaemonIn(b, onHeap, daemonBin, model, clip, 1, "  memory: {map_weights: false}\n")
+				heapPeak, heapAnon = append(heapPeak, hp.HWM), append(heapAnon, hp.Anon)
 				defaults = append(defaults, runHost(b, hostBin, model, m.size, memFrames, nil).HWM)
 				h := runHost(b, hostBin, copies[0], m.size, memFrames, mapped)
 				sameOpts, sameAnon = append(sameOpts, h.HWM), append(sameAnon, h.Anon)
-				last = runDaemonIn(b, dir, daemonBin, model, clip, 1)
+				last = runDaemonIn(b, dir, daemonBin, model, clip, 1, "")
 				daemons, daemonAnon = append(daemons, last.HWM), append(daemonAnon, last.Anon)
 			}
 			dm, dflt, same := median(daemons), median(defaults), median(sameOpts)
@@ -315,6 +319,8 @@ func BenchmarkMemory(b *testing.B) {
 			b.Logf("  bare host, ONNX Runtime's defaults, ONNX file     %6.1f MB %v: daemon/bare %.3f", mb(dflt), mbs(defaults), float64(dm)/float64(dflt))
 			b.Logf("%s: anonymous memory (not file-backed), median: daemon %.1f MB %v (Go heap in use %.1f MB in the last run), bare host with the daemon's options %.1f MB %v",
 				name, mb(median(daemonAnon)), mbs(daemonAnon), last.HeapInuse/(1<<20), mb(median(sameAnon)), mbs(sameAnon))
+			b.Logf("%s: daemon with model.memory.map_weights: false: peak %.1f MB %v, anonymous %.1f MB %v",
+				name, mb(median(heapPeak)), mbs(heapPeak), mb(median(heapAnon)), mbs(heapAnon))
 		})
 	}
 	// What each further camera adds; scripts/capture-memory measures what OpenCV and FFmpeg
