@@ -1,8 +1,11 @@
 package publish_test
 
 import (
+	"bufio"
 	"context"
+	"errors"
 	"fmt"
+	"io"
 	"log/slog"
 	"net"
 	"os"
@@ -267,4 +270,98 @@ func TestTakenOverConnectionBacksOff(t *testing.T) {
 		t.Errorf("%d attempts each within %v: the twins reconnect in a tight loop (want at least %v between them)", attempts, elapsed, least)
 	}
 	t.Logf("%d attempts each took %v", attempts, elapsed)
+}
+
+// A broker that accepts the connection and the messages but never acknowledges them: a QoS 1
+// message is queued, never counted (or logged) as published, and stays queued for the next
+// broker, which gets it.
+func TestPublishedOnlyOnAcknowledgement(t *testing.T) {
+	t.Parallel()
+	mute, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer mute.Close()
+	publishes := make(chan struct{}, 100)
+	go func() {
+		for {
+			c, err := mute.Accept()
+			if err != nil {
+				return
+			}
+			go muteBroker(c, publishes)
+		}
+	}()
+	cfg := publish.DefaultConfig()
+	cfg.Brokers = []string{"mqtt://" + mute.Addr().String()}
+	state := t.TempDir()
+	p := newPublisher(t, cfg, state, true)
+	waitConnected(t, p)
+	if err := p.PublishDetections(frame("front", 1, 1)); err != nil {
+		t.Fatal(err)
+	}
+	select {
+	case <-publishes:
+	case <-time.After(20 * time.Second):
+		t.Fatal("the message never reached the broker")
+	}
+	// The broker has it but said nothing: not published. The check waits for nothing: the
+	// PUBACK that would make it published cannot come.
+	if m := p.Metrics(); m.Published != 0 || m.Queued != 1 {
+		t.Fatalf("after a PUBLISH without PUBACK: published %d queued %d, want 0 and 1", m.Published, m.Queued)
+	}
+	// Close waits for the acknowledgement until its deadline, then keeps the message queued.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+	defer cancel()
+	if err := p.Close(ctx); err != nil && !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatal(err)
+	}
+
+	// The next start, on a broker that acknowledges, delivers it.
+	b := testenv.StartMosquitto(t, "")
+	sub := testenv.Subscribe(t, b.URL("mqtt"), "stardetr/dev1/front/detections", nil)
+	cfg.Brokers = []string{b.URL("mqtt")}
+	p2 := newPublisher(t, cfg, state, true)
+	testenv.WaitFor(t, 20*time.Second, "the unacknowledged message delivered by the next broker", func() bool {
+		return p2.Metrics().Published >= 1 && len(seqs(t, sub.Messages(), "front")) >= 1
+	})
+}
+
+// muteBroker answers CONNECT with CONNACK and PINGREQ with PINGRESP, reads everything else and
+// reports each PUBLISH, acknowledging nothing.
+func muteBroker(c net.Conn, publishes chan<- struct{}) {
+	defer c.Close()
+	r := bufio.NewReader(c)
+	for {
+		head, err := r.ReadByte()
+		if err != nil {
+			return
+		}
+		n, mul := 0, 1
+		for {
+			b, err := r.ReadByte()
+			if err != nil {
+				return
+			}
+			n += int(b&0x7f) * mul
+			mul *= 128
+			if b&0x80 == 0 {
+				break
+			}
+		}
+		if _, err := io.CopyN(io.Discard, r, int64(n)); err != nil {
+			return
+		}
+		switch head >> 4 {
+		case 1: // CONNECT
+			_, _ = c.Write([]byte{0x20, 0x02, 0x00, 0x00})
+		case 3: // PUBLISH
+			select {
+			case publishes <- struct{}{}:
+			default:
+			}
+		case 12: // PINGREQ
+			_, _ = c.Write([]byte{0xd0, 0x00})
+		}
+	}
 }
