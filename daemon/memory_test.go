@@ -76,9 +76,13 @@ type hostResult struct {
 var daemonORTOptions = []string{"-arena=false", "-mempattern=true"}
 
 // mappedORTOptions make the bare host run an optimised ORT-format copy as the daemon does with
-// model.memory.map_weights: from a read-only mapping, the weights used in place.
-var mappedORTOptions = []string{"-mmap", "-config", "session.use_ort_model_bytes_directly=1",
-	"-config", "session.use_ort_model_bytes_for_initializers=1"}
+// model.memory.map_weights: from a read-only mapping, the weights used in place. noPrepack is
+// what the daemon adds for a float model (model/optimized.go).
+var (
+	mappedORTOptions = []string{"-mmap", "-config", "session.use_ort_model_bytes_directly=1",
+		"-config", "session.use_ort_model_bytes_for_initializers=1"}
+	noPrepack = []string{"-config", "session.disable_prepacking=1"}
+)
 
 // runHost runs the bare host on model with 2 threads and the ONNX Runtime options in opts
 // (orthost flags).
@@ -291,7 +295,7 @@ func BenchmarkMemory(b *testing.B) {
 			if len(copies) != 1 {
 				b.Fatalf("the daemon's first start left %v in state/optimized", copies)
 			}
-			mapped := append(slices.Clone(daemonORTOptions), mappedORTOptions...)
+			mapped := append(append(slices.Clone(daemonORTOptions), mappedORTOptions...), noPrepack...) // both models are float
 			// Peaks move by tens of MB from run to run (how ONNX Runtime's session build and
 			// per-run buffers land in the C heap): each runs memRounds times, in turn, and the
 			// medians are compared.
@@ -347,7 +351,6 @@ func BenchmarkMemoryORTOptions(b *testing.B) {
 	optimized := filepath.Join(b.TempDir(), "seed-640.ort")
 	runHost(b, hostBin, model, 640, 0, append(slices.Clone(daemonORTOptions), "-save", optimized))
 	own := "session.use_device_allocator_for_initializers=1"
-	noPrepack := []string{"-config", "session.disable_prepacking=1"}
 	variants := []struct {
 		name  string
 		model string
@@ -362,8 +365,8 @@ func BenchmarkMemoryORTOptions(b *testing.B) {
 		{"arena off, initializers in their own buffers", model, []string{"-arena=false", "-config", own}},
 		{"arena off, no prepacking", model, append(slices.Clone(daemonORTOptions), noPrepack...)},
 		{"arena off, ORT format from its path", optimized, daemonORTOptions},
-		{"arena off, ORT format mapped in place (stardetr's default)", optimized, append(slices.Clone(daemonORTOptions), mappedORTOptions...)},
-		{"arena off, ORT format mapped in place, no prepacking", optimized, append(append(slices.Clone(daemonORTOptions), mappedORTOptions...), noPrepack...)},
+		{"arena off, ORT format mapped in place", optimized, append(slices.Clone(daemonORTOptions), mappedORTOptions...)},
+		{"arena off, ORT format mapped in place, no prepacking (default, float)", optimized, append(append(slices.Clone(daemonORTOptions), mappedORTOptions...), noPrepack...)},
 	}
 	results := make([][]hostResult, len(variants))
 	for range 2 {

@@ -54,6 +54,8 @@ type Info struct {
 	Threads     int
 	MaxBatch    int           // frames one Run can take: 1, or 0 for a dynamic batch axis (no limit)
 	LoadTime    time.Duration // Open, from reading the file to the warm-up run's end
+	// Quantized: the model has int8 (QDQ or QLinear/Integer) nodes.
+	Quantized bool
 	// Weights is the optimised copy of the model whose mapped weights the session uses
 	// (model.memory.map_weights); empty when they are on the heap.
 	Weights string
@@ -150,6 +152,7 @@ func OpenWith(ctx context.Context, cfg Config, stateDir string, log *slog.Logger
 			Stride:      spec.stride,
 			HasCARAFE:   spec.hasMMCV,
 			CARAFENodes: spec.carafeNodes,
+			Quantized:   spec.quantized,
 			Plugin:      plugin,
 			ONNXRuntime: rt.Library(),
 			ORTVersion:  rt.Version(),
@@ -195,7 +198,7 @@ func OpenWith(ctx context.Context, cfg Config, stateDir string, log *slog.Logger
 	}
 	d.info.LoadTime = time.Since(start)
 	log.Info("model loaded", "model", d.info.Model, "sha256", d.info.SHA256, "input", fmt.Sprintf("%dx%d", d.info.Width, d.info.Height),
-		"classes", d.info.NumClasses, "provider", d.info.Provider, "carafe", d.info.HasCARAFE, "onnxruntime", d.info.ORTVersion,
+		"classes", d.info.NumClasses, "provider", d.info.Provider, "carafe", d.info.HasCARAFE, "int8", d.info.Quantized, "onnxruntime", d.info.ORTVersion,
 		"load_time", d.info.LoadTime.Round(time.Millisecond), "weights_mapped_from", d.info.Weights)
 	return d, nil
 }

@@ -27,6 +27,7 @@ type modelSpec struct {
 	task          string
 	carafeNodes   int
 	hasMMCV       bool // any node in, or opset import of, the mmcv domain
+	quantized     bool // QDQ or QLinear/Integer nodes: int8 kernels, which need prepacked weights
 	metaH, metaW  int  // metadata 'imgsz'
 }
 
@@ -43,6 +44,11 @@ func inspectModel(m *onnxpb.Model, cfg *Config) (*modelSpec, error) {
 	_, hasOpset := m.Opsets["mmcv"]
 	s.carafeNodes = m.Domains["mmcv"]
 	s.hasMMCV = s.carafeNodes > 0 || hasOpset
+	for op := range m.OpTypes {
+		if op == "DequantizeLinear" || op == "QuantizeLinear" || strings.HasPrefix(op, "QLinear") || strings.HasSuffix(op, "Integer") {
+			s.quantized = true
+		}
+	}
 
 	// Input.
 	var in *onnxpb.Value

@@ -109,7 +109,16 @@ func (d *Detector) sessionFromOptimized(cfg *Config, stateDir, plugin, path stri
 		return nil, err
 	}
 	defer opts.Destroy()
-	for _, k := range []string{"session.use_ort_model_bytes_directly", "session.use_ort_model_bytes_for_initializers"} {
+	entries := []string{"session.use_ort_model_bytes_directly", "session.use_ort_model_bytes_for_initializers"}
+	if !d.info.Quantized {
+		// Prepacking copies weights into the layout a kernel wants, on the heap, next to the
+		// mapped ones it can no longer free. The optimised float graph already holds its
+		// convolution weights in the CPU provider's blocked layout, and without prepacking the
+		// seed model runs as fast (within 2%) in 30-50 MB less; int8 kernels need their packed
+		// weights (18-22% slower without), so quantized models keep prepacking (README, "Memory").
+		entries = append(entries, "session.disable_prepacking")
+	}
+	for _, k := range entries {
 		if err := opts.AddSessionConfigEntry(k, "1"); err != nil {
 			_ = mapfile.Unmap(data)
 			return nil, fmt.Errorf("%s: %w", k, err)

@@ -35,6 +35,9 @@ func TestMappedWeightsMatchGolden(t *testing.T) {
 			state := t.TempDir()
 			var log bytes.Buffer
 			first := openIn(t, cfg, state, &log)
+			if q := first.Info().Quantized; q != (name == "tiny-int8") {
+				t.Errorf("%s: Info().Quantized %v", name, q)
+			}
 			if w := first.Info().Weights; w != "" {
 				t.Fatalf("the first start mapped %s: there was nothing to map yet", w)
 			}

@@ -19,6 +19,7 @@ type Model struct {
 	Inputs    []Value // graph inputs that are not initializers
 	Outputs   []Value
 	Domains   map[string]int // node domain -> node count, top-level graph
+	OpTypes   map[string]int // node op_type -> node count, top-level graph
 }
 
 // Value is a graph input or output.
@@ -100,7 +101,7 @@ func pbWalk(buf []byte, fn func(f pbField) error) error {
 
 // Parse reads the parts of a ModelProto that stardetr needs.
 func Parse(data []byte) (*Model, error) {
-	m := &Model{Opsets: map[string]int64{}, Metadata: map[string]string{}, Domains: map[string]int{}}
+	m := &Model{Opsets: map[string]int64{}, Metadata: map[string]string{}, Domains: map[string]int{}, OpTypes: map[string]int{}}
 	var graph []byte
 	sawGraph := false
 	err := pbWalk(data, func(f pbField) error {
@@ -159,16 +160,20 @@ func (m *Model) parseGraph(graph []byte) error {
 	err := pbWalk(graph, func(f pbField) error {
 		switch {
 		case f.num == 1 && f.wire == 2: // node
-			dom := ""
+			dom, op := "", ""
 			if err := pbWalk(f.b, func(g pbField) error {
-				if g.num == 7 && g.wire == 2 {
+				switch {
+				case g.num == 7 && g.wire == 2:
 					dom = string(g.b)
+				case g.num == 4 && g.wire == 2:
+					op = string(g.b)
 				}
 				return nil
 			}); err != nil {
 				return err
 			}
 			m.Domains[dom]++
+			m.OpTypes[op]++
 		case f.num == 5 && f.wire == 2: // initializer (TensorProto), name = 8
 			return pbWalk(f.b, func(g pbField) error {
 				if g.num == 8 && g.wire == 2 {
