@@ -11,6 +11,7 @@ import (
 	ort "github.com/yalue/onnxruntime_go"
 	"golang.org/x/sys/cpu"
 
+	"github.com/stardetr/stardetr/internal/atomicfile"
 	"github.com/stardetr/stardetr/internal/mapfile"
 )
 
@@ -86,7 +87,7 @@ func (d *Detector) cpuSessionMapped(cfg *Config, stateDir, plugin string) (s *or
 		d.saveErr = err
 		return nil, false, nil
 	}
-	if err := syncFile(tmp); err != nil {
+	if err := atomicfile.Sync(tmp); err != nil {
 		d.log.Warn("cannot keep an optimised copy of the model: its weights stay on the heap", "err", err)
 	} else if err := os.Rename(tmp, path); err != nil {
 		d.log.Warn("cannot keep an optimised copy of the model: its weights stay on the heap", "err", err)
@@ -132,14 +133,4 @@ func (d *Detector) sessionFromOptimized(cfg *Config, stateDir, plugin, path stri
 	d.mapped = data // unmapped by Close, after the session
 	d.info.Weights = path
 	return s, nil
-}
-
-// syncFile flushes a file that another process wrote to disk.
-func syncFile(path string) error {
-	f, err := os.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	return f.Sync()
 }

@@ -153,5 +153,5 @@ func writeSeqFile(path string, data []byte) error {
 	if err := atomicfile.Write(path, data); err != nil {
 		return err
 	}
-	return atomicfile.SyncDir(filepath.Dir(path))
+	return atomicfile.Sync(filepath.Dir(path))
 }

@@ -7,7 +7,7 @@ import (
 )
 
 // Write replaces path with data through a temporary file in the same folder: write, fsync,
-// rename. Call SyncDir afterwards where the rename itself must survive a power loss.
+// rename. Call Sync on the folder afterwards where the rename itself must survive a power loss.
 func Write(path string, data []byte) error {
 	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o640)
@@ -31,9 +31,9 @@ func Write(path string, data []byte) error {
 	return os.Rename(tmp, path)
 }
 
-// SyncDir fsyncs a folder, making renames and new files in it durable.
-func SyncDir(dir string) error {
-	d, err := os.Open(dir)
+// Sync fsyncs a file, or a folder (making renames and new files in it durable).
+func Sync(path string) error {
+	d, err := os.Open(path)
 	if err != nil {
 		return err
 	}

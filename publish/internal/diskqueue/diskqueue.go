@@ -879,7 +879,7 @@ func (q *Queue) closeFiles() {
 }
 
 func syncDir(dir string) error {
-	if err := atomicfile.SyncDir(dir); err != nil {
+	if err := atomicfile.Sync(dir); err != nil {
 		return fmt.Errorf("diskqueue: sync dir %s: %w", dir, err)
 	}
 	return nil
