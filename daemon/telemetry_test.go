@@ -1,10 +1,8 @@
 package daemon_test
 
 import (
-	"fmt"
 	"io/fs"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -16,29 +14,16 @@ import (
 // $HOME/.cache/Microsoft/DeveloperTools/.onnxruntime/ for upload unless told not to. A check
 // that loads and runs the model leaves nothing in a fresh home folder.
 func TestNoTelemetry(t *testing.T) {
-	bin := buildStardetr(t)
-	dir := t.TempDir()
-	home := filepath.Join(dir, "home")
+	e := newStartupEnv(t, buildStardetr(t), testenv.NewMosquitto(t, ""), testenv.FreePort(t))
+	home := filepath.Join(e.dir, "home")
 	if err := os.Mkdir(home, 0o700); err != nil {
 		t.Fatal(err)
 	}
-	cfg := filepath.Join(dir, "config.yaml")
-	clip := filepath.Join(testenv.RepoRoot(t), "camera", "testdata", "testsrc-320x240-10fps.mp4")
-	body := fmt.Sprintf("state_dir: %s/state\nmodel: {path: %s, threads: 1}\ncameras: [{name: a, url: %s}]\nmqtt: {brokers: [\"mqtt://127.0.0.1:1\"]}\nhttp: {listen: \"\"}\n",
-		dir, testenv.Model(t, "tiny.onnx"), clip)
-	if err := os.WriteFile(cfg, []byte(body), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	cmd := exec.Command(bin, "check", "--config", cfg)
-	for _, kv := range os.Environ() {
-		if !strings.HasPrefix(kv, "HOME=") && !strings.HasPrefix(kv, "XDG_CACHE_HOME=") && !strings.HasPrefix(kv, "ORT_DISABLE_TELEMETRY=") {
-			cmd.Env = append(cmd.Env, kv)
-		}
-	}
-	cmd.Env = append(cmd.Env, "HOME="+home)
-	out, err := cmd.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "model") {
-		t.Fatalf("check: %v\n%s", err, out)
+	// Later entries win over the test's own environment: a fresh home and cache folder, and
+	// no ORT_DISABLE_TELEMETRY of the caller's.
+	code, out := e.runToExitEnv(t, []string{"HOME=" + home, "XDG_CACHE_HOME=" + filepath.Join(home, ".cache"), "ORT_DISABLE_TELEMETRY="}, "check")
+	if code != 0 || !strings.Contains(out, "model") {
+		t.Fatalf("check: exit %d\n%s", code, out)
 	}
 	var left []string
 	_ = filepath.WalkDir(home, func(p string, _ fs.DirEntry, err error) error {
