@@ -80,9 +80,8 @@ type Detector struct {
 	def     *Input
 	closed  bool
 
-	sum     string // the model file's SHA-256, hex
-	mapped  []byte // the optimised model's mapping, whose bytes the session uses (optimized.go)
-	saveErr error  // why the optimised copy could not be written, when it could not
+	sum    string // the model file's SHA-256, hex
+	mapped []byte // the optimised model's mapping, whose bytes the session uses (optimized.go)
 }
 
 // Open loads ONNX Runtime (once per process), the CARAFE plugin when the model has mmcv
@@ -137,16 +136,17 @@ func OpenWith(ctx context.Context, cfg Config, stateDir string, log *slog.Logger
 	if err := rt.acquire(); err != nil {
 		return nil, err
 	}
+	sumHex := hex.EncodeToString(sum[:])
 	d := &Detector{
 		rt:     rt,
 		log:    log,
 		conf:   float32(cfg.Conf),
 		maxDet: cfg.MaxDet,
-		sum:    hex.EncodeToString(sum[:]),
+		sum:    sumHex,
 		info: Info{
 			Model:       strings.TrimSuffix(filepath.Base(cfg.Path), ".onnx"),
 			Path:        cfg.Path,
-			SHA256:      hex.EncodeToString(sum[:])[:12],
+			SHA256:      sumHex[:12],
 			Height:      spec.height,
 			Width:       spec.width,
 			Stride:      spec.stride,

@@ -45,21 +45,21 @@ func optimizedName(info Info, sum, graphOpt string) string {
 }
 
 // cpuSessionMapped creates the CPU session from the cache, writing the cache first when it
-// has no file for this model. ok is false when the cache cannot serve (no state folder, a
-// folder it cannot write, a file ONNX Runtime rejects): the caller then builds the session
-// from the ONNX file as usual. A file that fails to load is removed and written again.
-func (d *Detector) cpuSessionMapped(cfg *Config, stateDir, plugin string) (s *ort.DynamicAdvancedSession, ok bool, err error) {
+// has no file for this model. When the cache cannot serve (a folder it cannot write, a session
+// that fails while saving) it returns no session and why in skipped: the caller then builds
+// the session from the ONNX file as usual. A file that fails to load is removed and written
+// again.
+func (d *Detector) cpuSessionMapped(cfg *Config, stateDir, plugin string) (s *ort.DynamicAdvancedSession, skipped, err error) {
 	dir := filepath.Join(stateDir, optimizedDir)
 	path := filepath.Join(dir, optimizedName(d.info, d.sum, cfg.GraphOpt))
 	if s, err := d.sessionFromOptimized(cfg, stateDir, plugin, path); err == nil {
-		return s, true, nil
+		return s, nil, nil
 	} else if !errors.Is(err, fs.ErrNotExist) {
 		d.log.Warn("the optimised copy of the model cannot be used; writing it again", "path", path, "err", err)
 		_ = os.Remove(path)
 	}
 	if err := os.MkdirAll(dir, 0o750); err != nil {
-		d.saveErr = err
-		return nil, false, nil
+		return nil, err, nil
 	}
 	// Copies of other models (or of this one for another ONNX Runtime) are never read again.
 	old, _ := filepath.Glob(filepath.Join(dir, "*.ort"))
@@ -70,21 +70,20 @@ func (d *Detector) cpuSessionMapped(cfg *Config, stateDir, plugin string) (s *or
 	defer os.Remove(tmp)
 	opts, _, err := d.sessionOptions(cfg, stateDir, plugin, []string{ProviderCPU})
 	if err != nil {
-		return nil, false, err
+		return nil, nil, err
 	}
 	defer opts.Destroy()
 	if err := opts.SetOptimizedModelFilePath(tmp); err != nil {
-		return nil, false, fmt.Errorf("saving the optimised model: %w", err)
+		return nil, nil, fmt.Errorf("saving the optimised model: %w", err)
 	}
 	if err := opts.AddSessionConfigEntry("session.save_model_format", "ORT"); err != nil {
-		return nil, false, fmt.Errorf("saving the optimised model: %w", err)
+		return nil, nil, fmt.Errorf("saving the optimised model: %w", err)
 	}
 	s, err = ort.NewDynamicAdvancedSession(cfg.Path, []string{InputName}, []string{OutputName}, opts)
 	if err != nil {
 		// A full disk fails the session too: the caller builds it once more without saving,
 		// and says why only if that works (a model that fails both ways fails for itself).
-		d.saveErr = err
-		return nil, false, nil
+		return nil, err, nil
 	}
 	if err := atomicfile.Sync(tmp); err != nil {
 		d.log.Warn("cannot keep an optimised copy of the model: its weights stay on the heap", "err", err)
@@ -94,7 +93,7 @@ func (d *Detector) cpuSessionMapped(cfg *Config, stateDir, plugin string) (s *or
 		d.log.Info("saved an optimised copy of the model: later starts map its weights", "path", path)
 	}
 	// This session keeps its weights on the heap; the next start maps them.
-	return s, true, nil
+	return s, nil, nil
 }
 
 // sessionFromOptimized maps path and builds the CPU session on its bytes in place.

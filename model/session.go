@@ -54,9 +54,12 @@ func (d *Detector) createSession(cfg *Config, stateDir, plugin string) error {
 			opts.Destroy()
 			break
 		}
+		var skipped error // why the optimised copy could not serve (model.memory.map_weights)
 		if used == ProviderCPU && cfg.Memory.MapWeights && stateDir != "" {
-			s, ok, err := d.cpuSessionMapped(cfg, stateDir, plugin)
-			if err != nil || ok {
+			var s *ort.DynamicAdvancedSession
+			var err error
+			s, skipped, err = d.cpuSessionMapped(cfg, stateDir, plugin)
+			if err != nil || s != nil {
 				opts.Destroy()
 				if err != nil {
 					return sessionError(cfg.Path, plugin, err)
@@ -68,8 +71,8 @@ func (d *Detector) createSession(cfg *Config, stateDir, plugin string) error {
 		}
 		s, err := ort.NewDynamicAdvancedSession(cfg.Path, []string{InputName}, []string{OutputName}, opts)
 		opts.Destroy()
-		if err == nil && d.saveErr != nil {
-			d.log.Warn("cannot keep an optimised copy of the model (model.memory.map_weights): its weights stay on the heap", "err", d.saveErr)
+		if err == nil && skipped != nil {
+			d.log.Warn("cannot keep an optimised copy of the model (model.memory.map_weights): its weights stay on the heap", "err", skipped)
 		}
 		if err == nil {
 			d.session = s
