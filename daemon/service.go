@@ -130,26 +130,22 @@ func startService(ctx context.Context, cfg Config, configPath string, log *slog.
 			slots[i] = pipeline.OneFrame(s.det.DefaultInput()) // closed with the detector
 			continue
 		}
-		var slot interface {
-			pipeline.Slot
-			Close() error
-		}
+		var closer io.Closer
 		if cfg.Model.Batch == 1 {
 			in, ierr := s.det.NewInput()
 			if ierr != nil {
 				return nil, fmt.Errorf("model input: %w", ierr)
 			}
-			slot = oneFrameInput{pipeline.OneFrame(in), in}
+			slots[i], closer = pipeline.OneFrame(in), in
 		} else {
 			b, berr := s.det.NewBatch(cfg.Model.Batch)
 			if berr != nil {
 				return nil, fmt.Errorf("model.batch: %w", berr)
 			}
-			slot = b
+			slots[i], closer = b, b
 		}
-		undo = append(undo, func() { _ = slot.Close() })
-		s.slots = append(s.slots, slot)
-		slots[i] = slot
+		undo = append(undo, func() { _ = closer.Close() })
+		s.slots = append(s.slots, closer)
 	}
 	s.sink = &messageSink{pub: s.pub, model: info, log: log, recent: &recentEvents{n: cfg.Events.Recent}}
 	if cfg.Events.SnapshotMaxMB > 0 {
@@ -206,14 +202,6 @@ func startService(ctx context.Context, cfg Config, configPath string, log *slog.
 	log.Info("stardetr running", "version", Version, "device", s.deviceID, "cameras", len(cams))
 	return s, nil
 }
-
-// oneFrameInput is a one-frame model.Input as a pipeline slot that can be closed.
-type oneFrameInput struct {
-	pipeline.Slot
-	in *model.Input
-}
-
-func (o oneFrameInput) Close() error { return o.in.Close() }
 
 // releaseFilePages gives back the pages of the executable and libraries that start-up touched
 // and nothing uses any more (internal/pageout).
