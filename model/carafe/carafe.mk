@@ -13,11 +13,13 @@
 
 CARAFE_DIR     := model/carafe
 CARAFE_OBJ     := $(BUILD)/carafe
-CARAFE_ORT_INC := $(shell go list -m -f '{{.Dir}}' github.com/yalue/onnxruntime_go 2>/dev/null)
+# Expanded when a recipe first needs it (then kept): on a fresh machine the module is downloaded by
+# scripts/setup, which runs after this file is parsed.
+CARAFE_ORT_INC = $(eval CARAFE_ORT_INC := $$(shell go list -m -f '{{.Dir}}' github.com/yalue/onnxruntime_go 2>/dev/null))$(CARAFE_ORT_INC)
 # Cross-compiling for arm64 from x86-64 uses Debian's gcc-aarch64-linux-gnu.
 CARAFE_HOSTARCH := $(shell go env GOHOSTARCH)
 CARAFE_CC      ?= $(if $(filter-out $(CARAFE_HOSTARCH),$(GOARCH)),$(if $(filter arm64,$(GOARCH)),aarch64-linux-gnu-gcc,gcc),gcc)
-CARAFE_CFLAGS  := -O3 -std=gnu11 -fPIC -fvisibility=hidden -Wall -Wextra -D_FORTIFY_SOURCE=2 -fstack-protector-strong -I$(CARAFE_DIR) -I$(CARAFE_ORT_INC)
+CARAFE_CFLAGS   = -O3 -std=gnu11 -fPIC -fvisibility=hidden -Wall -Wextra -D_FORTIFY_SOURCE=2 -fstack-protector-strong -I$(CARAFE_DIR) -I$(CARAFE_ORT_INC)
 CARAFE_HDRS    := $(wildcard $(CARAFE_DIR)/*.h)
 CARAFE_SRCS    := carafe_core carafe_ref carafe_generic carafe_ort \
                   $(if $(filter amd64,$(GOARCH)),carafe_avx2) $(if $(filter arm64,$(GOARCH)),carafe_neon)
@@ -27,7 +29,7 @@ CARAFE_FLAGS_carafe_avx2 := -mavx2 -mfma
 
 plugin: $(PLUGIN)
 
-$(CARAFE_OBJ)/%.o: $(CARAFE_DIR)/%.c $(CARAFE_HDRS)
+$(CARAFE_OBJ)/%.o: $(CARAFE_DIR)/%.c $(CARAFE_HDRS) | $(SETUP_STAMP)
 	@mkdir -p $(dir $@)
 	@test -f "$(CARAFE_ORT_INC)/onnxruntime_c_api.h" || { echo "carafe: onnxruntime_c_api.h not found (go list -m github.com/yalue/onnxruntime_go gave '$(CARAFE_ORT_INC)'): run 'go mod download'"; exit 1; }
 	$(CARAFE_CC) $(CARAFE_CFLAGS) $(CARAFE_FLAGS_$*) -c $< -o $@
