@@ -19,7 +19,7 @@ shift 2
 dir=$(cd "$(dirname "$0")" && pwd)
 : "${NVCC:?} ${CARAFE_NVCC:?} ${CXX:?}"
 command -v "$NVCC" >/dev/null 2>&1 || { echo "trt-check: $NVCC not found: run make cuda-check (installs Debian's nvcc) or set NVCC" >&2; exit 1; }
-summary=""
+summary="" failed=""
 for inc in "$@"; do
 	if [ ! -f "$inc/NvInfer.h" ] || [ ! -f "$inc/NvInferVersion.h" ]; then
 		echo "trt-check: $inc has no NvInfer.h/NvInferVersion.h: set TENSORRT_INCLUDE to TensorRT's include directory" >&2
@@ -59,8 +59,12 @@ for inc in "$@"; do
 
 	"$CXX" -std=c++14 -O1 -Wall -Wextra -Werror -I"$dir" -isystem "$inc" -o "$d/trt_check" "$dir/trt_check.cpp" \
 		-L"$d/stub" -lnvinfer -Wl,-rpath,"$(cd "$d/stub" && pwd)" -ldl
-	"$d/trt_check" "$lib" | tee "$d/trt_check.txt"
+	ok=1
+	"$d/trt_check" "$lib" >"$d/trt_check.txt" 2>&1 || ok=0
+	cat "$d/trt_check.txt"
 	summary="$summary TensorRT $ver: $(tail -1 "$d/trt_check.txt");"
-	echo "trt-check: TensorRT $ver: adapter compiled by nvcc without warnings; $lib exports only stardetr_carafe_trt_info, takes getLogger and getPluginRegistry from libnvinfer.so.$major, needs: $needed"
+	[ $ok = 1 ] || failed="$failed $ver"
+	[ $ok = 0 ] || echo "trt-check: TensorRT $ver: adapter compiled by nvcc without warnings; $lib exports only stardetr_carafe_trt_info, takes getLogger and getPluginRegistry from libnvinfer.so.$major, needs: $needed"
 done
 echo "trt-check: done:$summary (compile and registration checks against a stub libnvinfer; building and running an engine needs TensorRT and a GPU)"
+[ -z "$failed" ] || { echo "trt-check: FAILED for TensorRT$failed" >&2; exit 1; }
