@@ -156,7 +156,8 @@ $(CARAFE_TRT_OBJ)/test_carafe_emu: $(CARAFE_DIR)/test_carafe_emu.cc $(CARAFE_CUD
 	@mkdir -p $(dir $@)
 	$(CARAFE_CXX) -O2 -std=c++14 -Wall -Wextra -I$(CARAFE_DIR) -o $@ $< $(CARAFE_CUDA_CPU) -lm
 
-test-carafe-host: $(CARAFE_TRT_OBJ)/test_carafe_trt_core $(CARAFE_TRT_OBJ)/test_carafe_emu
+# After `make setup` (g++ comes with build-essential); scripts/gpu builds the binaries alone.
+test-carafe-host: $(SETUP_STAMP) $(CARAFE_TRT_OBJ)/test_carafe_trt_core $(CARAFE_TRT_OBJ)/test_carafe_emu
 	$(CARAFE_TRT_OBJ)/test_carafe_trt_core
 	$(CARAFE_TRT_OBJ)/test_carafe_emu
 

@@ -5,10 +5,11 @@
 //   - the float16 conversions the emulation uses, against the compiler's _Float16 where it has
 //     one (GCC on x86-64 and arm64), else against their definition;
 //   - the launch plan: refused sizes, empty outputs, occupancy of the model's ten nodes;
-//   - every CPU test shape and the CUDA extras (carafe_test.h) up to 2^20 outputs, for GPUs of 1, 16 (Jetson AGX
-//     Orin) and 132 (H100) multiprocessors, so that the channel chunk takes every size from 1 to 32:
-//     every output written exactly once (an output type that counts its writes), float32 within 1e-5*(1+sum|m*f|)
-//     of the reference, with and without NaN/Inf on the feature borders;
+//   - every CPU test shape and the CUDA extras (carafe_test.h) up to 2^20 outputs, for GPUs of 1,
+//     16 (Jetson AGX Orin) and 132 (H100) multiprocessors, so that the channel chunk varies from
+//     whole groups down to one channel per thread: every output written exactly once (an output
+//     type that counts its writes), float32 within 1e-5*(1+sum|m*f|) of the reference, with and
+//     without NaN/Inf on the feature borders;
 //   - for 16 multiprocessors, the three float16 type pairs: within 1e-4 + 1e-3*|ref| of the float32
 //     reference computed on the float16-rounded inputs, NaN and Inf exact;
 //   - issue 17's NaN corner by value.
