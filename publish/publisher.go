@@ -163,7 +163,7 @@ func New(cfg Config, opts Options) (*Publisher, error) {
 	rec := p.queue.Recovered()
 	if rec.Records > 0 || rec.TruncatedBytes > 0 || rec.BadHead {
 		p.log.Info("loaded queued messages from the previous run", "messages", rec.Records,
-			"torn_bytes_cut", rec.TruncatedBytes, "head_unreadable", rec.BadHead, "legacy_segments", rec.LegacySegments, "dir", qdir)
+			"torn_bytes_cut", rec.TruncatedBytes, "head_unreadable", rec.BadHead, "dir", qdir)
 	}
 	for _, d := range rec.Damaged {
 		p.corrupt.Add(uint64(d.Records))
