@@ -93,7 +93,22 @@ func DefaultConfig() Config {
 // Validate checks every key and the files they name (password file, CA, client certificate
 // and key): every problem, each naming its key within the section (confcheck).
 func (c *Config) Validate() error {
+	_, err := c.validate()
+	return err
+}
+
+// credentials are what validate read from the files the section names, so that New uses
+// what was checked instead of reading the files again.
+type credentials struct {
+	password string           // mqtt.password or the content of mqtt.password_file
+	rootCAs  *x509.CertPool   // mqtt.tls.ca; nil: the system's
+	cert     *tls.Certificate // mqtt.tls.cert and key; nil: none
+}
+
+// validate is Validate, also returning what it read.
+func (c *Config) validate() (credentials, error) {
 	var l confcheck.List
+	cr := credentials{password: c.Password}
 	if len(c.Brokers) == 0 && !c.Embedded.Enabled {
 		l.Add("brokers", "empty: give at least one broker URL such as mqtt://localhost:1883")
 	}
@@ -125,24 +140,30 @@ func (c *Config) Validate() error {
 		l.Add("password", "set either mqtt.password or mqtt.password_file, not both")
 	}
 	if c.PasswordFile != "" {
-		if _, err := secret.Read(c.PasswordFile); err != nil {
+		if pw, err := secret.Read(c.PasswordFile); err != nil {
 			l.Add("password_file", "%v", err)
+		} else {
+			cr.password = pw
 		}
 	}
 	if (c.Username == "") && (c.Password != "" || c.PasswordFile != "") {
 		l.Add("username", "empty while a password is set: set mqtt.username too")
 	}
 	if c.TLS.CA != "" {
-		if _, err := loadCAPool(c.TLS.CA); err != nil {
+		if pool, err := loadCAPool(c.TLS.CA); err != nil {
 			l.Add("tls.ca", "%v", err)
+		} else {
+			cr.rootCAs = pool
 		}
 	}
 	switch {
 	case (c.TLS.Cert == "") != (c.TLS.Key == ""):
 		l.Add("tls.cert", "mqtt.tls.cert and mqtt.tls.key go together: set both or neither")
 	case c.TLS.Cert != "":
-		if _, err := loadClientCert(c.TLS.Cert, c.TLS.Key); err != nil {
+		if cert, err := loadClientCert(c.TLS.Cert, c.TLS.Key); err != nil {
 			l.Add("tls.key", "%v", err)
+		} else {
+			cr.cert = &cert
 		}
 	}
 	if c.Queue.MaxMB < minQueueMB || c.Queue.MaxMB > maxQueueMB {
@@ -157,7 +178,7 @@ func (c *Config) Validate() error {
 	if c.ConnectTimeout < minConnectTimeout || c.ConnectTimeout > maxConnectTimeout {
 		l.Add("connect_timeout", "%v is out of range [%v, %v]", c.ConnectTimeout, minConnectTimeout, maxConnectTimeout)
 	}
-	return l.Err()
+	return cr, l.Err()
 }
 
 // brokerURL parses a broker address and fills in the scheme's default port.
@@ -247,8 +268,9 @@ func loadClientCert(certFile, keyFile string) (tls.Certificate, error) {
 	return c, nil
 }
 
-// tlsConfig builds the client TLS configuration; nil when no broker needs TLS.
-func (c Config) tlsConfig() (*tls.Config, error) {
+// tlsConfig builds the client TLS configuration from what validate read; nil when no broker
+// needs TLS.
+func (c Config) tlsConfig(cr credentials) *tls.Config {
 	need := false
 	for _, b := range c.Brokers {
 		if strings.HasPrefix(b, "mqtts:") || strings.HasPrefix(b, "wss:") {
@@ -256,26 +278,16 @@ func (c Config) tlsConfig() (*tls.Config, error) {
 		}
 	}
 	if !need {
-		return nil, nil
+		return nil
 	}
 	tc := &tls.Config{
 		MinVersion:         tls.VersionTLS12,
 		ServerName:         c.TLS.ServerName,
 		InsecureSkipVerify: c.TLS.InsecureSkipVerify, //nolint:gosec // explicit opt-out, logged as a warning
+		RootCAs:            cr.rootCAs,
 	}
-	if c.TLS.CA != "" {
-		pool, err := loadCAPool(c.TLS.CA)
-		if err != nil {
-			return nil, fmt.Errorf("mqtt.tls.ca: %w", err)
-		}
-		tc.RootCAs = pool
+	if cr.cert != nil {
+		tc.Certificates = []tls.Certificate{*cr.cert}
 	}
-	if c.TLS.Cert != "" {
-		cert, err := loadClientCert(c.TLS.Cert, c.TLS.Key)
-		if err != nil {
-			return nil, fmt.Errorf("mqtt.tls.key: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc, nil
+	return tc
 }
