@@ -41,6 +41,10 @@ type Config struct {
 	StatsInterval  time.Duration `mapstructure:"stats_interval"`
 	Keepalive      time.Duration `mapstructure:"keepalive"`
 	ConnectTimeout time.Duration `mapstructure:"connect_timeout"`
+
+	// read is what Validate read from the files above; New uses it instead of reading them
+	// again (copies of a validated Config share it).
+	read *credentials
 }
 
 // EmbeddedConfig starts an MQTT broker inside the process.
@@ -93,22 +97,32 @@ func DefaultConfig() Config {
 // Validate checks every key and the files they name (password file, CA, client certificate
 // and key): every problem, each naming its key within the section (confcheck).
 func (c *Config) Validate() error {
-	_, err := c.validate()
+	cr, err := c.validate()
+	c.read = cr
 	return err
 }
 
-// credentials are what validate read from the files the section names, so that New uses
-// what was checked instead of reading the files again.
+// credentials are what validate read from the files the section names, each with the path
+// it came from: a file is read again only when its key names another one.
 type credentials struct {
-	password string           // mqtt.password or the content of mqtt.password_file
-	rootCAs  *x509.CertPool   // mqtt.tls.ca; nil: the system's
-	cert     *tls.Certificate // mqtt.tls.cert and key; nil: none
+	passwordFile string // mqtt.password_file; "" none read
+	password     string
+	caFile       string         // mqtt.tls.ca; "" none read
+	rootCAs      *x509.CertPool // nil: the system's
+	certFile     string         // mqtt.tls.cert; "" none read
+	keyFile      string
+	cert         *tls.Certificate
 }
 
-// validate is Validate, also returning what it read.
-func (c *Config) validate() (credentials, error) {
+// validate is Validate, also returning what it read; it reuses what a Validate of this
+// Config (or of the one it was copied from) read.
+func (c *Config) validate() (*credentials, error) {
 	var l confcheck.List
-	cr := credentials{password: c.Password}
+	prev := c.read
+	if prev == nil {
+		prev = &credentials{}
+	}
+	cr := &credentials{}
 	if len(c.Brokers) == 0 && !c.Embedded.Enabled {
 		l.Add("brokers", "empty: give at least one broker URL such as mqtt://localhost:1883")
 	}
@@ -139,31 +153,42 @@ func (c *Config) validate() (credentials, error) {
 	if c.Password != "" && c.PasswordFile != "" {
 		l.Add("password", "set either mqtt.password or mqtt.password_file, not both")
 	}
-	if c.PasswordFile != "" {
+	switch {
+	case c.PasswordFile == "":
+	case prev.passwordFile == c.PasswordFile:
+		cr.passwordFile, cr.password = prev.passwordFile, prev.password
+	default:
 		if pw, err := secret.Read(c.PasswordFile); err != nil {
 			l.Add("password_file", "%v", err)
 		} else {
-			cr.password = pw
+			cr.passwordFile, cr.password = c.PasswordFile, pw
 		}
 	}
 	if (c.Username == "") && (c.Password != "" || c.PasswordFile != "") {
 		l.Add("username", "empty while a password is set: set mqtt.username too")
 	}
-	if c.TLS.CA != "" {
+	switch {
+	case c.TLS.CA == "":
+	case prev.caFile == c.TLS.CA:
+		cr.caFile, cr.rootCAs = prev.caFile, prev.rootCAs
+	default:
 		if pool, err := loadCAPool(c.TLS.CA); err != nil {
 			l.Add("tls.ca", "%v", err)
 		} else {
-			cr.rootCAs = pool
+			cr.caFile, cr.rootCAs = c.TLS.CA, pool
 		}
 	}
 	switch {
 	case (c.TLS.Cert == "") != (c.TLS.Key == ""):
 		l.Add("tls.cert", "mqtt.tls.cert and mqtt.tls.key go together: set both or neither")
-	case c.TLS.Cert != "":
+	case c.TLS.Cert == "":
+	case prev.certFile == c.TLS.Cert && prev.keyFile == c.TLS.Key:
+		cr.certFile, cr.keyFile, cr.cert = prev.certFile, prev.keyFile, prev.cert
+	default:
 		if cert, err := loadClientCert(c.TLS.Cert, c.TLS.Key); err != nil {
 			l.Add("tls.key", "%v", err)
 		} else {
-			cr.cert = &cert
+			cr.certFile, cr.keyFile, cr.cert = c.TLS.Cert, c.TLS.Key, &cert
 		}
 	}
 	if c.Queue.MaxMB < minQueueMB || c.Queue.MaxMB > maxQueueMB {
@@ -270,7 +295,7 @@ func loadClientCert(certFile, keyFile string) (tls.Certificate, error) {
 
 // tlsConfig builds the client TLS configuration from what validate read; nil when no broker
 // needs TLS.
-func (c Config) tlsConfig(cr credentials) *tls.Config {
+func (c Config) tlsConfig(cr *credentials) *tls.Config {
 	need := false
 	for _, b := range c.Brokers {
 		if strings.HasPrefix(b, "mqtts:") || strings.HasPrefix(b, "wss:") {

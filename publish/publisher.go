@@ -132,7 +132,10 @@ func New(cfg Config, opts Options) (*Publisher, error) {
 	if p.tls != nil && p.tls.InsecureSkipVerify {
 		p.log.Warn("TLS certificate verification is OFF (mqtt.tls.insecure_skip_verify): anyone on the path can read and forge messages")
 	}
-	p.passwd = cr.password
+	p.passwd = cfg.Password
+	if cfg.PasswordFile != "" {
+		p.passwd = cr.password
+	}
 	qdir := filepath.Join(opts.StateDir, queueDir)
 	if st, err := os.Stat(qdir); err == nil && !st.IsDir() {
 		return nil, fmt.Errorf("publish: %s is a file where stardetr keeps its MQTT queue folder: move it away (or set state_dir to another folder)", qdir)
