@@ -9,7 +9,7 @@
 #       and CUDA-provider ops (float32, float16) in the same mmcv domain. Needs nvcc and libcudart; load
 #       it instead of the CPU library on a GPU device. Here it is compile-checked only (no GPU).
 # The ORT C header is the one onnxruntime_go ships (go.mod pins the version).
-.PHONY: plugin test-carafe test-carafe-arm64 bench-carafe cuda-check cuda-plugin cuda-test-build
+.PHONY: plugin test-carafe test-carafe-arm64 bench-carafe cuda-check cuda-plugin cuda-test-build cuda-train-lib
 
 CARAFE_DIR     := model/carafe
 CARAFE_OBJ     := $(BUILD)/carafe
@@ -21,7 +21,7 @@ CARAFE_HOSTARCH := $(shell go env GOHOSTARCH)
 CARAFE_CC      ?= $(if $(filter-out $(CARAFE_HOSTARCH),$(GOARCH)),$(if $(filter arm64,$(GOARCH)),aarch64-linux-gnu-gcc,gcc),gcc)
 CARAFE_CFLAGS   = -O3 -std=gnu11 -fPIC -fvisibility=hidden -Wall -Wextra -D_FORTIFY_SOURCE=2 -fstack-protector-strong -I$(CARAFE_DIR) -I$(CARAFE_ORT_INC)
 CARAFE_HDRS    := $(wildcard $(CARAFE_DIR)/*.h)
-CARAFE_SRCS    := carafe_core carafe_ref carafe_generic carafe_ort \
+CARAFE_SRCS    := carafe_core carafe_ref carafe_backward carafe_generic carafe_ort \
                   $(if $(filter amd64,$(GOARCH)),carafe_avx2) $(if $(filter arm64,$(GOARCH)),carafe_neon)
 CARAFE_OBJS    := $(CARAFE_SRCS:%=$(CARAFE_OBJ)/%.o)
 # Only the AVX2 translation unit may use AVX2/FMA instructions: carafe_core.c checks the CPU first.
@@ -41,17 +41,23 @@ $(PLUGIN): $(CARAFE_OBJS)
 $(CARAFE_OBJ)/test_carafe: $(CARAFE_DIR)/test_carafe.c $(CARAFE_HDRS) $(PLUGIN)
 	$(CARAFE_CC) -O2 -Wall -Wextra -I$(CARAFE_DIR) -o $@ $< $(PLUGIN) -Wl,-rpath,$(abspath $(BUILD)) -lm
 
+# The backward (training) variants vs the reference backward, the threaded entry points.
+$(CARAFE_OBJ)/test_carafe_backward: $(CARAFE_DIR)/test_carafe_backward.c $(CARAFE_HDRS) $(PLUGIN)
+	$(CARAFE_CC) -O2 -Wall -Wextra -I$(CARAFE_DIR) -o $@ $< $(PLUGIN) -Wl,-rpath,$(abspath $(BUILD)) -lm
+
 # C variants vs the reference, then the reference vs numpy (ctypes). The ONNX Runtime path
 # (Go, onnxruntime_go) runs in test-go: model/carafe/gotest.
-test-carafe: $(CARAFE_OBJ)/test_carafe
+test-carafe: $(CARAFE_OBJ)/test_carafe $(CARAFE_OBJ)/test_carafe_backward
 	$(CARAFE_OBJ)/test_carafe
+	$(CARAFE_OBJ)/test_carafe_backward
 	$(PY) $(CARAFE_DIR)/carafe_numpy_test.py $(abspath $(PLUGIN))
 
 # The arm64 build (NEON variant) cross-compiled and run under qemu: needs gcc-aarch64-linux-gnu
 # and qemu-user-static (not installed by scripts/setup, so not part of `make test`).
 test-carafe-arm64:
-	$(MAKE) --no-print-directory GOARCH=arm64 build/arm64/carafe/test_carafe
+	$(MAKE) --no-print-directory GOARCH=arm64 build/arm64/carafe/test_carafe build/arm64/carafe/test_carafe_backward
 	qemu-aarch64-static -L /usr/aarch64-linux-gnu build/arm64/carafe/test_carafe
+	qemu-aarch64-static -L /usr/aarch64-linux-gnu build/arm64/carafe/test_carafe_backward
 
 $(CARAFE_OBJ)/bench_carafe: $(CARAFE_DIR)/bench_carafe.c $(CARAFE_HDRS) $(PLUGIN) $(SETUP_STAMP)
 	$(CARAFE_CC) -O2 -Wall -Wextra -I$(CARAFE_DIR) -I$(CARAFE_ORT_INC) -o $@ $< $(PLUGIN) $(ORT_LIB) \
@@ -91,7 +97,13 @@ $(CARAFE_CUDA_OBJ)/carafe_ort.o: $(CARAFE_DIR)/carafe_ort.c $(CARAFE_HDRS)
 	@mkdir -p $(dir $@)
 	$(CARAFE_CC) $(CARAFE_CFLAGS) -DSTARDETR_CARAFE_CUDA -c $< -o $@
 
-$(CARAFE_CUDA_LIB): $(filter-out $(CARAFE_OBJ)/carafe_ort.o,$(CARAFE_OBJS)) $(CARAFE_CUDA_OBJ)/carafe_ort.o $(CARAFE_CUDA_OBJ)/carafe_cuda.o
+# The backward for PyTorch training (model/reference/carafe_lib.py); not used by ONNX Runtime.
+$(CARAFE_CUDA_OBJ)/carafe_cuda_backward.o: $(CARAFE_DIR)/carafe_cuda_backward.cu $(CARAFE_HDRS)
+	@mkdir -p $(dir $@)
+	$(CARAFE_NVCC) -Xcompiler -fPIC,-fvisibility=hidden -I$(CARAFE_DIR) -c $< -o $@
+
+$(CARAFE_CUDA_LIB): $(filter-out $(CARAFE_OBJ)/carafe_ort.o,$(CARAFE_OBJS)) $(CARAFE_CUDA_OBJ)/carafe_ort.o $(CARAFE_CUDA_OBJ)/carafe_cuda.o \
+		$(CARAFE_CUDA_OBJ)/carafe_cuda_backward.o
 	$(CARAFE_NVCC) -shared -Xlinker -soname,libstardetr_carafe_cuda.so -o $@ $^ $(CARAFE_CUDA_LDIR) -lm
 
 # The GPU test (scripts/gpu check) links the kernel with the C reference and dimension checks
@@ -106,23 +118,49 @@ $(CARAFE_CUDA_TEST): $(CARAFE_DIR)/test_carafe_cuda.cu $(CARAFE_CUDA_OBJ)/carafe
 	$(CARAFE_NVCC) -I$(CARAFE_DIR) -o $@ $< $(CARAFE_CUDA_OBJ)/carafe_cuda.o $(CARAFE_CUDA_CPU) $(CARAFE_CUDA_LDIR) \
 		$(if $(wildcard $(CUDA_HOME)/lib64),-Xlinker -rpath=$(CUDA_HOME)/lib64) -lm
 
-cuda-test-build: $(CARAFE_CUDA_TEST)
+CARAFE_CUDA_BWD_TEST := $(CARAFE_CUDA_OBJ)/test_carafe_cuda_backward
+$(CARAFE_CUDA_BWD_TEST): $(CARAFE_DIR)/test_carafe_cuda_backward.cu $(CARAFE_CUDA_OBJ)/carafe_cuda_backward.o \
+		$(CARAFE_CUDA_OBJ)/carafe_cuda.o $(CARAFE_CUDA_CPU) $(CARAFE_HDRS)
+	$(CARAFE_NVCC) -I$(CARAFE_DIR) -o $@ $< $(CARAFE_CUDA_OBJ)/carafe_cuda_backward.o $(CARAFE_CUDA_OBJ)/carafe_cuda.o \
+		$(CARAFE_CUDA_CPU) $(CARAFE_CUDA_LDIR) $(if $(wildcard $(CUDA_HOME)/lib64),-Xlinker -rpath=$(CUDA_HOME)/lib64) -lm
+
+cuda-test-build: $(CARAFE_CUDA_TEST) $(CARAFE_CUDA_BWD_TEST)
+
+# PyTorch training on a GPU machine that has nvcc but neither Go nor ONNX Runtime (scripts/gpu check builds
+# it): the CPU kernels and both CUDA kernels, no ONNX Runtime op. model/reference/carafe_lib.py finds it
+# next to the CPU library when libstardetr_carafe_cuda.so is not there.
+CARAFE_CUDA_TRAIN_LIB := $(BUILD)/libstardetr_carafe_train_cuda.so
+CARAFE_CUDA_PIC := $(patsubst %,$(CARAFE_CUDA_OBJ)/pic/%.o,$(filter-out carafe_ort,$(CARAFE_SRCS)))
+
+$(CARAFE_CUDA_OBJ)/pic/%.o: $(CARAFE_DIR)/%.c $(CARAFE_HDRS)
+	@mkdir -p $(dir $@)
+	$(CARAFE_CC) -O3 -std=gnu11 -fPIC -fvisibility=hidden -Wall -Wextra -I$(CARAFE_DIR) $(CARAFE_FLAGS_$*) -c $< -o $@
+
+$(CARAFE_CUDA_TRAIN_LIB): $(CARAFE_CUDA_PIC) $(CARAFE_CUDA_OBJ)/carafe_cuda.o $(CARAFE_CUDA_OBJ)/carafe_cuda_backward.o
+	$(CARAFE_NVCC) -shared -Xlinker -soname,libstardetr_carafe_train_cuda.so -o $@ $^ $(CARAFE_CUDA_LDIR) -lm
+
+cuda-train-lib: $(CARAFE_CUDA_TRAIN_LIB)
 
 # Compile check (no GPU here): the plugin and the GPU test build, the plugin exports
 # RegisterCustomOps, carries SASS for sm_87 and sm_90 and PTX, and needs the shared CUDA runtime.
 cuda-check:
 	$(CARAFE_DIR)/cuda-toolkit.sh
-	$(MAKE) --no-print-directory cuda-plugin cuda-test-build
+	$(MAKE) --no-print-directory cuda-plugin cuda-test-build cuda-train-lib
 	@set -e; lib=$(CARAFE_CUDA_LIB); \
 	nm -D --defined-only $$lib | grep -q ' RegisterCustomOps$$' || { echo "cuda-check: $$lib does not export RegisterCustomOps"; exit 1; }; \
-	for f in $$lib $(CARAFE_CUDA_TEST); do \
+	for l in $$lib $(CARAFE_CUDA_TRAIN_LIB); do \
+		for sym in stardetr_carafe_cuda_train_forward stardetr_carafe_cuda_backward stardetr_carafe_backward; do \
+			nm -D --defined-only $$l | grep -q " $$sym$$" || { echo "cuda-check: $$l does not export $$sym (PyTorch training)"; exit 1; }; \
+		done; \
+	done; \
+	for f in $$lib $(CARAFE_CUDA_TEST) $(CARAFE_CUDA_BWD_TEST) $(CARAFE_CUDA_TRAIN_LIB); do \
 		elf=$$(cuobjdump --list-elf $$f); ptx=$$(cuobjdump --list-ptx $$f); \
 		for a in sm_87 sm_90; do echo "$$elf" | grep -q "$$a" || { echo "cuda-check: $$f has no $$a code"; exit 1; }; done; \
 		for a in sm_70 sm_90; do echo "$$ptx" | grep -q "$$a" || { echo "cuda-check: $$f has no $$a PTX"; exit 1; }; done; \
 		readelf -d $$f | grep -q 'NEEDED.*libcudart\.so' || { echo "cuda-check: $$f does not link libcudart.so"; exit 1; }; \
 		! nm $$f | grep -q ' cudart::' || { echo "cuda-check: $$f contains a static CUDA runtime"; exit 1; }; \
 	done; \
-	echo "cuda-check: $$lib and $(CARAFE_CUDA_TEST) built: SASS sm_87 + sm_90, PTX compute_70 + compute_90, shared libcudart (compile check only: no GPU here)"
+	echo "cuda-check: $$lib, $(CARAFE_CUDA_TRAIN_LIB), $(CARAFE_CUDA_TEST) and $(CARAFE_CUDA_BWD_TEST) built: SASS sm_87 + sm_90, PTX compute_70 + compute_90, shared libcudart (compile check only: no GPU here)"
 
 # ---- TensorRT plugin MMCVCARAFE, its TensorRT-free core, the CUDA kernel's host emulation ----
 # (carafe_trt.cpp, carafe_trt_core.{h,cc}, carafe_cuda_body.h, carafe_cuda_emu.h; README, "The
