@@ -109,7 +109,7 @@ class HostileFileTest(unittest.TestCase):
 
     def test_container_copies_are_bounded(self):
         # list(L) 20,000 times over a 200,000-item L: 4e9 list slots from a 640 KB file.
-        self.refused(craft.list_copies(), "copies.pt", "more container items than a pickle")
+        self.refused(craft.list_copies(), "copies.pt", "MiB of objects")
 
     def test_non_tensor_parameter_is_one_line(self):
         # Finding 10 through the CLI: it was a traceback (AttributeError) with exit 1.
@@ -263,7 +263,7 @@ class MalformedStructureTest(unittest.TestCase):
         self.refused(craft.torch_zip(a.stop()), "a tensor's storage is a torch.FloatStorage object, not a record")
         marker = os.path.join(self.dir.name, "ran")
         a = craft.Asm().op(pickle.EMPTY_DICT).str("model").glob("os", "system").str(f"touch {marker}").tuple(1)
-        self.refused(craft.torch_zip(a.reduce().setitem().stop()), "its model is a os.system object")
+        self.refused(craft.torch_zip(a.reduce().setitem().stop()), "its model is an os.system object")
         self.assertFalse(os.path.exists(marker))
 
 
@@ -363,7 +363,7 @@ class FuzzTest(unittest.TestCase):
         import json
 
         r = json.loads(p.stdout)
-        self.assertGreater(r["inputs"], 100, r)
+        self.assertGreaterEqual(r["inputs"], r["bases"], r)  # the unmutated files, then as many mutants as fit
         self.assertGreater(r["accepted"], 0, r)
         self.assertGreater(r["refused"], 0, r)
         self.assertEqual((r["crashes"], r["hangs"], r["unexpected"]), (0, 0, 0), r)
