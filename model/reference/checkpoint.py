@@ -33,6 +33,7 @@ architecture or class count with one error listing the missing, unexpected and m
 import _compat_pickle
 import codecs
 import collections
+import pickle  # its opcode constants; pickle.Unpickler is never used
 import re
 import struct
 import zipfile
@@ -49,6 +50,7 @@ MAX_ENTRIES = 100_000  # zip entries (one per storage; a seed checkpoint has ~1,
 MAX_INT_BYTES = 1024  # LONG1/LONG4 integers (a checkpoint's integers fit in 8 bytes)
 MAX_TEXT_NUMBER = 64  # the text opcodes INT, LONG, FLOAT, PUT, GET
 MAX_DIMS = 32
+MAX_KEY_TUPLE = 64  # items of a tuple used as a dict key or set item
 MAX_MODULE_DEPTH = 100
 MAX_MODULES = 100_000  # modules visited (a shared submodule once per path, as nn.Module.state_dict does)
 MAX_WALK = 1_000_000  # _parameters, _buffers and _modules entries looked at while visiting them
@@ -279,7 +281,7 @@ class _Unpickler:
             ("copyreg", "__newobj__"): self._newobj_fn,
             ("copyreg", "__newobj_ex__"): self._newobj_fn,
         }
-        p = __import__("pickle")
+        p = pickle
         ops = {
             p.PROTO: self.op_proto, p.FRAME: self.op_frame, p.STOP: None,
             p.NONE: lambda: self.push(None), p.NEWTRUE: lambda: self.push(True), p.NEWFALSE: lambda: self.push(False),
@@ -413,16 +415,17 @@ class _Unpickler:
         self.left -= n
         if self.left < 0:
             self.fail(f"builds more than {MAX_OBJECT_BYTES >> 20} MiB of objects (the reader's estimate; a seed "
-                      "checkpoint's take ~3 MiB)")
+                      "checkpoint's take ~5 MiB)")
 
     def charge(self, items):
         self.spend(16 * items)  # a slot in a list, dict or set
 
     def key(self, k):
-        """k if it may be a dict key or set item: an atom, a tuple of atoms or a frozenset (hashing stays flat)."""
+        """k if it may be a dict key or set item: an atom, a short tuple of atoms or a frozenset (its hash is
+        cached), so that hashing stays flat and cheap."""
         t = type(k)
-        if t is tuple:
-            if all(isinstance(x, _ATOMS) or type(x) is frozenset for x in k):
+        if t is tuple:  # hashed anew at each use: short and flat
+            if len(k) <= MAX_KEY_TUPLE and all(isinstance(x, _ATOMS) or type(x) is frozenset for x in k):
                 return k
         elif t is frozenset or isinstance(k, _ATOMS):
             return k
@@ -683,8 +686,8 @@ class _Unpickler:
         else:
             last = offset + sum((s - 1) * st for s, st in zip(size, stride))
             if last >= storage.numel:
-                self.fail(f"a tensor of shape {list(size)}, stride {list(stride)}, offset {offset} reads element {last} "
-                          f"of storage {storage.key}, which holds {storage.numel}")
+                self.fail(f"a tensor of shape {list(size)}, stride {list(stride)}, offset {offset} reads element "
+                          f"{last} of storage {storage.key}, which holds {storage.numel}")
             if numel > storage.numel:
                 self.fail(f"a tensor of {numel} elements views storage {storage.key} of {storage.numel}")
         return storage.tensor.as_strided(size, stride, offset)

@@ -192,6 +192,8 @@ def structured(rng):
 
 def mutate_pickle(rng, pkl, records, donors):
     b = bytearray(pkl)
+    if not b:
+        return bytes(snippet(rng, []))
     kind = rng.randrange(9)
     try:
         spans = op_spans(pkl)
@@ -246,6 +248,8 @@ def mutate(rng, data, donors):
             recs = craft.entries(data)
         except Exception:  # noqa: BLE001 - the zip itself is already broken: keep mutating its bytes
             recs = None
+        if not data:
+            return data
         kind = rng.choices(range(9), weights=[60, 0, 0, 0, 10, 8, 7, 10, 5])[0] if recs and "data.pkl" in recs \
             else rng.choice([7, 8])
         if kind <= 3:

@@ -241,6 +241,8 @@ class MalformedStructureTest(unittest.TestCase):
              "a dict key or set item that is a list of 1 items"),
             (A().op(pickle.EMPTY_DICT).op(pickle.EMPTY_TUPLE).tuple(1).tuple(1).int(1).setitem(),
              "a dict key or set item that is a tuple of 1 items"),
+            (A().op(pickle.EMPTY_DICT).mark().op(pickle.NONE * 65).tuple().int(1).setitem(),
+             "a dict key or set item that is a tuple of 65 items"),  # tuples are hashed anew each time: short
             (A().op(pickle.EMPTY_DICT).op(pickle.EMPTY_DICT).build(), "sets the state of a dict"),
             (A().op(pickle.EXT1, b"\x01"), "is not accepted"),
             (A().op(pickle.LONG4, b"\x00\x00\x01\x00"), "an integer of 65536 bytes"),

@@ -279,6 +279,24 @@ class ForkCheckpointTest(unittest.TestCase):
         self.assertIn("posix.system", err[0])
 
 
+    def test_stock_checkpoints_read_as_torch_load_reads_them(self):
+        # The reader builds tensors itself (issue #23): ultralytics' own best.pt and last.pt read back the
+        # same tensors and names as torch.load with ultralytics installed.
+        from model.reference import checkpoint
+
+        for name in ("best.pt", "last.pt"):
+            path = RUN["best"].parent / name
+            with self.subTest(checkpoint=name):
+                ckpt = torch.load(path, map_location="cpu")
+                model = next(ckpt[k] for k in ("ema", "model") if ckpt.get(k) is not None)
+                sd, names, info = checkpoint.read(path)
+                want = model.state_dict()
+                self.assertEqual(list(sd), list(want))
+                for k, v in want.items():
+                    self.assertTrue(v.dtype == sd[k].dtype and torch.equal(v, sd[k]), k)
+                self.assertEqual(names, model.names)
+                self.assertEqual(info["class"], f"{type(model).__module__}.{type(model).__name__}")
+
     def test_checkpoint_that_calls_through_a_pointer_runs_nothing(self):
         # Issue #23 finding 1 through ultralytics' exporter and the trainer: torch 1.13's
         # UntypedStorage(16, allocator=0x414141414140) called through that address (exit -11).
