@@ -334,7 +334,8 @@ class _Unpickler:
     # -- plumbing --
 
     def fail(self, what):
-        raise CheckpointError(f"{self.where}: data.pkl, byte {self.at}: {what}")
+        raise CheckpointError(f"{self.where}: data.pkl, byte {self.at}: {what}; not a pickle torch.save writes "
+                              "(save the weights again with torch.save)")
 
     def take(self, n):
         end = self.pos + n
