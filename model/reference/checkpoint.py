@@ -562,12 +562,12 @@ class _Unpickler:
         target.update(self.keys(items))
 
     def glob(self, module, name):
+        # Checked before anything hashes them: STACK_GLOBAL takes them from the stack, where anything may be.
+        if not (type(module) is str and type(name) is str and _GLOBAL_NAME.match(module) and _GLOBAL_NAME.match(name)):
+            self.fail("a global whose module or name is not a Python identifier")
         if (module, name) in _compat_pickle.NAME_MAPPING:  # protocol-2 pickles name Python 2 modules
             module, name = _compat_pickle.NAME_MAPPING[(module, name)]
         module = _compat_pickle.IMPORT_MAPPING.get(module, module)
-        if not (isinstance(module, str) and isinstance(name, str) and _GLOBAL_NAME.match(module)
-                and _GLOBAL_NAME.match(name)):
-            self.fail("a global whose module or name is not a Python identifier")
         g = self.globals.get((module, name))
         if g is None:
             g = self.globals[(module, name)] = Global(module, name)

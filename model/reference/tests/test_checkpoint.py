@@ -250,6 +250,9 @@ class MalformedStructureTest(unittest.TestCase):
             (A().op(pickle.BINGET, b"\x09"), "memo entry 9 was never stored"),
             (A().op(pickle.POP), "pops from an empty stack"),
             (A().op(pickle.GLOBAL, b"os\nsystem(1)\n"), "not a Python identifier"),
+            (A().op(pickle.EMPTY_DICT).str("x").op(pickle.STACK_GLOBAL), "not a Python identifier"),  # found by fuzzing
+            # A tuple 200,000 deep: hashing it would recurse in C (tuplehash has no depth check).
+            (A().op(pickle.NONE + pickle.TUPLE1 * 200_000).str("x").op(pickle.STACK_GLOBAL), "not a Python identifier"),
             (A().op(pickle.INT, b"1" * 100 + b"\n"), "without its newline within 64 bytes"),
             (A().mark().str("x").op(pickle.BINPERSID), "is not ('storage', type, key, location, numel)"),
         ]
