@@ -97,7 +97,7 @@ def snippet(rng, records):
     """A few opcodes, as bytes, for the generator and for splicing into real pickles."""
     a = craft.Asm()
     a.b.clear()
-    kind = rng.randrange(16)
+    kind = rng.randrange(17)
     if kind == 0:
         a.int(rng.choice(INTERESTING))
     elif kind == 1:
@@ -138,9 +138,14 @@ def snippet(rng, records):
     elif kind == 14:
         a.op(rng.choice([pickle.INT, pickle.LONG, pickle.FLOAT, pickle.PUT, pickle.GET]),
              rng.choice([b"1\n", b"01\n", b"9" * 70 + b"\n", b"x\n", b"-5\n", b"nan\n"]))
-    else:
+    elif kind == 15:
         a.op(rng.choice([pickle.STACK_GLOBAL, pickle.BINPERSID, pickle.FRAME + bytes(8), pickle.EXT1 + b"\x01",
                          pickle.BYTEARRAY8 + struct.pack("<Q", 3) + b"abc"]))
+    else:  # one value nested deep (C code that recurses into it -- hash, repr -- would overflow the stack)
+        depth = rng.choice([100, 10_000, 200_000])
+        a.op(rng.choice([pickle.NONE + pickle.TUPLE1 * depth, (pickle.MARK + pickle.EMPTY_LIST) * depth
+                         + pickle.LIST * depth, (pickle.MARK * depth) + pickle.FROZENSET * depth,
+                         pickle.EMPTY_DICT * depth + (pickle.NONE + pickle.SETITEM) * (depth - 1)]))
     return bytes(a.b)
 
 
