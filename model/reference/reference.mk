@@ -1,7 +1,7 @@
 # The PyTorch reference of the seed model and its ONNX exports (see model/reference/export.py).
 # Models are written to the git-ignored $(MODELS); each is rebuilt only when the Python sources change.
 REF_DIR  := model/reference
-REF_SRC  := $(filter-out $(REF_DIR)/report.py $(REF_DIR)/predict.py,$(wildcard $(REF_DIR)/*.py))
+REF_SRC  := $(filter-out $(REF_DIR)/report.py $(REF_DIR)/predict.py $(REF_DIR)/fuzz_checkpoint.py,$(wildcard $(REF_DIR)/*.py))
 # torch defaults to one thread here; two, and no busy-waiting, on a shared 2-core machine.
 REF_RUN  := OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE $(PY) -m model.reference.export
 REF_MODELS := $(MODELS)/seed-640.onnx $(MODELS)/seed-160.onnx $(MODELS)/seed-160.npz \

@@ -279,6 +279,43 @@ class ForkCheckpointTest(unittest.TestCase):
         self.assertIn("posix.system", err[0])
 
 
+    def test_stock_checkpoints_read_as_torch_load_reads_them(self):
+        # The reader builds tensors itself (issue #23): ultralytics' own best.pt and last.pt read back the
+        # same tensors and names as torch.load with ultralytics installed.
+        from model.reference import checkpoint
+
+        for name in ("best.pt", "last.pt"):
+            path = RUN["best"].parent / name
+            with self.subTest(checkpoint=name):
+                ckpt = torch.load(path, map_location="cpu")
+                model = next(ckpt[k] for k in ("ema", "model") if ckpt.get(k) is not None)
+                sd, names, info = checkpoint.read(path)
+                want = model.state_dict()
+                self.assertEqual(list(sd), list(want))
+                for k, v in want.items():
+                    self.assertTrue(v.dtype == sd[k].dtype and torch.equal(v, sd[k]), k)
+                self.assertEqual(names, model.names)
+                self.assertEqual(info["class"], f"{type(model).__module__}.{type(model).__name__}")
+
+    def test_checkpoint_that_calls_through_a_pointer_runs_nothing(self):
+        # Issue #23 finding 1 through ultralytics' exporter and the trainer: torch 1.13's
+        # UntypedStorage(16, allocator=0x414141414140) called through that address (exit -11).
+        from model.reference.tests import craft
+
+        bad = RUN["tmp"] / "allocator.pt"
+        bad.write_bytes(craft.allocator_pointer())
+        for args in (["model.ultralytics.export", "--weights", bad, "--imgsz", IMGSZ, "--out", RUN["tmp"] / "x.onnx"],
+                     ["model.train", "--data", RUN["data"], "--weights", bad, "--epochs", 1, "--imgsz", IMGSZ,
+                      "--out", RUN["tmp"] / "runs", "--name", "bad", "--no-export"]):
+            with self.subTest(cli=args[0]):
+                p = run(args, check=False)
+                self.assertEqual(p.returncode, 2, p.stderr)
+                err = [line for line in p.stderr.strip().splitlines() if not line.startswith("train: dataset")]
+                self.assertEqual(len(err), 1, p.stderr)
+                self.assertIn(f"checkpoint {bad}: holds no model or state_dict", err[0])
+                self.assertIn("'w' is a torch.UntypedStorage object", err[0])
+
+
 def write_eval_set(out, weights):
     """A val set whose labels are the trained model's own top detections, moved and resized a little, plus
     objects it misses: the mAP is then clearly above zero (a two-iteration model's mAP on real labels is ~0),
