@@ -27,7 +27,7 @@ export OMP_NUM_THREADS      ?= 2
 export OMP_WAIT_POLICY      ?= PASSIVE
 export STARDETR_PYTHON      ?= $(PY)
 
-.PHONY: setup build plugin models demo-clip run test test-go bench bench-peers test-peers-smoke soak soak-memory vet fmt clean
+.PHONY: setup build plugin models demo-clip demo-screenshot run test test-go bench bench-peers test-peers-smoke soak soak-memory vet fmt clean
 
 setup:
 	scripts/setup
@@ -49,16 +49,22 @@ include model/quantize/quantize.mk
 include model/train/train.mk
 include packaging/packaging.mk
 
-# The demo's clip: generated, 10 s of ffmpeg's moving test pattern at 10 fps (~200 KB).
+# The demo's clip: model.data.synth's moving shapes (the demo model's four classes), 30 s at 10 fps,
+# 640x360, generated deterministically (seed 0) with its MOT ground truth (build/demo/gt.txt).
 DEMO_CLIP := build/demo/clip.mp4
-$(DEMO_CLIP): $(SETUP_STAMP)
+$(DEMO_CLIP): $(SETUP_STAMP) model/data/synth.py
 	@mkdir -p $(dir $@)
-	ffmpeg -hide_banner -loglevel error -y -f lavfi -i testsrc2=size=640x360:rate=10 -t 10 -c:v libx264 -pix_fmt yuv420p $@
+	$(PY) -m model.data.synth --out $(dir $@) --video --frames 300 --width 640 --height 360 --fps 10 --seed 0 >/dev/null
 
 demo-clip: $(DEMO_CLIP)
 
 run: build plugin models $(DEMO_CLIP)
 	$(BIN) run --config configs/demo.yaml
+
+# The README's picture of the demo's live view: the Chromium screenshot of daemon/demo_test.go.
+demo-screenshot: build plugin models
+	@mkdir -p docs
+	STARDETR_DEMO_SCREENSHOT=$(CURDIR)/docs/demo-live.png go test -tags $(GOTAGS) -count=1 -run '^TestDemoLiveView$$' -v ./daemon/
 
 # Not part of `make test`: an hour (SOAK_DURATION=10m for a short one) of 4 cameras, broker and
 # camera outages, and a subscriber checking every seq; see daemon/soak_test.go.

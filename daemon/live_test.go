@@ -4,14 +4,12 @@ import (
 	"context"
 	"encoding/json"
 	"image"
-	"image/png"
 	"io"
 	"mime"
 	"mime/multipart"
 	"net"
 	"net/http"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -48,71 +46,14 @@ func serveLive(t *testing.T, r *rig, auth *HTTPAuthConfig) string {
 	return "http://" + ln.Addr().String()
 }
 
-// screenshot loads url in Debian's headless Chromium and returns the picture it took.
-func screenshot(t *testing.T, url string) image.Image {
-	t.Helper()
-	bin, err := exec.LookPath("chromium")
-	if err != nil {
-		t.Fatal("chromium not found: run scripts/setup (make test installs it)")
-	}
-	dir := t.TempDir()
-	out := filepath.Join(dir, "shot.png")
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
-	defer cancel()
-	// --timeout takes the picture that long after the load starts: an MJPEG stream never
-	// finishes loading.
-	cmd := exec.CommandContext(ctx, bin, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-		"--user-data-dir="+filepath.Join(dir, "profile"), "--window-size=800,600", "--timeout=3000",
-		"--screenshot="+out, url)
-	if b, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("chromium: %v\n%s", err, b)
-	}
-	f, err := os.Open(out)
-	if err != nil {
-		t.Fatalf("chromium took no screenshot: %v", err)
-	}
-	defer f.Close()
-	img, err := png.Decode(f)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return img
-}
+func screenshot(t *testing.T, url string) image.Image { return testenv.Screenshot(t, url) }
 
-func rgb(img image.Image, x, y int) (int, int, int) {
-	r, g, b, _ := img.At(x, y).RGBA()
-	return int(r >> 8), int(g >> 8), int(b >> 8)
-}
+func rgb(img image.Image, x, y int) (int, int, int) { return testenv.RGB(img, x, y) }
 
-func isGreen(img image.Image, x, y int) bool {
-	r, g, b := rgb(img, x, y)
-	return g > 150 && r < 120 && b < 120
-}
-
-// detectionBox finds the drawn detection box: the green horizontal runs of at least 25
-// pixels are its top and bottom edges (label glyphs have no runs that long).
+// detectionBox is the union of the green box edges the live view draws (testenv.DetectionBoxes).
 func detectionBox(img image.Image) (image.Rectangle, bool) {
-	b := img.Bounds()
-	var box image.Rectangle
-	found := false
-	for y := b.Min.Y; y < b.Max.Y; y++ {
-		run := 0
-		for x := b.Min.X; x <= b.Max.X; x++ {
-			if x < b.Max.X && isGreen(img, x, y) {
-				run++
-				continue
-			}
-			if run >= 25 {
-				r := image.Rect(x-run, y, x, y+1)
-				if !found {
-					box, found = r, true
-				}
-				box = box.Union(r)
-			}
-			run = 0
-		}
-	}
-	return box, found
+	runs, box := testenv.DetectionBoxes(img, 25)
+	return box, len(runs) > 0
 }
 
 // The live view in a real browser: the page at / shows the camera's annotated stream; two

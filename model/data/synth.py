@@ -1,6 +1,6 @@
 """Synthetic YOLO-format detection data (and a tracking clip) for training and testing the seed model.
 
-    python -m model.data.synth --out DIR --n N --imgsz S [--val M] [--seed K]
+    python -m model.data.synth --out DIR --n N --imgsz S [--val M] [--seed K] [--style default|alt]
     python -m model.data.synth --out DIR --video [--frames F] [--width W --height H]
 
 A class is a shape *and* a colour (red/blue disc, red/blue box): a detector has to use colour, so feeding
@@ -8,6 +8,14 @@ it BGR where it was trained on RGB swaps red and blue and costs accuracy. Object
 the image side), overlap each other and are partly hidden by grey bars; the background is textured
 (smooth noise, stripes, grain). An object hidden to more than 70% gets no label, the others keep the box
 of the whole object. Green and yellow shapes are unlabelled distractors.
+
+So that a model trained on it finds the shapes in images it did not draw, the images (not the --video
+clip, which stays plain) vary: backgrounds (texture, gradient, tiles, clutter of lines and outlines),
+edges (anti-aliased or hard, outlined, shaded objects), brightness and contrast, blur, sensor noise and
+JPEG quality (30-95). --style alt draws a second, differently made set for checking generalisation:
+other backgrounds (multi-octave tinted noise, rings, soft blobs, vignetting), colours jittered in HSV
+instead of per channel, other sizes and aspects (8-40% of the side, aspect 0.5-2), signal-dependent
+and chroma noise, motion or defocus blur, JPEG quality 25-70, occluders of other colours. Same classes.
 
 Writes DIR/images/{train,val}/*.jpg, DIR/labels/{train,val}/*.txt (class cx cy w h, normalised) and
 DIR/data.yaml. --video writes DIR/clip.mp4 (objects moving, some on crossing paths) and DIR/gt.txt,
@@ -43,48 +51,210 @@ def background(rng, h, w):
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
+def grain(rng, img, sigma):
+    return img + rng.normal(0, sigma, size=img.shape).astype(np.float32)
+
+
+def greyish(img, keep):
+    """Mixes each pixel towards its grey: keep=0.35 leaves a faint colour (no region looks like a class)."""
+    return keep * img + (1 - keep) * img.mean(axis=2, keepdims=True)
+
+
+def background_varied(rng, h, w):
+    """The training style's backgrounds: the plain texture, a gradient, tiles or clutter, with lines on top."""
+    kind = int(rng.integers(0, 4))
+    if kind == 0:
+        img = background(rng, h, w).astype(np.float32)
+    elif kind == 1:  # linear gradient between two greys (slightly tinted), with grain
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        a = rng.uniform(0, 2 * np.pi)
+        t = (xx * np.cos(a) + yy * np.sin(a)) / max(h, w)
+        t = (t - t.min()) / max(1e-6, float(t.max() - t.min()))
+        c0, c1 = rng.uniform(30, 230, size=3), rng.uniform(30, 230, size=3)
+        img = c0[None, None] * (1 - t[..., None]) + c1[None, None] * t[..., None]
+        img = greyish(grain(rng, img.astype(np.float32), rng.uniform(2, 10)), 0.35)
+    elif kind == 2:  # tiles (checkerboard) of two greys, random cell size, soft
+        cell = int(rng.integers(max(3, min(h, w) // 24), max(5, min(h, w) // 4)))
+        yy, xx = np.mgrid[0:h, 0:w]
+        check = ((yy // cell + xx // cell) % 2).astype(np.float32)
+        g0, g1 = rng.uniform(50, 210, size=2)
+        img = np.repeat((g0 + (g1 - g0) * check)[..., None], 3, axis=2)
+        img = grain(rng, img + rng.uniform(-15, 15, size=3).astype(np.float32), rng.uniform(2, 8))
+    else:  # clutter: the texture with outlines of rectangles and circles in greys
+        img = background(rng, h, w).astype(np.float32)
+        for _ in range(int(rng.integers(3, 10))):
+            g = float(rng.uniform(0, 255))
+            x, y = int(rng.integers(0, w)), int(rng.integers(0, h))
+            r = int(rng.integers(3, max(4, min(h, w) // 4)))
+            th = int(rng.integers(1, 3))
+            if rng.random() < 0.5:
+                cv2.circle(img, (x, y), r, (g, g, g), th, lineType=cv2.LINE_AA)
+            else:
+                cv2.rectangle(img, (x, y), (x + r, y + int(r * rng.uniform(0.5, 2))), (g, g, g), th)
+    for _ in range(int(rng.integers(0, 4))):  # long straight edges across the image
+        g = float(rng.uniform(0, 255))
+        p1 = (int(rng.integers(0, w)), int(rng.integers(0, h)))
+        p2 = (int(rng.integers(0, w)), int(rng.integers(0, h)))
+        cv2.line(img, p1, p2, (g, g, g), int(rng.integers(1, 4)), lineType=cv2.LINE_AA)
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def value_noise(rng, h, w, octaves=4):
+    """Multi-octave smooth noise in 0..1 (cubic-upsampled random grids)."""
+    acc = np.zeros((h, w), np.float32)
+    amp, total = 1.0, 0.0
+    for o in range(octaves):
+        cells = 2 ** (o + 1)
+        small = rng.uniform(0, 1, size=(cells + 1, cells + 1)).astype(np.float32)
+        acc += amp * cv2.resize(small, (w, h), interpolation=cv2.INTER_CUBIC)
+        total += amp
+        amp *= 0.55
+    acc /= total
+    return (acc - acc.min()) / max(1e-6, float(acc.max() - acc.min()))
+
+
+def background_alt(rng, h, w):
+    """The alt style's backgrounds: tinted fractal noise, rings, or soft blobs; then vignetting."""
+    kind = int(rng.integers(0, 3))
+    tint = rng.uniform(0.85, 1.15, size=3).astype(np.float32)  # warm/cool cast, as a camera's white balance
+    if kind == 0:
+        n = value_noise(rng, h, w)
+        img = (40 + 180 * n)[..., None] * tint
+    elif kind == 1:  # rings (wood, ripples) around a random centre
+        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+        cy, cx = rng.uniform(-h, 2 * h), rng.uniform(-w, 2 * w)
+        r = np.sqrt((yy - cy) ** 2 + (xx - cx) ** 2)
+        period = rng.uniform(5, 25)
+        n = 0.5 + 0.5 * np.sin(r * 2 * np.pi / period + 3 * value_noise(rng, h, w, 3))
+        img = (70 + 120 * n)[..., None] * tint
+    else:  # soft blobs of grey on a flat grey
+        img = np.full((h, w, 3), rng.uniform(60, 200), np.float32)
+        for _ in range(int(rng.integers(4, 12))):
+            g = float(rng.uniform(20, 240))
+            cv2.circle(img, (int(rng.integers(0, w)), int(rng.integers(0, h))),
+                       int(rng.integers(3, max(4, min(h, w) // 3))), (g, g, g), -1)
+        k = 2 * int(rng.integers(1, max(2, min(h, w) // 20))) + 1
+        img = cv2.GaussianBlur(img, (k, k), 0) * tint
+    img = greyish(img, 0.5)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    d2 = ((yy - h / 2) / h) ** 2 + ((xx - w / 2) / w) ** 2
+    img *= (1 - rng.uniform(0.2, 0.8) * d2)[..., None]  # vignetting
+    return np.clip(img, 0, 255).astype(np.uint8)
+
+
+def jitter_hsv(rng, rgb):
+    """The alt style's colour jitter: hue +-10 degrees, saturation 0.65-1 and value 0.6-1 of the base."""
+    hsv = cv2.cvtColor(np.uint8([[rgb]]), cv2.COLOR_RGB2HSV)[0, 0].astype(np.float32)
+    hsv[0] = (hsv[0] + rng.uniform(-5, 5)) % 180
+    hsv[1] *= rng.uniform(0.65, 1.0)
+    hsv[2] *= rng.uniform(0.6, 1.0)
+    return tuple(int(c) for c in cv2.cvtColor(np.uint8([[np.clip(hsv, 0, 255)]]), cv2.COLOR_HSV2RGB)[0, 0])
+
+
+def finish_default(rng, img):
+    """The training style's camera: brightness/contrast, blur, grain; returns the JPEG quality to write."""
+    f = img.astype(np.float32)
+    if rng.random() < 0.5:
+        f = f * rng.uniform(0.7, 1.3) + rng.uniform(-30, 30)
+    if rng.random() < 0.3:
+        f = cv2.GaussianBlur(f, (0, 0), rng.uniform(0.3, 1.5))
+    if rng.random() < 0.3:
+        f = grain(rng, f, rng.uniform(1, 8))
+    return np.clip(f, 0, 255).astype(np.uint8), int(rng.integers(30, 96))
+
+
+def finish_alt(rng, img):
+    """The alt style's camera: gamma, motion or defocus blur, shot and chroma noise; JPEG quality 25-70."""
+    f = img.astype(np.float32) / 255
+    f = f ** rng.uniform(0.7, 1.4)
+    r = rng.random()
+    if r < 0.3:  # motion blur along a random direction
+        k = int(rng.integers(3, 8))
+        kern = np.zeros((k, k), np.float32)
+        kern[k // 2, :] = 1
+        rot = cv2.getRotationMatrix2D(((k - 1) / 2, (k - 1) / 2), rng.uniform(0, 180), 1)
+        kern = cv2.warpAffine(kern, rot, (k, k))
+        f = cv2.filter2D(f, -1, kern / max(1e-6, float(kern.sum())))
+    elif r < 0.5:
+        f = cv2.GaussianBlur(f, (0, 0), rng.uniform(0.5, 1.2))
+    h, w = f.shape[:2]
+    f = f + rng.normal(0, 1, size=f.shape).astype(np.float32) * np.sqrt(f * rng.uniform(0.0005, 0.004))
+    chroma = rng.normal(0, rng.uniform(0.005, 0.03), size=(max(2, h // 4), max(2, w // 4), 3)).astype(np.float32)
+    f = f + cv2.resize(chroma, (w, h), interpolation=cv2.INTER_LINEAR)
+    return np.clip(f * 255, 0, 255).astype(np.uint8), int(rng.integers(25, 71))
+
+
 def jitter(rng, rgb):
     return tuple(int(np.clip(c + rng.integers(-25, 26), 0, 255)) for c in rgb)
 
 
-def draw_shape(img, mask, shape, box, rgb):
-    """Draws a disc (ellipse) or an axis-aligned box filling box=(x1,y1,x2,y2); marks its pixels in mask."""
+def draw_shape(img, mask, shape, box, rgb, aa=False):
+    """Draws a disc (ellipse) or an axis-aligned box filling box=(x1,y1,x2,y2); marks its pixels in mask.
+
+    aa draws the disc's edge anti-aliased in img (the mask stays hard)."""
     x1, y1, x2, y2 = (int(round(v)) for v in box)
     bgr = rgb[::-1]
     for target, colour in ((img, bgr), (mask, 1)):
         if shape == "disc":
             centre = ((x1 + x2) // 2, (y1 + y2) // 2)
             axes = (max(1, (x2 - x1) // 2), max(1, (y2 - y1) // 2))
-            cv2.ellipse(target, centre, axes, 0, 0, 360, colour, -1, lineType=cv2.LINE_8)
+            line = cv2.LINE_AA if aa and target is img else cv2.LINE_8
+            cv2.ellipse(target, centre, axes, 0, 0, 360, colour, -1, lineType=line)
         else:
             cv2.rectangle(target, (x1, y1), (x2 - 1, y2 - 1), colour, -1)
 
 
-def random_object(rng, h, w):
+def restyle_object(rng, img, m, shape, box):
+    """The varied styles' object edges: a dark or light outline, a brightness ramp across the object."""
+    if rng.random() < 0.3:
+        axis = int(rng.integers(0, 2))  # 0: ramp down the rows, 1: across the columns
+        ramp = np.linspace(rng.uniform(0.7, 1.0), rng.uniform(1.0, 1.3), img.shape[axis], dtype=np.float32)
+        ramp = ramp[:, None, None] if axis == 0 else ramp[None, :, None]
+        shaded = np.clip(img.astype(np.float32) * ramp, 0, 255).astype(np.uint8)
+        img[m > 0] = shaded[m > 0]
+    if rng.random() < 0.25:
+        g = int(rng.choice([int(rng.integers(0, 60)), int(rng.integers(190, 256))]))
+        x1, y1, x2, y2 = (int(round(v)) for v in box)
+        if shape == "disc":
+            cv2.ellipse(img, ((x1 + x2) // 2, (y1 + y2) // 2), (max(1, (x2 - x1) // 2), max(1, (y2 - y1) // 2)),
+                        0, 0, 360, (g, g, g), 1, lineType=cv2.LINE_AA)
+        else:
+            cv2.rectangle(img, (x1, y1), (x2 - 1, y2 - 1), (g, g, g), 1)
+
+
+def random_object(rng, h, w, size=(0.06, 0.35), aspect=(0.7, 1.4)):
     side = min(h, w)
-    bw = rng.uniform(0.06, 0.35) * side
-    bh = bw * rng.uniform(0.7, 1.4)
+    bw = rng.uniform(*size) * side
+    bh = bw * rng.uniform(*aspect)
     bw, bh = min(bw, w - 2), min(bh, h - 2)
     x1 = rng.uniform(0, w - bw)
     y1 = rng.uniform(0, h - bh)
     return (x1, y1, x1 + bw, y1 + bh)
 
 
-def render(rng, objects, h, w, bars):
+def render(rng, objects, h, w, bars, style=None):
     """objects: (class or None for a distractor, shape, rgb, box) drawn in order (later ones on top).
 
-    Returns the image (BGR) and, per object, the fraction of its pixels left visible.
+    style None: the plain look (the --video clip); "default" and "alt" vary backgrounds and edges (the
+    camera effects come after, in write_split). Returns the image (BGR) and, per object, the fraction of
+    its pixels left visible.
     """
-    img = background(rng, h, w)
+    img = {None: background, "default": background_varied, "alt": background_alt}[style](rng, h, w)
     masks = []
     for cls, shape, rgb, box in objects:
         m = np.zeros((h, w), np.uint8)
-        draw_shape(img, m, shape, box, rgb)
+        draw_shape(img, m, shape, box, rgb, aa=style is not None and rng.random() < 0.5)
+        if style is not None:
+            restyle_object(rng, img, m, shape, box)
         masks.append(m)
     cover = np.zeros((h, w), np.uint8)
     for x1, y1, x2, y2 in bars:
-        grey = int(rng.integers(90, 170))
-        cv2.rectangle(img, (x1, y1), (x2, y2), (grey, grey, grey), -1)
+        if style == "alt":  # occluders of any dull colour, not only grey
+            colour = tuple(int(c) for c in greyish(rng.uniform(40, 220, size=(1, 1, 3)), 0.6)[0, 0])
+        else:
+            grey = int(rng.integers(90, 170))
+            colour = (grey, grey, grey)
+        cv2.rectangle(img, (x1, y1), (x2, y2), colour, -1)
         cv2.rectangle(cover, (x1, y1), (x2, y2), 1, -1)
     visible = []
     for i, m in enumerate(masks):
@@ -108,27 +278,36 @@ def random_bars(rng, h, w):
     return bars
 
 
-def sample_objects(rng, h, w):
+def sample_objects(rng, h, w, style="default"):
     objects = []
+    if style == "alt":
+        colour_of, geometry = jitter_hsv, {"size": (0.08, 0.40), "aspect": (0.5, 2.0)}
+    else:
+        # Half the images have objects as tall or wide as stretching a 16:9 frame to a square input makes
+        # them (the demo clip's 640x360 -> 160x160 turns a disc into an ellipse 1.8 times as tall as wide).
+        colour_of, geometry = jitter, {} if rng.random() < 0.5 else {"aspect": (0.45, 2.2)}
     for _ in range(int(rng.integers(1, 6))):
         cls = int(rng.integers(0, len(NAMES)))
         colour, shape = NAMES[cls].split("_")
-        objects.append((cls, shape, jitter(rng, COLOURS[colour]), random_object(rng, h, w)))
+        objects.append((cls, shape, colour_of(rng, COLOURS[colour]), random_object(rng, h, w, **geometry)))
     for _ in range(int(rng.integers(0, 3))):
         shape = "disc" if rng.random() < 0.5 else "box"
-        objects.append((None, shape, jitter(rng, DISTRACTORS[int(rng.integers(0, 2))]), random_object(rng, h, w)))
+        objects.append((None, shape, colour_of(rng, DISTRACTORS[int(rng.integers(0, 2))]),
+                        random_object(rng, h, w, **geometry)))
     rng.shuffle(objects)
     return objects
 
 
-def write_split(rng, out, split, n, imgsz):
+def write_split(rng, out, split, n, imgsz, style="default"):
     (out / "images" / split).mkdir(parents=True, exist_ok=True)
     (out / "labels" / split).mkdir(parents=True, exist_ok=True)
+    finish = finish_alt if style == "alt" else finish_default
     for i in range(n):
-        objects = sample_objects(rng, imgsz, imgsz)
-        img, visible = render(rng, objects, imgsz, imgsz, random_bars(rng, imgsz, imgsz))
+        objects = sample_objects(rng, imgsz, imgsz, style)
+        img, visible = render(rng, objects, imgsz, imgsz, random_bars(rng, imgsz, imgsz), style)
+        img, quality = finish(rng, img)
         name = f"{split}_{i:05d}"
-        cv2.imwrite(str(out / "images" / split / f"{name}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, 95])
+        cv2.imwrite(str(out / "images" / split / f"{name}.jpg"), img, [cv2.IMWRITE_JPEG_QUALITY, quality])
         lines = []
         for (cls, _, _, (x1, y1, x2, y2)), vis in zip(objects, visible):
             if cls is None or vis < 1 - HIDDEN_DROP:
@@ -142,14 +321,14 @@ def write_split(rng, out, split, n, imgsz):
             print(f"synth: {split} {i + 1}/{n}", file=sys.stderr, flush=True)
 
 
-def write_dataset(out, n, imgsz, n_val, seed):
+def write_dataset(out, n, imgsz, n_val, seed, style="default"):
     out = Path(out).resolve()
     rng = np.random.default_rng(seed)
-    write_split(rng, out, "train", n, imgsz)
-    write_split(rng, out, "val", n_val, imgsz)
+    write_split(rng, out, "train", n, imgsz, style)
+    write_split(rng, out, "val", n_val, imgsz, style)
     names = "".join(f"  {i}: {name}\n" for i, name in enumerate(NAMES))
     data = out / "data.yaml"
-    data.write_text(f"# written by python -m model.data.synth (seed {seed}, imgsz {imgsz})\n"
+    data.write_text(f"# written by python -m model.data.synth (seed {seed}, imgsz {imgsz}, style {style})\n"
                     f"path: {out}\ntrain: images/train\nval: images/val\nnames:\n{names}")
     return data
 
@@ -208,6 +387,8 @@ def main(argv=None):
     p.add_argument("--val", type=int, default=None, help="validation images (default: n/4, at least 2)")
     p.add_argument("--imgsz", type=int, default=640, help="image side in pixels")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--style", choices=("default", "alt"), default="default",
+                   help="default: the training look; alt: a differently drawn set to check generalisation")
     p.add_argument("--video", action="store_true", help="write a tracking clip + MOT ground truth instead")
     p.add_argument("--frames", type=int, default=100)
     p.add_argument("--width", type=int, default=640)
@@ -222,7 +403,7 @@ def main(argv=None):
     if a.n < 1 or a.imgsz < 32:
         p.error("--n must be >= 1 and --imgsz >= 32")
     n_val = a.val if a.val is not None else max(2, a.n // 4)
-    print(write_dataset(a.out, a.n, a.imgsz, n_val, a.seed))
+    print(write_dataset(a.out, a.n, a.imgsz, n_val, a.seed, a.style))
     return 0
 
 

@@ -1,7 +1,15 @@
 """Train the seed model (rtdetr-StarNet-FreqFusion) with stock ultralytics, then export it to ONNX.
 
     build/venv/bin/python -m model.train --data D.yaml --epochs N --imgsz S --batch B --device cpu|0
+        [--model seed|demo|Y.yaml] [--hyp KEY=VALUE ...]
         [--weights best.pt] [--resume] [--out build/train] [--name NAME] [--pause-after K]
+
+--model picks the architecture: the seed (default), the compact demo variant
+(model/ultralytics/rtdetr-StarNet-FreqFusion-demo.yaml) or another YAML of the seed's modules; a YAML
+other than the seed's must have the dataset's nc (the seed's nc is a placeholder that the data sets).
+--hyp passes ultralytics training arguments (lr0=0.0002 optimizer=AdamW cos_lr=True mosaic=0 ...),
+values in YAML syntax; a key ultralytics does not know is an error. A resumed run keeps the first
+run's arguments (ultralytics stores them in last.pt).
 
 The dataset is checked first (model.data.check: one error naming the file and line, instead of
 ultralytics skipping bad labels). ultralytics' RTDETR trainer does the training; one progress line per
@@ -55,6 +63,29 @@ def progress_callbacks(model, out=sys.stderr):
     model.add_callback("on_train_batch_end", batch_end)
 
 
+def parse_hyp(items):
+    """--hyp KEY=VALUE items -> {key: value} (YAML values); unknown keys and bad items raise ValueError."""
+    from ..ultralytics import SEED_YAML  # noqa: F401 - sets ultralytics offline before it loads
+    from ultralytics.cfg import DEFAULT_CFG_DICT
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ValueError(f"--hyp {item!r}: expected KEY=VALUE, e.g. --hyp lr0=0.0002")
+        if key not in DEFAULT_CFG_DICT:
+            raise ValueError(f"--hyp {item!r}: {key!r} is not an ultralytics training argument "
+                             "(see ultralytics/cfg/default.yaml)")
+        if key in ("data", "epochs", "imgsz", "batch", "device", "workers", "project", "name", "seed", "time",
+                   "resume", "model"):
+            raise ValueError(f"--hyp {item!r}: {key} has its own option (--{key})")
+        try:
+            out[key] = yaml.safe_load(value)
+        except yaml.YAMLError as e:
+            raise ValueError(f"--hyp {item!r}: the value is not valid YAML ({e})") from e
+    return out
+
+
 def resolved_data_yaml(d, dest):
     """ultralytics resolves a relative 'path' against its datasets folder, not the YAML's: write absolute paths."""
     dest.parent.mkdir(parents=True, exist_ok=True)
@@ -80,6 +111,10 @@ def main(argv=None):
     p.add_argument("--pause-after", type=int, default=0, metavar="K", help="stop after epoch K (resume later)")
     p.add_argument("--no-export", action="store_true", help="skip the ONNX export")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--model", default="seed", metavar="seed|demo|YAML",
+                   help="architecture: the seed (default), the compact demo variant, or a YAML of the seed's modules")
+    p.add_argument("--hyp", action="append", default=[], metavar="KEY=VALUE",
+                   help="an ultralytics training argument (repeatable), e.g. lr0=0.0002 cos_lr=True mosaic=0")
     a = p.parse_args(argv)
     if a.imgsz < 32 or a.imgsz % 32:
         p.error(f"--imgsz {a.imgsz}: must be a positive multiple of 32")
@@ -91,9 +126,26 @@ def main(argv=None):
         return 2
 
     try:
+        hyp = parse_hyp(a.hyp)
+    except ValueError as e:
+        return fail(e)
+
+    try:
         d = check_dataset(a.data)
     except DatasetError as e:
         return fail(e)
+    here = Path(__file__).resolve().parents[1] / "ultralytics"
+    model_yaml = {"seed": here / "rtdetr-StarNet-FreqFusion.yaml",
+                  "demo": here / "rtdetr-StarNet-FreqFusion-demo.yaml"}.get(a.model, Path(a.model))
+    if a.model != "seed" and not a.resume:
+        try:
+            yaml_nc = yaml.safe_load(model_yaml.read_text()).get("nc")
+        except (OSError, yaml.YAMLError, AttributeError) as e:
+            return fail(f"--model {model_yaml}: not a readable model YAML ({e})")
+        if yaml_nc != d["nc"]:
+            return fail(f"--model {model_yaml} has nc: {yaml_nc} but the dataset {a.data} has {d['nc']} classes; "
+                        f"set nc: {d['nc']} in the YAML or train on a dataset with {yaml_nc} classes")
+    model_yaml = str(model_yaml)
     print(f"train: dataset {a.data}: {d['nc']} classes, train {d['train_images']} images / {d['train_boxes']} boxes, "
           f"val {d['val_images']} / {d['val_boxes']}", file=sys.stderr, flush=True)
     run = Path(a.out).resolve() / a.name
@@ -101,7 +153,7 @@ def main(argv=None):
     if a.resume and not last.is_file():
         return fail(f"--resume: {last} does not exist; start a run with the same --out/--name first")
 
-    from ..ultralytics import SEED_YAML
+    from ..ultralytics import SEED_YAML  # noqa: F401 - registers the seed modules with ultralytics
     from ..ultralytics.checkpoint import load_seed_model, save_ultralytics
     from ..ultralytics.export import export_checkpoint, quiet_stdout
     from ..reference.checkpoint import CheckpointError
@@ -118,7 +170,7 @@ def main(argv=None):
         model = RTDETR(str(last))
         args = {"resume": True, "device": a.device, "workers": workers}
     else:
-        start = SEED_YAML
+        start = model_yaml
         if a.weights:
             try:
                 seed_model, info = load_seed_model(a.weights)
@@ -134,6 +186,7 @@ def main(argv=None):
                 "seed": a.seed, "verbose": True}
         if a.time:
             args["time"] = a.time
+        args.update(hyp)
     progress_callbacks(model)
     if a.pause_after:
         def pause(trainer):

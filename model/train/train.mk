@@ -12,3 +12,19 @@ test-train: $(SETUP_STAMP) $(BIN) plugin
 test-gpu-smoke: $(SETUP_STAMP)
 	d=$$(mktemp -d /tmp/stardetr-gpu-smoke.XXXXXX) && trap 'rm -rf "$$d"' EXIT && \
 		OMP_NUM_THREADS=2 scripts/gpu --smoke --out "$$d"
+
+# The demo model (README "The demo model"): the compact variant, exported from the committed fp16 weight
+# parts; a missing or altered part stops here with the part named. Without any committed weights
+# (no manifest.json) it exports random weights with a warning, so that `make run` still starts.
+DEMO_IMGSZ   := 160
+DEMO_WEIGHTS := model/weights/demo
+DEMO_MODEL   := $(MODELS)/demo-$(DEMO_IMGSZ).onnx
+
+models: $(DEMO_MODEL)
+
+$(DEMO_MODEL): $(SETUP_STAMP) $(wildcard $(DEMO_WEIGHTS)/*) model/ultralytics/rtdetr-StarNet-FreqFusion-demo.yaml \
+		$(wildcard model/ultralytics/*.py model/reference/*.py)
+	@mkdir -p $(dir $@)
+	OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE YOLO_OFFLINE=true YOLO_AUTOINSTALL=false \
+		$(VENV_PY) -m model.ultralytics.export --parts $(DEMO_WEIGHTS) --model demo --imgsz $(DEMO_IMGSZ) \
+		--random-if-missing --out $@ >/dev/null || { rm -f $@; exit 1; }

@@ -40,6 +40,8 @@ from ..reference.modules import FreqFusion, StarNet  # noqa: E402
 
 PINNED = "8.3.112"  # scripts/versions.env ULTRALYTICS_VERSION; the bridge below relies on its parse_model
 SEED_YAML = str(Path(__file__).with_name("rtdetr-StarNet-FreqFusion.yaml"))
+# The compact demo variant (same module types and layout, narrower; see README "The demo model").
+DEMO_YAML = str(Path(__file__).with_name("rtdetr-StarNet-FreqFusion-demo.yaml"))
 
 if ultralytics.__version__ != PINNED:
     raise ImportError(

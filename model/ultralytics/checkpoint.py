@@ -12,8 +12,11 @@ from ..reference.checkpoint import CheckpointError, check_keys, nc_of, read
 from . import SEED_YAML
 
 
-def load_seed_model(path, nc=None):
-    """The seed model (ultralytics RTDETRDetectionModel, float32, eval) with a checkpoint's weights and names."""
+def load_seed_model(path, nc=None, yaml_path=SEED_YAML):
+    """The seed model (ultralytics RTDETRDetectionModel, float32, eval) with a checkpoint's weights and names.
+
+    yaml_path builds another variant of the seed's modules instead (the demo YAML); a variant's YAML
+    fixes nc, and a checkpoint with another class count is one CheckpointError naming both."""
     from ultralytics.nn.tasks import RTDETRDetectionModel, yaml_model_load
 
     sd, names, info = read(path)
@@ -24,10 +27,13 @@ def load_seed_model(path, nc=None):
                               "it is not a checkpoint of the seed model (rtdetr-StarNet-FreqFusion)")
     # The YAML as a dict with its nc and scale set, so that ultralytics builds it without log lines
     # ("Overriding model.yaml nc", "no model scale passed"): the CLIs print one line per error.
-    cfg = yaml_model_load(SEED_YAML)
+    cfg = yaml_model_load(yaml_path)
+    if yaml_path != SEED_YAML and cfg.get("nc") != nc:
+        raise CheckpointError(f"checkpoint {path} has {nc} classes ({', '.join(map(str, names.values())) if names else 'no names'}) "
+                              f"but {yaml_path} has nc: {cfg.get('nc')}; export it with the YAML it was trained with")
     cfg["nc"], cfg["scale"] = nc, "l"
     model = RTDETRDetectionModel(cfg, nc=nc, verbose=False)
-    check_keys(path, model.state_dict(), sd, f"the seed model rtdetr-StarNet-FreqFusion with nc={nc} ({info['class']})")
+    check_keys(path, model.state_dict(), sd, f"the model {Path(yaml_path).stem} with nc={nc} ({info['class']})")
     model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in sd.items()})
     model.names = names if names and len(names) == nc else {i: f"class{i}" for i in range(nc)}
     model.nc = nc

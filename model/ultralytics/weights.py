@@ -58,8 +58,10 @@ def join(parts_dir, out):
             chunk = f.read_bytes()
         except OSError as e:
             raise CheckpointError(f"weights {f}: missing part ({e.strerror})") from e
-        if hashlib.sha256(chunk).hexdigest() != p["sha256"]:
-            raise CheckpointError(f"weights {f}: sha256 differs from {d / 'manifest.json'}: the part is damaged")
+        got = hashlib.sha256(chunk).hexdigest()
+        if got != p["sha256"]:
+            raise CheckpointError(f"weights {f}: checksum mismatch: sha256 {got[:16]}..., {d / 'manifest.json'} "
+                                  f"says {p['sha256'][:16]}...: the part is damaged or was changed; check it out again")
         data += chunk
     if hashlib.sha256(data).hexdigest() != manifest["sha256"]:
         raise CheckpointError(f"weights {d}: the joined parts do not match the manifest's sha256")

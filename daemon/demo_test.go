@@ -1,0 +1,212 @@
+package daemon_test
+
+import (
+	"bufio"
+	"encoding/json"
+	"fmt"
+	"image/png"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stardetr/stardetr/internal/testenv"
+)
+
+// gtBox is one row of model.data.synth's MOT ground truth.
+type gtBox struct {
+	class          int
+	x1, y1, x2, y2 float64
+}
+
+func readSynthGT(t *testing.T, path string) map[int][]gtBox {
+	t.Helper()
+	f, err := os.Open(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	gt := map[int][]gtBox{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		v := strings.Split(sc.Text(), ",")
+		if len(v) != 9 {
+			t.Fatalf("%s: %q: want 9 fields", path, sc.Text())
+		}
+		var n [9]float64
+		for i, s := range v {
+			if n[i], err = strconv.ParseFloat(s, 64); err != nil {
+				t.Fatalf("%s: %q: %v", path, sc.Text(), err)
+			}
+		}
+		gt[int(n[0])] = append(gt[int(n[0])], gtBox{int(n[7]), n[2], n[3], n[2] + n[4], n[3] + n[5]})
+	}
+	return gt
+}
+
+func iou(a, b [4]float64) float64 {
+	w := min(a[2], b[2]) - max(a[0], b[0])
+	h := min(a[3], b[3]) - max(a[1], b[1])
+	if w <= 0 || h <= 0 {
+		return 0
+	}
+	inter := w * h
+	return inter / ((a[2]-a[0])*(a[3]-a[1]) + (b[2]-b[0])*(b[3]-b[1]) - inter)
+}
+
+// The demo that `make run` starts, as shipped (configs/demo.yaml: the demo model trained on
+// model.data.synth, tracking, one zone), on a synthetic moving-shapes clip: tracked detections
+// lie on the clip's ground-truth shapes of their class, events and zone counts arrive over MQTT,
+// and the live view in Chromium shows labelled boxes. With STARDETR_DEMO_SCREENSHOT=FILE the
+// picture is kept (`make demo-screenshot` writes the README's docs/demo-live.png).
+func TestDemoLiveView(t *testing.T) {
+	root := testenv.RepoRoot(t)
+	if _, err := os.Stat(filepath.Join(root, "model", "weights", "demo", "manifest.json")); err != nil {
+		t.Fatalf("no trained demo weights (model/weights/demo/manifest.json: %v): `make models` exported "+
+			"random weights; commit the trained parts (python -m model.ultralytics.weights split)", err)
+	}
+	model := testenv.Model(t, "demo-160.onnx")
+	bin := buildStardetr(t)
+	dir := t.TempDir()
+	const frames = 100
+	cmd := exec.Command(testenv.Python(), "-m", "model.data.synth", "--out", dir, "--video",
+		"--frames", strconv.Itoa(frames), "--width", "640", "--height", "360", "--seed", "0")
+	cmd.Dir = root
+	cmd.Env = append(os.Environ(), "PYTHONPATH="+root)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("python -m model.data.synth --video: %v\n%s", err, out)
+	}
+	gt := readSynthGT(t, filepath.Join(dir, "gt.txt"))
+
+	shipped, err := os.ReadFile(filepath.Join(root, "configs", "demo.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	mqttPort, httpPort := testenv.FreePort(t), testenv.FreePort(t)
+	cfg := strings.NewReplacer(
+		"../build/demo/state", filepath.Join(dir, "state"),
+		"../build/models/demo-160.onnx", model,
+		"../build/demo/clip.mp4", filepath.Join(dir, "clip.mp4"),
+		"127.0.0.1:18830", fmt.Sprintf("127.0.0.1:%d", mqttPort),
+		"127.0.0.1:9110", fmt.Sprintf("127.0.0.1:%d", httpPort),
+	).Replace(string(shipped))
+	for _, want := range []string{model, "clip.mp4", strconv.Itoa(mqttPort), strconv.Itoa(httpPort), "enabled: true", "zones:"} {
+		if !strings.Contains(cfg, want) {
+			t.Fatalf("configs/demo.yaml changed shape: %q not in the rewritten config:\n%s", want, cfg)
+		}
+	}
+	cfgPath := filepath.Join(dir, "demo.yaml")
+	if err := os.WriteFile(cfgPath, []byte(cfg), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	d := startDaemon(t, bin, cfgPath)
+	base := fmt.Sprintf("http://127.0.0.1:%d", httpPort)
+	testenv.WaitFor(t, 60*time.Second, "the daemon's /healthz", func() bool {
+		resp, err := http.Get(base + "/healthz")
+		if err != nil {
+			return false // not listening yet
+		}
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	})
+	sub := testenv.Subscribe(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mqttPort), "stardetr/demo/#", nil)
+
+	names := map[string]bool{"red_disc": true, "blue_disc": true, "red_box": true, "blue_box": true}
+	type det struct {
+		ClassID int        `json:"class_id"`
+		Label   string     `json:"label"`
+		Box     [4]float64 `json:"box"`
+		TrackID *int       `json:"track_id"`
+	}
+	// Tracked detections and whether each lies on a ground-truth shape of its class (IoU >= 0.5,
+	// in its clip frame or one either side: frame numbers count every frame read, from 1, across loops).
+	tracked, onShape := 0, 0
+	seen := 0
+	var zoneCount bool
+	var newEvent string
+	sub.WaitFor(t, 90*time.Second, "40 tracked detections, a new event and a zone count above 0", func(ms []testenv.Received) bool {
+		for _, m := range ms[seen:] {
+			switch {
+			case m.Topic == "stardetr/demo/demo":
+				var msg struct {
+					Frame      int   `json:"frame"`
+					Detections []det `json:"detections"`
+				}
+				if err := json.Unmarshal(m.Payload, &msg); err != nil {
+					t.Fatalf("%s: %v", m.Topic, err)
+				}
+				for _, x := range msg.Detections {
+					if !names[x.Label] {
+						t.Fatalf("detection label %q is not one of the demo model's classes", x.Label)
+					}
+					if x.TrackID == nil {
+						continue
+					}
+					tracked++
+					f := (msg.Frame-1)%frames + 1
+					hit := false
+					for _, g := range append(append(gt[f-1], gt[f]...), gt[f+1]...) {
+						hit = hit || (g.class == x.ClassID && iou(x.Box, [4]float64{g.x1, g.y1, g.x2, g.y2}) >= 0.5)
+					}
+					if hit {
+						onShape++
+					}
+				}
+			case m.Topic == "stardetr/demo/demo/events":
+				var ev struct {
+					Type  string `json:"type"`
+					Label string `json:"label"`
+				}
+				if err := json.Unmarshal(m.Payload, &ev); err != nil {
+					t.Fatalf("%s: %v", m.Topic, err)
+				}
+				if ev.Type == "new" && newEvent == "" {
+					newEvent = ev.Label
+				}
+			case strings.HasPrefix(m.Topic, "stardetr/demo/demo/right_half/"):
+				if n, err := strconv.Atoi(string(m.Payload)); err == nil && n > 0 {
+					zoneCount = true
+				}
+			}
+		}
+		seen = len(ms)
+		return tracked >= 40 && newEvent != "" && zoneCount
+	})
+	share := float64(onShape) / float64(tracked)
+	t.Logf("demo: %d of %d tracked detections on a ground-truth shape of their class (%.2f); first new event: %s",
+		onShape, tracked, share, newEvent)
+	if share < 0.8 {
+		t.Errorf("only %.2f of the tracked detections lie on a shape of their class (IoU >= 0.5); want >= 0.8", share)
+	}
+
+	// The live view: labelled boxes around the shapes (green edges of a box-sized run at least twice:
+	// top and bottom of one box, or two boxes).
+	var runs int
+	testenv.WaitFor(t, 60*time.Second, "a screenshot of the live view with a detection box", func() bool {
+		img := testenv.Screenshot(t, base+"/")
+		r, _ := testenv.DetectionBoxes(img, 12)
+		runs = len(r)
+		if runs < 2 {
+			return false
+		}
+		if out := os.Getenv("STARDETR_DEMO_SCREENSHOT"); out != "" {
+			f, err := os.Create(out)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			if err := png.Encode(f, img); err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("screenshot written to %s", out)
+		}
+		return true
+	})
+	if err := d.stop(20 * time.Second); err != nil {
+		t.Errorf("demo daemon stop: %v", err)
+	}
+}
