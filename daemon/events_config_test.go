@@ -90,7 +90,7 @@ func TestHTTPAuthConfig(t *testing.T) {
 	if err := os.WriteFile(pw, []byte("s3cret\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c := HTTPConfig{Listen: "0.0.0.0:9110", MaxViewers: 4, Auth: HTTPAuthConfig{Username: "admin", PasswordFile: pw}}
+	c := HTTPConfig{Listen: "0.0.0.0:9110", MaxViewers: 4, MaxConnections: 64, Auth: HTTPAuthConfig{Username: "admin", PasswordFile: pw}}
 	testenv.WantError(t, c.Validate(), "auth.password_file: "+pw+" is readable by everyone", "chmod 600")
 	if err := os.Chmod(pw, 0o600); err != nil {
 		t.Fatal(err)
@@ -101,15 +101,26 @@ func TestHTTPAuthConfig(t *testing.T) {
 	c.Auth.Username = ""
 	testenv.WantError(t, c.Validate(), "auth.username")
 	for _, l := range []string{"127.0.0.1:1", "[::1]:1", "localhost:1"} {
-		c := HTTPConfig{Listen: l, MaxViewers: 4}
+		c := HTTPConfig{Listen: l, MaxViewers: 4, MaxConnections: 64}
 		if err := c.Validate(); err != nil {
 			t.Errorf("%s needs no auth: %v", l, err)
 		}
 	}
 	for _, l := range []string{":9110", "192.168.1.2:9110", "[::]:9110"} {
-		c := HTTPConfig{Listen: l, MaxViewers: 4}
+		c := HTTPConfig{Listen: l, MaxViewers: 4, MaxConnections: 64}
 		if err := c.Validate(); err == nil {
 			t.Errorf("%s without auth accepted", l)
 		}
+	}
+	for _, c := range []struct {
+		max  int
+		want string
+	}{
+		{0, "max_connections: 0 is out of range: 2 to 2048"},
+		{100000, "max_connections: 100000 is out of range"},
+		{4, "max_connections: 4 leaves no connection for the API next to max_viewers 4"},
+	} {
+		h := HTTPConfig{Listen: "127.0.0.1:1", MaxViewers: 4, MaxConnections: c.max}
+		testenv.WantError(t, h.Validate(), c.want)
 	}
 }

@@ -43,7 +43,7 @@ type service struct {
 	sink   *messageSink
 	live   *liveView
 	pipe   *pipeline.Pipeline
-	srv    *http.Server
+	srv    *httpServer
 	lock   *statelock.Lock
 
 	cancelPipe context.CancelFunc
@@ -174,10 +174,11 @@ func startService(ctx context.Context, cfg Config, configPath string, log *slog.
 		if herr != nil {
 			return nil, herr
 		}
-		s.srv = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+		s.srv = newHTTPServer(ln, h, defaultHTTPLimits(cfg.HTTP.MaxConnections), log)
+		reg.MustRegister(s.srv)
 		s.srv.RegisterOnShutdown(s.live.cancel) // live streams end with the server
 		go func() {
-			if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := s.srv.Serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				s.fatal <- fmt.Errorf("http server: %w", err)
 			}
 		}()
