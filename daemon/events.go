@@ -106,7 +106,7 @@ func (s *messageSink) PublishTracked(t *pipeline.Tracked) error {
 		msg, err := s.pub.PublishEvent(pe)
 		if err != nil {
 			errs = append(errs, err)
-		} else if s.recent != nil {
+		} else if s.recent != nil && msg != nil { // nil: dropped, counted by the publisher
 			s.recent.add(pe.ID, t.Camera, msg)
 		}
 		if ev.Type == track.EventEnd && s.snaps != nil {
