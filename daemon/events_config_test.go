@@ -45,7 +45,8 @@ func TestTrackingConfigDefaults(t *testing.T) {
 	if len(c.Zones) != 2 || c.Zones[0].Inertia != 3 || c.Zones[1].Inertia != 5 || c.Zones[1].Loiter != 2*time.Second || c.Zones[0].Polygon[2][1] != 1 {
 		t.Errorf("zones: file keys or defaults lost: %+v", c.Zones)
 	}
-	if cfg.Events.UpdateInterval != 3*time.Second || cfg.Events.SnapshotMaxMB != 100 || !cfg.HomeAssistant.Enabled || cfg.HomeAssistant.Prefix != "homeassistant" {
+	if cfg.Events.UpdateInterval != 3*time.Second || cfg.Events.SnapshotMaxMB != 100 || cfg.Events.MaxPerSecond != 20 ||
+		cfg.Events.SnapshotMaxPerSecond != 5 || !cfg.HomeAssistant.Enabled || cfg.HomeAssistant.Prefix != "homeassistant" {
 		t.Errorf("events/homeassistant: %+v %+v", cfg.Events, cfg.HomeAssistant)
 	}
 	testenv.WantError(t, checkZoneClasses(cfg.Cameras, []string{"car"}), `cameras[0].zones[0].classes[0]: "person" is not a class of the model`, "use one of them")
@@ -58,9 +59,9 @@ func TestTrackingConfigErrors(t *testing.T) {
 		"[[0, 0.5], [1, 0.5], [1, 1], [0, 1]]", "[[0, 0], [1, 1], [1, 0], [0, 1]]",
 		"name: door", "name: do/or",
 		"[0.2, 0.2]]", "[0.2, 1.2]]",
-		"update_interval: 3s", "update_interval: -1s",
+		"update_interval: 3s", "update_interval: -1s, max_per_second: 0, snapshot_max_per_second: .nan",
 	).Replace(tracking)
-	cfg, err := LoadConfig(writeConfig(t, body+"http: {listen: 0.0.0.0:9110}\n"))
+	cfg, err := LoadConfig(writeConfig(t, body+"http: {listen: 0.0.0.0:9110, max_connections: 1}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +73,10 @@ func TestTrackingConfigErrors(t *testing.T) {
 		`cameras[0].zones[1].name: "do/or"`,
 		"cameras[0].zones[1].polygon[2][1]: 1.2 is outside 0..1",
 		"events.update_interval: -1s is negative",
+		"events.max_per_second: 0 is out of range: 1 to 10000 events per second and camera",
+		"events.snapshot_max_per_second: NaN is out of range: 0.1 to 1000",
 		`http.listen: "0.0.0.0:9110" is reachable from other machines`,
+		"http.max_connections: 1 is out of range: 2 to 2048",
 	)
 }
 

@@ -149,9 +149,11 @@ func startService(ctx context.Context, cfg Config, configPath string, log *slog.
 	}
 	s.sink = &messageSink{pub: s.pub, model: info, log: log, recent: &recentEvents{n: cfg.Events.Recent}}
 	if cfg.Events.SnapshotMaxMB > 0 {
-		if s.sink.snaps, err = openEventSnapshots(filepath.Join(cfg.StateDir, "events"), int64(cfg.Events.SnapshotMaxMB)<<20, log); err != nil {
+		if s.sink.snaps, err = openEventSnapshots(filepath.Join(cfg.StateDir, "events"), int64(cfg.Events.SnapshotMaxMB)<<20,
+			cfg.Events.SnapshotMaxPerSecond, log); err != nil {
 			return nil, err
 		}
+		undo = append(undo, s.sink.snaps.Close)
 	}
 	s.pipe = pipeline.New(slots, s.sink, pipeline.Options{BatchWait: cfg.Model.BatchWait}, log.With("component", "pipeline"))
 	if err = s.pipe.Update(cams); err != nil {
@@ -274,6 +276,9 @@ func (s *service) stop() int {
 	}
 	s.cancelLoop()
 	s.loops.Wait()
+	if s.sink.snaps != nil {
+		s.sink.snaps.Close() // after the pipeline: nothing saves any more; writes what is queued
+	}
 	if s.srv != nil {
 		c, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		_ = s.srv.Shutdown(c)
