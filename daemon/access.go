@@ -41,6 +41,11 @@ func (c *HTTPConfig) Validate() error {
 	if c.MaxViewers < 1 || c.MaxViewers > 100 {
 		errs = append(errs, fmt.Errorf("max_viewers: %d is out of range: 1 to 100 live streams per camera", c.MaxViewers))
 	}
+	if c.MaxConnections < 2 || c.MaxConnections > maxHTTPConnections {
+		errs = append(errs, fmt.Errorf("max_connections: %d is out of range: 2 to %d open HTTP connections (each holds a file descriptor; the packaged unit allows %d)", c.MaxConnections, maxHTTPConnections, unitNOFILE))
+	} else if c.MaxConnections <= c.MaxViewers {
+		errs = append(errs, fmt.Errorf("max_connections: %d leaves no connection for the API next to max_viewers %d live streams: raise it above max_viewers", c.MaxConnections, c.MaxViewers))
+	}
 	if c.Auth.enabled() {
 		if c.Auth.Username == "" || strings.Contains(c.Auth.Username, ":") {
 			errs = append(errs, fmt.Errorf("auth.username: %q: give a user name without ':'", c.Auth.Username))
@@ -55,6 +60,13 @@ func (c *HTTPConfig) Validate() error {
 	}
 	return errors.Join(errs...)
 }
+
+// unitNOFILE is LimitNOFILE in packaging/systemd/stardetr.service: the descriptors the
+// service may hold, of which HTTP connections may take at most maxHTTPConnections.
+const (
+	unitNOFILE         = 4096
+	maxHTTPConnections = 2048
+)
 
 // isLoopback reports whether a listen host only accepts connections from this machine.
 func isLoopback(host string) bool {

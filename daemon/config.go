@@ -70,6 +70,9 @@ type HTTPConfig struct {
 	Auth HTTPAuthConfig `mapstructure:"auth"`
 	// MaxViewers bounds the live streams (/stream/<camera>.mjpeg) open at once per camera.
 	MaxViewers int `mapstructure:"max_viewers"`
+	// MaxConnections bounds the HTTP connections open at once, live streams included; more
+	// are closed as soon as they are accepted (stardetr_http_connections_refused_total).
+	MaxConnections int `mapstructure:"max_connections"`
 }
 
 // WatchdogConfig is the `watchdog:` section.
@@ -87,7 +90,7 @@ func DefaultConfig() Config {
 		LogLevel:      "info",
 		Model:         model.DefaultConfig(),
 		MQTT:          publish.DefaultConfig(),
-		HTTP:          HTTPConfig{Listen: "127.0.0.1:9110", MaxViewers: 4},
+		HTTP:          HTTPConfig{Listen: "127.0.0.1:9110", MaxViewers: 4, MaxConnections: 64},
 		Watchdog:      WatchdogConfig{FrameTimeout: 30 * time.Second, RetryBudget: 5 * time.Minute},
 		Events:        DefaultEventsConfig(),
 		HomeAssistant: HomeAssistantConfig{Prefix: "homeassistant"},

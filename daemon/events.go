@@ -5,24 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"io/fs"
-	"log/slog"
 	"net/http"
-	"os"
-	"path/filepath"
-	"regexp"
 	"slices"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
-	"gocv.io/x/gocv"
-
-	"github.com/stardetr/stardetr/internal/atomicfile"
 	"github.com/stardetr/stardetr/internal/confcheck"
 	"github.com/stardetr/stardetr/pipeline"
 	"github.com/stardetr/stardetr/publish"
@@ -34,30 +23,42 @@ type EventsConfig struct {
 	// UpdateInterval is the shortest time between two `update` events of one object that a
 	// zone change did not cause; 0: updates on zone changes only.
 	UpdateInterval time.Duration `mapstructure:"update_interval"`
+	// MaxPerSecond bounds each camera's events, on average (pipeline.EventLimit): objects
+	// beyond it are not announced, updates beyond it wait and coalesce; both are counted.
+	MaxPerSecond float64 `mapstructure:"max_per_second"`
 	// SnapshotMaxMB bounds the event snapshots under <state_dir>/events; 0 keeps none.
 	SnapshotMaxMB int `mapstructure:"snapshot_max_mb"`
+	// SnapshotMaxPerSecond bounds the snapshots written, all cameras together.
+	SnapshotMaxPerSecond float64 `mapstructure:"snapshot_max_per_second"`
 	// Recent is how many events /api/events remembers.
 	Recent int `mapstructure:"recent"`
 }
 
 // DefaultEventsConfig returns the `events:` defaults.
 func DefaultEventsConfig() EventsConfig {
-	return EventsConfig{UpdateInterval: 10 * time.Second, SnapshotMaxMB: 100, Recent: 200}
+	return EventsConfig{UpdateInterval: 10 * time.Second, MaxPerSecond: 20, SnapshotMaxMB: 100, SnapshotMaxPerSecond: 5, Recent: 200}
 }
 
 // Validate reports every problem, keys relative to the section.
 func (c *EventsConfig) Validate() error {
-	var errs []error
+	var l confcheck.List
 	if c.UpdateInterval < 0 {
-		errs = append(errs, fmt.Errorf("update_interval: %s is negative: use 0 (zone changes only) or a duration such as 10s", c.UpdateInterval))
+		l.Add("update_interval", "%s is negative: use 0 (zone changes only) or a duration such as 10s", c.UpdateInterval)
+	}
+	// NaN fails every comparison: the ranges are written so that it is out of them.
+	if !(c.MaxPerSecond >= 1 && c.MaxPerSecond <= 10000) {
+		l.Add("max_per_second", "%v is out of range: 1 to 10000 events per second and camera", c.MaxPerSecond)
 	}
 	if c.SnapshotMaxMB < 0 || c.SnapshotMaxMB > 1<<20 {
-		errs = append(errs, fmt.Errorf("snapshot_max_mb: %d is out of range: 0 (no snapshots) to 1048576", c.SnapshotMaxMB))
+		l.Add("snapshot_max_mb", "%d is out of range: 0 (no snapshots) to 1048576", c.SnapshotMaxMB)
+	}
+	if !(c.SnapshotMaxPerSecond >= 0.1 && c.SnapshotMaxPerSecond <= 1000) {
+		l.Add("snapshot_max_per_second", "%v is out of range: 0.1 to 1000 snapshots per second (set snapshot_max_mb: 0 for none)", c.SnapshotMaxPerSecond)
 	}
 	if c.Recent < 1 || c.Recent > 100000 {
-		errs = append(errs, fmt.Errorf("recent: %d is out of range: 1 to 100000 events", c.Recent))
+		l.Add("recent", "%d is out of range: 1 to 100000 events", c.Recent)
 	}
-	return errors.Join(errs...)
+	return l.Err()
 }
 
 // checkZoneClasses reports zone classes that name no class of the model.
@@ -77,6 +78,14 @@ func newScene(c CameraConfig, ev EventsConfig, labels []string) *track.Scene {
 	tc := c.Track
 	tc.UpdateInterval = ev.UpdateInterval
 	return track.NewScene(tc, c.Zones, labels)
+}
+
+// newEventLimit returns the camera's event rate bound, or nil when it does not track.
+func newEventLimit(c CameraConfig, ev EventsConfig) *pipeline.EventLimit {
+	if !c.Track.Enabled {
+		return nil
+	}
+	return pipeline.NewEventLimit(ev.MaxPerSecond)
 }
 
 // eventID makes a scene's event id (unique per camera) unique per device.
@@ -106,7 +115,7 @@ func (s *messageSink) PublishTracked(t *pipeline.Tracked) error {
 		msg, err := s.pub.PublishEvent(pe)
 		if err != nil {
 			errs = append(errs, err)
-		} else if s.recent != nil {
+		} else if s.recent != nil && msg != nil { // nil: dropped, counted by the publisher
 			s.recent.add(pe.ID, t.Camera, msg)
 		}
 		if ev.Type == track.EventEnd && s.snaps != nil {
@@ -161,171 +170,6 @@ func (r *recentEvents) latest(camera string, limit int) []json.RawMessage {
 	return out
 }
 
-// eventSnapshots keeps the best frame of each event as a JPEG with its box drawn, in
-// <state_dir>/events/<id>.jpg, bounded in total size: when a new file does not fit, the
-// oldest files go first, and are counted. A JPEG costs milliseconds, so one event writes at
-// most one a second (and its first at once).
-type eventSnapshots struct {
-	dir     string
-	max     int64
-	log     *slog.Logger
-	removed atomic.Uint64
-
-	mu     sync.Mutex
-	files  map[string]snapFile
-	total  int64
-	last   map[string]time.Time // by live event id: when its snapshot was last written
-	newest time.Time            // the latest file time given, so that file times strictly increase
-}
-
-type snapFile struct {
-	size    int64
-	written time.Time
-}
-
-const snapshotEvery = time.Second
-
-var eventIDPattern = regexp.MustCompile(`^[A-Za-z0-9][A-Za-z0-9_.-]*$`)
-
-// openEventSnapshots loads what a previous run left in dir.
-func openEventSnapshots(dir string, maxBytes int64, log *slog.Logger) (*eventSnapshots, error) {
-	if err := os.MkdirAll(dir, 0o750); err != nil {
-		return nil, fmt.Errorf("event snapshots: %w: make state_dir writable or set events.snapshot_max_mb: 0", err)
-	}
-	s := &eventSnapshots{dir: dir, max: maxBytes, log: log, files: map[string]snapFile{}, last: map[string]time.Time{}}
-	entries, err := os.ReadDir(dir)
-	if err != nil {
-		return nil, fmt.Errorf("event snapshots: %w", err)
-	}
-	for _, e := range entries {
-		id, ok := strings.CutSuffix(e.Name(), ".jpg")
-		if !ok || e.IsDir() {
-			continue
-		}
-		info, err := e.Info()
-		if err != nil {
-			continue
-		}
-		s.files[id] = snapFile{size: info.Size(), written: info.ModTime()}
-		s.total += info.Size()
-		if info.ModTime().After(s.newest) {
-			s.newest = info.ModTime()
-		}
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.trim(0)
-	return s, nil
-}
-
-func (s *eventSnapshots) has(id string) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	_, ok := s.files[id]
-	return ok
-}
-
-// save writes the event's snapshot from frame (owned by the caller), rate-limited per event.
-func (s *eventSnapshots) save(id string, now time.Time, frame gocv.Mat, ev track.Event) error {
-	s.mu.Lock()
-	last, seen := s.last[id]
-	s.mu.Unlock()
-	if (seen && now.Sub(last) < snapshotEvery) || frame.Empty() {
-		return nil
-	}
-	label := fmt.Sprintf("%s #%d %.2f", ev.Label, ev.TrackID, ev.Score)
-	jpg, err := pipeline.AnnotatedJPEG(frame, []pipeline.Box{{Label: label, Box: ev.Box}})
-	if err != nil {
-		return fmt.Errorf("event %s snapshot: %w", id, err)
-	}
-	if !eventIDPattern.MatchString(id) {
-		return fmt.Errorf("event %s snapshot: id is not a file name", id)
-	}
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	s.last[id] = now
-	old := s.files[id]
-	s.total -= old.size
-	delete(s.files, id)
-	s.trim(int64(len(jpg)))
-	if int64(len(jpg)) > s.max {
-		return nil // larger than the whole budget: keep none
-	}
-	path := filepath.Join(s.dir, id+".jpg")
-	if err := atomicfile.Write(path, jpg); err != nil {
-		return fmt.Errorf("event %s snapshot: %w", id, err)
-	}
-	// The file system's clock ticks coarsely (files written within one tick share a time),
-	// so each file gets a time of its own, later than any before: a restart then sorts
-	// them in the order they were written.
-	written := time.Now()
-	if !written.After(s.newest) {
-		written = s.newest.Add(time.Microsecond)
-	}
-	if err := os.Chtimes(path, written, written); err != nil {
-		s.log.Warn("event snapshot: cannot set its time; a restart may trim it out of order", "id", id, "err", err)
-	}
-	s.newest = written
-	s.files[id] = snapFile{size: int64(len(jpg)), written: written}
-	s.total += int64(len(jpg))
-	return nil
-}
-
-// ended forgets the rate limit of an event that ended.
-func (s *eventSnapshots) ended(id string) {
-	s.mu.Lock()
-	delete(s.last, id)
-	s.mu.Unlock()
-}
-
-// trim removes the oldest files until need more bytes fit; s.mu is held.
-func (s *eventSnapshots) trim(need int64) {
-	if s.total+need <= s.max {
-		return
-	}
-	ids := make([]string, 0, len(s.files))
-	for id := range s.files {
-		ids = append(ids, id)
-	}
-	sort.Slice(ids, func(i, j int) bool {
-		a, b := s.files[ids[i]].written, s.files[ids[j]].written
-		if a.Equal(b) {
-			return ids[i] < ids[j]
-		}
-		return a.Before(b)
-	})
-	for _, id := range ids {
-		if s.total+need <= s.max {
-			break
-		}
-		err := os.Remove(filepath.Join(s.dir, id+".jpg"))
-		if err != nil && !errors.Is(err, fs.ErrNotExist) {
-			s.log.Warn("event snapshot: cannot remove", "id", id, "err", err)
-			continue
-		}
-		s.total -= s.files[id].size
-		delete(s.files, id)
-		s.removed.Add(1)
-		s.log.Debug("event snapshot removed to keep events.snapshot_max_mb", "id", id, "removed_total", s.removed.Load())
-	}
-}
-
-// collector exports how many snapshots the size bound removed.
-func (s *eventSnapshots) collector() prometheus.Collector {
-	return prometheus.NewCounterFunc(prometheus.CounterOpts{
-		Name: "stardetr_event_snapshots_removed_total",
-		Help: "Event snapshots removed, oldest first, to keep events.snapshot_max_mb.",
-	}, func() float64 { return float64(s.removed.Load()) })
-}
-
-// open returns the snapshot file of an event.
-func (s *eventSnapshots) open(id string) (*os.File, error) {
-	if !eventIDPattern.MatchString(id) || !s.has(id) {
-		return nil, fs.ErrNotExist
-	}
-	return os.Open(filepath.Join(s.dir, id+".jpg"))
-}
-
 // applyRetained publishes the running configuration's retained topics and deletes those of
 // removed cameras and zones; a failure is logged, not fatal: detections still flow.
 func (s *service) applyRetained() {
@@ -341,6 +185,8 @@ func (s *service) eventSnapshot(w http.ResponseWriter, r *http.Request) {
 		http.Error(w, "event snapshots are off (events.snapshot_max_mb: 0)", http.StatusNotFound)
 		return
 	}
+	// An event names its snapshot as soon as it is queued: wait for one still on its way.
+	s.sink.snaps.waitWritten(id, r.Context().Done())
 	f, err := s.sink.snaps.open(id)
 	if err != nil {
 		http.Error(w, fmt.Sprintf("no snapshot of event %q (unknown, or removed to keep events.snapshot_max_mb)", id), http.StatusNotFound)

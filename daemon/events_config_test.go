@@ -45,7 +45,8 @@ func TestTrackingConfigDefaults(t *testing.T) {
 	if len(c.Zones) != 2 || c.Zones[0].Inertia != 3 || c.Zones[1].Inertia != 5 || c.Zones[1].Loiter != 2*time.Second || c.Zones[0].Polygon[2][1] != 1 {
 		t.Errorf("zones: file keys or defaults lost: %+v", c.Zones)
 	}
-	if cfg.Events.UpdateInterval != 3*time.Second || cfg.Events.SnapshotMaxMB != 100 || !cfg.HomeAssistant.Enabled || cfg.HomeAssistant.Prefix != "homeassistant" {
+	if cfg.Events.UpdateInterval != 3*time.Second || cfg.Events.SnapshotMaxMB != 100 || cfg.Events.MaxPerSecond != 20 ||
+		cfg.Events.SnapshotMaxPerSecond != 5 || !cfg.HomeAssistant.Enabled || cfg.HomeAssistant.Prefix != "homeassistant" {
 		t.Errorf("events/homeassistant: %+v %+v", cfg.Events, cfg.HomeAssistant)
 	}
 	testenv.WantError(t, checkZoneClasses(cfg.Cameras, []string{"car"}), `cameras[0].zones[0].classes[0]: "person" is not a class of the model`, "use one of them")
@@ -58,9 +59,9 @@ func TestTrackingConfigErrors(t *testing.T) {
 		"[[0, 0.5], [1, 0.5], [1, 1], [0, 1]]", "[[0, 0], [1, 1], [1, 0], [0, 1]]",
 		"name: door", "name: do/or",
 		"[0.2, 0.2]]", "[0.2, 1.2]]",
-		"update_interval: 3s", "update_interval: -1s",
+		"update_interval: 3s", "update_interval: -1s, max_per_second: 0, snapshot_max_per_second: .nan",
 	).Replace(tracking)
-	cfg, err := LoadConfig(writeConfig(t, body+"http: {listen: 0.0.0.0:9110}\n"))
+	cfg, err := LoadConfig(writeConfig(t, body+"http: {listen: 0.0.0.0:9110, max_connections: 1}\n"))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -72,7 +73,10 @@ func TestTrackingConfigErrors(t *testing.T) {
 		`cameras[0].zones[1].name: "do/or"`,
 		"cameras[0].zones[1].polygon[2][1]: 1.2 is outside 0..1",
 		"events.update_interval: -1s is negative",
+		"events.max_per_second: 0 is out of range: 1 to 10000 events per second and camera",
+		"events.snapshot_max_per_second: NaN is out of range: 0.1 to 1000",
 		`http.listen: "0.0.0.0:9110" is reachable from other machines`,
+		"http.max_connections: 1 is out of range: 2 to 2048",
 	)
 }
 
@@ -90,7 +94,7 @@ func TestHTTPAuthConfig(t *testing.T) {
 	if err := os.WriteFile(pw, []byte("s3cret\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	c := HTTPConfig{Listen: "0.0.0.0:9110", MaxViewers: 4, Auth: HTTPAuthConfig{Username: "admin", PasswordFile: pw}}
+	c := HTTPConfig{Listen: "0.0.0.0:9110", MaxViewers: 4, MaxConnections: 64, Auth: HTTPAuthConfig{Username: "admin", PasswordFile: pw}}
 	testenv.WantError(t, c.Validate(), "auth.password_file: "+pw+" is readable by everyone", "chmod 600")
 	if err := os.Chmod(pw, 0o600); err != nil {
 		t.Fatal(err)
@@ -101,15 +105,26 @@ func TestHTTPAuthConfig(t *testing.T) {
 	c.Auth.Username = ""
 	testenv.WantError(t, c.Validate(), "auth.username")
 	for _, l := range []string{"127.0.0.1:1", "[::1]:1", "localhost:1"} {
-		c := HTTPConfig{Listen: l, MaxViewers: 4}
+		c := HTTPConfig{Listen: l, MaxViewers: 4, MaxConnections: 64}
 		if err := c.Validate(); err != nil {
 			t.Errorf("%s needs no auth: %v", l, err)
 		}
 	}
 	for _, l := range []string{":9110", "192.168.1.2:9110", "[::]:9110"} {
-		c := HTTPConfig{Listen: l, MaxViewers: 4}
+		c := HTTPConfig{Listen: l, MaxViewers: 4, MaxConnections: 64}
 		if err := c.Validate(); err == nil {
 			t.Errorf("%s without auth accepted", l)
 		}
+	}
+	for _, c := range []struct {
+		max  int
+		want string
+	}{
+		{0, "max_connections: 0 is out of range: 2 to 2048"},
+		{100000, "max_connections: 100000 is out of range"},
+		{4, "max_connections: 4 leaves no connection for the API next to max_viewers 4"},
+	} {
+		h := HTTPConfig{Listen: "127.0.0.1:1", MaxViewers: 4, MaxConnections: c.max}
+		testenv.WantError(t, h.Validate(), c.want)
 	}
 }

@@ -155,9 +155,10 @@ func startRig(t *testing.T, loop bool) *rig {
 	}
 
 	r.sink = &messageSink{pub: r.pub, log: log, recent: &recentEvents{n: 10}}
-	if r.sink.snaps, err = openEventSnapshots(filepath.Join(r.state, "events"), 1<<20, log); err != nil {
+	if r.sink.snaps, err = openEventSnapshots(filepath.Join(r.state, "events"), 1<<20, r.cfg.Events.SnapshotMaxPerSecond, log); err != nil {
 		t.Fatal(err)
 	}
+	t.Cleanup(r.sink.snaps.Close) // after the pipeline's cleanup below: nothing saves any more
 	r.pipe = pipeline.New([]pipeline.Slot{pipeline.OneFrame(&redBoxDetector{})}, r.sink, pipeline.Options{}, log)
 	cams, err := buildCameras(r.cfg.Cameras, r.cfg.Events, r.labels, log)
 	if err != nil {
@@ -264,6 +265,7 @@ func TestEventsEndToEnd(t *testing.T) {
 	if events[2].Snapshot != "/events/"+id+"/snapshot.jpg" {
 		t.Errorf("end event snapshot %q", events[2].Snapshot)
 	}
+	sink.snaps.waitWritten(id, nil)
 	f, err := sink.snaps.open(id)
 	if err != nil {
 		t.Fatalf("snapshot of %s: %v", id, err)

@@ -72,6 +72,9 @@ func (v *liveView) stream(w http.ResponseWriter, r *http.Request) {
 	const boundary = "stardetrframe"
 	w.Header().Set("Content-Type", "multipart/x-mixed-replace; boundary="+boundary)
 	w.Header().Set("Cache-Control", "no-store")
+	// A stream outlives the server's write timeout (httpLimits): each frame gets its own write
+	// deadline below. (The read timeout does not reach it: net/http lifts the read deadline
+	// once a request without a body is read, to notice the viewer leaving.)
 	rc := http.NewResponseController(w)
 	timer := time.NewTimer(rewatch)
 	defer timer.Stop()
@@ -96,7 +99,7 @@ func (v *liveView) stream(w http.ResponseWriter, r *http.Request) {
 		if err != nil || jpg == nil {
 			continue
 		}
-		_ = rc.SetWriteDeadline(time.Now().Add(10 * time.Second)) // a stalled viewer is dropped
+		_ = rc.SetWriteDeadline(time.Now().Add(streamWriteDeadline)) // a stalled viewer is dropped
 		if _, err := fmt.Fprintf(w, "--%s\r\nContent-Type: image/jpeg\r\nContent-Length: %s\r\n\r\n", boundary, strconv.Itoa(len(jpg))); err != nil {
 			return
 		}

@@ -20,8 +20,15 @@ import (
 	"github.com/stardetr/stardetr/internal/testenv"
 )
 
-// serveLive serves the rig's HTTP API and live view on a free loopback port.
+// serveLive serves the rig's HTTP API and live view on a free loopback port, through the
+// daemon's server with its default limits.
 func serveLive(t *testing.T, r *rig, auth *HTTPAuthConfig) string {
+	t.Helper()
+	return serveLiveWith(t, r, auth, defaultHTTPLimits(DefaultConfig().HTTP.MaxConnections))
+}
+
+// serveLiveWith is serveLive with the server's limits given.
+func serveLiveWith(t *testing.T, r *rig, auth *HTTPAuthConfig, lim httpLimits) string {
 	t.Helper()
 	s := &service{cfg: r.cfg, pipe: r.pipe, sink: r.sink, log: r.sink.log}
 	if auth != nil {
@@ -35,9 +42,9 @@ func serveLive(t *testing.T, r *rig, auth *HTTPAuthConfig) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	srv := newHTTPServer(ln, h, lim, r.sink.log)
 	srv.RegisterOnShutdown(s.live.cancel)
-	go func() { _ = srv.Serve(ln) }()
+	go func() { _ = srv.Serve() }()
 	t.Cleanup(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
@@ -212,4 +219,32 @@ func TestLiveHTTP(t *testing.T) {
 	if resp := open(); resp.StatusCode != http.StatusServiceUnavailable {
 		t.Errorf("third viewer with max_viewers 2: status %d, want 503", resp.StatusCode)
 	}
+}
+
+// A live stream outlives the server's read and write timeouts (httpLimits), which bound every
+// other response: it reads no body and sets a write deadline per frame.
+func TestLiveStreamOutlivesServerTimeouts(t *testing.T) {
+	r := startRig(t, true)
+	lim := httpLimits{ReadHeader: 300 * time.Millisecond, Read: 300 * time.Millisecond, Write: 300 * time.Millisecond, Idle: 300 * time.Millisecond, MaxConns: 8}
+	base := serveLiveWith(t, r, nil, lim)
+	resp, err := http.Get(base + "/stream/front.mjpeg")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	_, params, _ := mime.ParseMediaType(resp.Header.Get("Content-Type"))
+	mr := multipart.NewReader(resp.Body, params["boundary"])
+	t0 := time.Now()
+	parts := 0
+	for time.Since(t0) < 10*lim.Write {
+		part, err := mr.NextPart()
+		if err != nil {
+			t.Fatalf("stream ended after %v and %d frames: %v", time.Since(t0), parts, err)
+		}
+		if _, err := io.Copy(io.Discard, part); err != nil {
+			t.Fatalf("frame %d after %v: %v", parts, time.Since(t0), err)
+		}
+		parts++
+	}
+	t.Logf("%d frames in %v with read and write timeouts of %v", parts, time.Since(t0), lim.Write)
 }

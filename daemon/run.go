@@ -82,7 +82,7 @@ func buildCameras(cfgs []CameraConfig, ev EventsConfig, labels []string, log *sl
 			return nil, fmt.Errorf("cameras[%d] (%s): %w", i, c.Name, err)
 		}
 		cams = append(cams, pipeline.Camera{Name: c.Name, Key: c, Source: src, Policy: c.Publish,
-			Scene: newScene(c, ev, labels)})
+			Scene: newScene(c, ev, labels), Events: newEventLimit(c, ev)})
 	}
 	return cams, nil
 }

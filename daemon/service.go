@@ -43,7 +43,7 @@ type service struct {
 	sink   *messageSink
 	live   *liveView
 	pipe   *pipeline.Pipeline
-	srv    *http.Server
+	srv    *httpServer
 	lock   *statelock.Lock
 
 	cancelPipe context.CancelFunc
@@ -149,9 +149,11 @@ func startService(ctx context.Context, cfg Config, configPath string, log *slog.
 	}
 	s.sink = &messageSink{pub: s.pub, model: info, log: log, recent: &recentEvents{n: cfg.Events.Recent}}
 	if cfg.Events.SnapshotMaxMB > 0 {
-		if s.sink.snaps, err = openEventSnapshots(filepath.Join(cfg.StateDir, "events"), int64(cfg.Events.SnapshotMaxMB)<<20, log); err != nil {
+		if s.sink.snaps, err = openEventSnapshots(filepath.Join(cfg.StateDir, "events"), int64(cfg.Events.SnapshotMaxMB)<<20,
+			cfg.Events.SnapshotMaxPerSecond, log); err != nil {
 			return nil, err
 		}
+		undo = append(undo, s.sink.snaps.Close)
 	}
 	s.pipe = pipeline.New(slots, s.sink, pipeline.Options{BatchWait: cfg.Model.BatchWait}, log.With("component", "pipeline"))
 	if err = s.pipe.Update(cams); err != nil {
@@ -174,10 +176,11 @@ func startService(ctx context.Context, cfg Config, configPath string, log *slog.
 		if herr != nil {
 			return nil, herr
 		}
-		s.srv = &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+		s.srv = newHTTPServer(ln, h, defaultHTTPLimits(cfg.HTTP.MaxConnections), log)
+		reg.MustRegister(s.srv)
 		s.srv.RegisterOnShutdown(s.live.cancel) // live streams end with the server
 		go func() {
-			if err := s.srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			if err := s.srv.Serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
 				s.fatal <- fmt.Errorf("http server: %w", err)
 			}
 		}()
@@ -273,6 +276,9 @@ func (s *service) stop() int {
 	}
 	s.cancelLoop()
 	s.loops.Wait()
+	if s.sink.snaps != nil {
+		s.sink.snaps.Close() // after the pipeline: nothing saves any more; writes what is queued
+	}
 	if s.srv != nil {
 		c, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
 		_ = s.srv.Shutdown(c)

@@ -56,7 +56,7 @@ cp -an /lib/systemd/system/. "$root/lib/systemd/system/"
 mkdir -p "$root/bin" && cp /bin/kill "$root/bin/kill"
 for s in ExecStartPre=/usr/bin/stardetr Type=notify WatchdogSec= Restart=on-failure User=stardetr \
   SupplementaryGroups=video StateDirectory=stardetr ProtectSystem=strict ProtectHome=yes PrivateTmp=yes \
-  NoNewPrivileges=yes 'DeviceAllow=char-video4linux' 'CapabilityBoundingSet=$' 'ExecReload=/bin/kill -HUP $MAINPID'; do
+  NoNewPrivileges=yes LimitNOFILE=4096 'DeviceAllow=char-video4linux' 'CapabilityBoundingSet=$' 'ExecReload=/bin/kill -HUP $MAINPID'; do
   grep -q "^$s" "$root/$unit" || fail "stardetr.service lacks $s"
 done
 out=$(systemd-analyze verify --root="$root" --man=no "/$unit" 2>&1) || { echo "$out" >&2; fail "systemd-analyze verify stardetr.service"; }

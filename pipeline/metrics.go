@@ -22,6 +22,11 @@ var (
 		"1 while the camera delivers frames, 0 while it connects or retries.", []string{"camera"}, nil)
 	descErrors = prometheus.NewDesc("stardetr_model_errors_total",
 		"Frames whose preprocessing or inference failed.", nil, nil)
+	descEvents = prometheus.NewDesc("stardetr_events_total",
+		"Tracking events handed to the publisher, by type (new, update, end).", []string{"camera", "type"}, nil)
+	descEventDrops = prometheus.NewDesc("stardetr_events_dropped_total",
+		"Tracking events dropped to keep events.max_per_second: reason=rate: every event of an object not announced; reason=coalesced: an update replaced by a later update or the end of its object.",
+		[]string{"camera", "reason"}, nil)
 )
 
 // Collector exposes the pipeline's metrics (frames, drops, fps, reconnects and the stage
@@ -31,7 +36,7 @@ func (p *Pipeline) Collector() prometheus.Collector { return collector{p} }
 type collector struct{ p *Pipeline }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descFrames, descDrops, descPublished, descFPS, descReconnects, descStreaming, descErrors} {
+	for _, d := range []*prometheus.Desc{descFrames, descDrops, descPublished, descFPS, descReconnects, descStreaming, descErrors, descEvents, descEventDrops} {
 		ch <- d
 	}
 	for _, h := range c.p.st.hist {
@@ -55,6 +60,14 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descFPS, prometheus.GaugeValue, float64frombits(cs.fpsBits.Load()), name)
 		ch <- prometheus.MustNewConstMetric(descReconnects, prometheus.CounterValue, float64(st.Reconnects), name)
 		ch <- prometheus.MustNewConstMetric(descStreaming, prometheus.GaugeValue, streaming, name)
+		if l := cs.cam.Events; l != nil {
+			for _, k := range eventKinds {
+				ch <- prometheus.MustNewConstMetric(descEvents, prometheus.CounterValue, float64(l.Sent(k)), name, k)
+			}
+			for _, r := range []string{EventDropRate, EventDropCoalesced} {
+				ch <- prometheus.MustNewConstMetric(descEventDrops, prometheus.CounterValue, float64(l.Dropped(r)), name, r)
+			}
+		}
 	}
 	ch <- prometheus.MustNewConstMetric(descErrors, prometheus.CounterValue, float64(c.p.st.errors.Load()))
 	for _, h := range c.p.st.hist {

@@ -118,6 +118,8 @@ type Camera struct {
 	// Scene tracks the camera's objects; nil: no tracking. The pipeline's worker is its
 	// only user.
 	Scene *track.Scene
+	// Events bounds the rate of the scene's events; nil: no bound. The worker is its only user.
+	Events *EventLimit
 }
 
 // Pipeline runs the cameras and the inference worker.
@@ -468,6 +470,9 @@ func (p *Pipeline) track(cs *camState, f *camera.Frame, w, h int) {
 	for i, id := range res.TrackIDs {
 		cs.all[i].TrackID = id
 	}
+	if l := cs.cam.Events; l != nil {
+		res.Events, res.Best = l.Filter(f.Time, res.Events, res.Best)
+	}
 	if p.events != nil && len(res.Events)+len(res.Best)+len(res.Counts) > 0 {
 		cs.tracked = Tracked{Camera: cs.cam.Name, Time: f.Time, Frame: f.Mat, Result: res}
 		if err := p.events.PublishTracked(&cs.tracked); err != nil {
@@ -539,6 +544,9 @@ func (p *Pipeline) closeScene(cs *camState) {
 		return
 	}
 	res := sc.Close()
+	if l := cs.cam.Events; l != nil {
+		res.Events, res.Best = l.Filter(time.Now(), res.Events, res.Best)
+	}
 	if len(res.Events)+len(res.Counts) == 0 {
 		return
 	}

@@ -48,7 +48,10 @@
 //
 // The queue's size is bounded by mqtt.queue.max_mb; when full, the oldest
 // messages (detections, events or retained ones) are dropped, counted
-// (Metrics.Dropped, stardetr_mqtt_dropped_total) and logged. Appends reach the page cache at once (a process crash loses
+// (Metrics.Dropped, stardetr_mqtt_dropped_total by reason) and logged. A
+// message that cannot be stored at all (a full disk, a file that cannot be
+// written) is dropped, counted and logged the same way, and QueueHealth
+// reports the queue degraded. Appends reach the page cache at once (a process crash loses
 // nothing) and are fsynced every 200 ms (a power loss loses at most that).
 //
 // seq is a per-camera counter starting at 1, +1 per message, kept in

@@ -12,19 +12,22 @@ import (
 // the disk queue; the sender delivers it in order once a broker is
 // connected. It never waits for the network. When the queue (or the disk)
 // is full the oldest queued messages are dropped, counted and logged; a
-// message that finds the disk full with nothing left to free is dropped the
-// same way and is not an error (the caller would log it once per message).
+// message that cannot be stored (the disk full with nothing left to free,
+// or a file of the queue or the counters that cannot be written) is dropped
+// the same way and is not an error: the caller would log it once per message.
 func (p *Publisher) PublishDetections(msg Detections) error {
-	return p.publishNumbered(msg.Camera, "detections", byte(p.cfg.QoS), func(seq uint64) ([]byte, error) {
+	_, err := p.publishNumbered(msg.Camera, "detections", byte(p.cfg.QoS), func(seq uint64) ([]byte, error) {
 		return encodeDetections(p.device, seq, &msg)
 	})
+	return err
 }
 
 // publishNumbered takes the camera's next seq, encodes the message with it and queues it on
-// <camera>/<kind>, all under encMu so that seq order is queue order.
-func (p *Publisher) publishNumbered(camera, kind string, qos byte, encode func(seq uint64) ([]byte, error)) error {
+// <camera>/<kind>, all under encMu so that seq order is queue order. queued is false for a
+// message that was dropped (counted and logged) instead.
+func (p *Publisher) publishNumbered(camera, kind string, qos byte, encode func(seq uint64) ([]byte, error)) (queued bool, err error) {
 	if err := p.accepting("camera name", camera); err != nil {
-		return err
+		return false, err
 	}
 	p.encMu.Lock()
 	defer p.encMu.Unlock()
@@ -38,64 +41,83 @@ func (p *Publisher) publishNumbered(camera, kind string, qos byte, encode func(s
 		seq, err = p.seqs.take(camera)
 	}
 	if err != nil {
+		// Without a number the message cannot go out (its number would be used again after a
+		// crash): it is dropped like one the queue could not store.
 		if diskqueue.IsNoSpace(err) {
-			p.noteDrops(0, fmt.Errorf("%w: %w", diskqueue.ErrNoSpace, err))
-			return nil // counted and logged (at most every logEvery) by noteDrops
+			err = fmt.Errorf("%w: %w", diskqueue.ErrNoSpace, err)
 		}
-		return fmt.Errorf("publish: %w", err)
+		p.noteDrops(0, fmt.Errorf("camera %s: %w", camera, err))
+		return false, nil
 	}
 	payload, err := encode(seq)
 	if err != nil {
-		return fmt.Errorf("publish: camera %s %s seq %d: %w", camera, kind, seq, err)
+		return false, fmt.Errorf("publish: camera %s %s seq %d: %w", camera, kind, seq, err)
 	}
-	if err := p.enqueue(p.camPrefix+camera+"/"+kind, qos, false, payload); err != nil {
-		return fmt.Errorf("publish: queue camera %s seq %d: %w", camera, seq, err)
+	if queued, err = p.enqueue(p.camPrefix+camera+"/"+kind, qos, false, payload); err != nil {
+		return false, fmt.Errorf("publish: queue camera %s seq %d: %w", camera, seq, err)
 	}
-	return nil
+	return queued, nil
 }
 
 // enqueue appends one message to the disk queue, counting what overflow drops. A message
-// that finds the disk full with nothing left to free is dropped and counted the same way,
-// and is not an error: the caller would log it once per message.
-func (p *Publisher) enqueue(topic string, qos byte, retained bool, payload []byte) error {
+// that cannot be stored (the disk full with nothing left to free, a write that failed) is
+// dropped and counted the same way, and is not an error: the caller would log it once per
+// message. queued is false for such a message.
+func (p *Publisher) enqueue(topic string, qos byte, retained bool, payload []byte) (queued bool, err error) {
 	dropped, err := p.queue.Append(encodeRecord(topic, qos, retained, payload))
+	if errors.Is(err, diskqueue.ErrClosed) {
+		return false, ErrClosed // Close won the race with this call
+	}
 	if dropped > 0 || err != nil {
 		p.noteDrops(dropped, err)
 	}
-	if errors.Is(err, diskqueue.ErrNoSpace) {
-		return nil // counted and logged (at most every logEvery) by noteDrops
+	if errors.Is(err, diskqueue.ErrTooLarge) {
+		return false, err // a message that could never fit: the caller's to fix
 	}
 	if err != nil {
-		return err
+		return false, nil // counted and logged (at most every logEvery) by noteDrops
 	}
 	p.queued.Add(1)
-	return nil
+	return true, nil
 }
 
 // noteDrops counts messages the queue dropped (dropped oldest ones, plus the new one when
-// err is set), marks the queue degraded and logs it at most once per logEvery, with counts.
+// err is set) by reason, marks the queue degraded and logs it at most once per logEvery,
+// with counts. Callers hold encMu.
 func (p *Publisher) noteDrops(dropped int, err error) {
-	if err != nil {
-		dropped++
-	}
-	p.dropped.Add(uint64(dropped))
 	now := time.Now()
-	p.lastDrop.Store(now.UnixNano())
 	st := p.queue.Stats()
-	if errors.Is(err, diskqueue.ErrNoSpace) || st.DroppedNoSpace > p.fullDropsSeen.Swap(st.DroppedNoSpace) {
+	// Of the oldest messages dropped, those the queue gave up for a full file system.
+	full := min(uint64(dropped), st.DroppedNoSpace-p.fullDropsSeen.Swap(st.DroppedNoSpace))
+	p.drops[dropDiskFull].Add(full)
+	p.drops[dropQueueFull].Add(uint64(dropped) - full)
+	reason := dropQueueFull
+	if err != nil {
+		reason = reasonOf(err)
+		p.drops[reason].Add(1)
+	}
+	if full > 0 || reason == dropDiskFull {
 		p.lastDiskFull.Store(now.UnixNano())
 	}
-	ok, _ := p.dropLog.allow(now)
+	p.lastDrop.Store(now.UnixNano())
+	if reason == dropWriteError {
+		p.noteTrouble("cannot store messages: %v: the message was dropped (stardetr_mqtt_dropped_total{reason=\"write_error\"})", err)
+	}
+	limiter := &p.dropLog
+	if reason == dropWriteError {
+		limiter = &p.writeErrLog
+	}
+	ok, _ := limiter.allow(now)
 	if !ok {
 		return
 	}
-	total := p.dropped.Load()
+	total := p.drops.total()
 	since := total - p.droppedLogged.Swap(total)
 	args := []any{"dropped_since_last_line", since, "dropped_total", total, "queue_limit_mb", p.cfg.Queue.MaxMB,
 		"queued_messages", st.Records}
 	switch {
-	case err != nil && !errors.Is(err, diskqueue.ErrNoSpace):
-		p.log.Error("cannot queue messages: dropping them", append(args, "err", err)...)
+	case err != nil && reason != dropDiskFull:
+		p.log.Error("cannot queue messages: dropping them", append(args, "reason", dropReasonNames[reason], "err", err)...)
 	case p.diskFullRecently(now):
 		p.log.Warn("disk full: dropping the oldest queued messages to keep the newest; free space on the state_dir file system", append(args, "err", err)...)
 	default:
@@ -112,9 +134,12 @@ func (p *Publisher) diskFullRecently(now time.Time) bool {
 }
 
 // QueueHealth says whether the queue keeps every message: "" when it does, otherwise why not
-// (it dropped messages within the last 20 s).
+// (it dropped messages, or failed to write, sync or read its files, within the last 20 s).
 func (p *Publisher) QueueHealth() string {
 	now := time.Now()
+	if tr := p.trouble.Load(); tr != nil && now.Sub(tr.at) < degradedFor {
+		return "degraded: " + tr.what
+	}
 	t := p.lastDrop.Load()
 	if t == 0 || now.Sub(time.Unix(0, t)) >= degradedFor {
 		return ""
@@ -140,7 +165,7 @@ func (p *Publisher) PublishStats(s Stats) error {
 	}
 	qs := p.queue.Stats()
 	payload, err := encodeStats(p.device, time.Now(), &s, wireQueue{
-		Depth: qs.Records, Bytes: qs.Bytes, Dropped: p.dropped.Load(), Published: p.published.Load(),
+		Depth: qs.Records, Bytes: qs.Bytes, Dropped: p.drops.total(), Published: p.published.Load(),
 	})
 	if err != nil {
 		return fmt.Errorf("publish: stats: %w", err)

@@ -84,15 +84,16 @@ func encodeEvent(device string, seq uint64, e *Event) ([]byte, error) {
 
 // PublishEvent queues an event on …/<camera>/events at QoS 1 and returns the message it
 // queued. It takes the camera's next seq: events and detections of a camera share one
-// sequence, so a gap in either is a lost message.
+// sequence, so a gap in either is a lost message. A message that was dropped instead (counted
+// and logged, see PublishDetections) returns nil and no error.
 func (p *Publisher) PublishEvent(ev Event) (json.RawMessage, error) {
 	var msg []byte
-	err := p.publishNumbered(ev.Camera, "events", EventQoS, func(seq uint64) ([]byte, error) {
+	queued, err := p.publishNumbered(ev.Camera, "events", EventQoS, func(seq uint64) ([]byte, error) {
 		var err error
 		msg, err = encodeEvent(p.device, seq, &ev)
 		return msg, err
 	})
-	if err != nil {
+	if err != nil || !queued {
 		return nil, err
 	}
 	return msg, nil
@@ -128,7 +129,7 @@ func (p *Publisher) PublishRetained(topic string, payload []byte) error {
 	}
 	p.encMu.Lock()
 	defer p.encMu.Unlock()
-	if err := p.enqueue(topic, EventQoS, true, payload); err != nil {
+	if _, err := p.enqueue(topic, EventQoS, true, payload); err != nil {
 		return fmt.Errorf("publish: queue %s: %w", topic, err)
 	}
 	return nil

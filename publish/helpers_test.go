@@ -99,8 +99,15 @@ func waitNewest(t testing.TB, sub *testenv.Subscriber, depth int, first, last ui
 }
 
 // metricValue gathers p's metrics through a pedantic registry (which also checks them) and
-// returns the value of the unlabelled counter or gauge name.
+// returns the value of the unlabelled counter or gauge name, or the sum of its series.
 func metricValue(t testing.TB, p *publish.Publisher, name string) float64 {
+	t.Helper()
+	return labelledValue(t, p, name, "", "")
+}
+
+// labelledValue is metricValue of the series whose label has value (all series when label is
+// "": their sum).
+func labelledValue(t testing.TB, p *publish.Publisher, name, label, value string) float64 {
 	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
 	if err := reg.Register(p); err != nil {
@@ -111,15 +118,30 @@ func metricValue(t testing.TB, p *publish.Publisher, name string) float64 {
 		t.Fatal(err)
 	}
 	for _, f := range families {
-		if f.GetName() == name {
-			m := f.GetMetric()[0]
-			if m.GetCounter() != nil {
-				return m.GetCounter().GetValue()
+		if f.GetName() != name {
+			continue
+		}
+		sum, found := 0.0, false
+		for _, m := range f.GetMetric() {
+			match := label == ""
+			for _, l := range m.GetLabel() {
+				match = match || (l.GetName() == label && l.GetValue() == value)
 			}
-			return m.GetGauge().GetValue()
+			if !match {
+				continue
+			}
+			found = true
+			if m.GetCounter() != nil {
+				sum += m.GetCounter().GetValue()
+			} else {
+				sum += m.GetGauge().GetValue()
+			}
+		}
+		if found {
+			return sum
 		}
 	}
-	t.Fatalf("no %s metric", name)
+	t.Fatalf("no %s{%s=%q} metric", name, label, value)
 	return 0
 }
 

@@ -6,21 +6,26 @@ import (
 
 // Metrics is a snapshot of the publisher's counters and connection state.
 type Metrics struct {
-	Published       uint64 // detection messages the broker acknowledged (QoS 0: written to the socket)
-	Queued          uint64 // detection messages accepted into the disk queue
-	Dropped         uint64 // detection messages dropped: queue or disk full (oldest first), or unwritable
-	Corrupt         uint64 // queued detection messages lost to corrupt records on disk
-	NoSpace         uint64 // appends that found the file system full with nothing left to free
-	QueueDepth      int    // messages waiting in the disk queue (including unacknowledged ones)
-	QueueBytes      int64  // their size on disk
-	StatsPublished  uint64 // stats messages handed to the client
-	StatsSkipped    uint64 // stats messages skipped while disconnected
-	PublishErrors   uint64 // sends that failed and were retried from the queue
-	ConnectAttempts uint64
-	ConnectFailures uint64
-	Connected       bool
-	Broker          string // broker of the current or last connection
-	LastError       error  // last connection error; nil once connected
+	Published         uint64 // detection messages the broker acknowledged (QoS 0: written to the socket)
+	Queued            uint64 // detection messages accepted into the disk queue
+	Dropped           uint64 // messages dropped, all reasons: the sum of the five below
+	DroppedQueueFull  uint64 // the oldest, for the queue's bound (mqtt.queue.max_mb)
+	DroppedDiskFull   uint64 // for a full state_dir file system
+	DroppedWriteError uint64 // a file of the queue or the counters could not be written
+	DroppedTooLarge   uint64 // a message larger than the whole queue
+	DroppedCorrupt    uint64 // a queued message that no longer decoded
+	Corrupt           uint64 // queued detection messages lost to corrupt records on disk
+	NoSpace           uint64 // appends that found the file system full with nothing left to free
+	QueueDepth        int    // messages waiting in the disk queue (including unacknowledged ones)
+	QueueBytes        int64  // their size on disk
+	StatsPublished    uint64 // stats messages handed to the client
+	StatsSkipped      uint64 // stats messages skipped while disconnected
+	PublishErrors     uint64 // sends that failed and were retried from the queue
+	ConnectAttempts   uint64
+	ConnectFailures   uint64
+	Connected         bool
+	Broker            string // broker of the current or last connection
+	LastError         error  // last connection error; nil once connected
 }
 
 // Metrics returns the current counters.
@@ -30,21 +35,26 @@ func (p *Publisher) Metrics() Metrics {
 	connected, broker, lastErr := p.link != nil, p.connectedTo, p.lastErr
 	p.mu.Unlock()
 	return Metrics{
-		Published:       p.published.Load(),
-		Queued:          p.queued.Load(),
-		Dropped:         p.dropped.Load(),
-		Corrupt:         p.corrupt.Load(),
-		NoSpace:         qs.NoSpace,
-		QueueDepth:      qs.Records,
-		QueueBytes:      qs.Bytes,
-		StatsPublished:  p.statsPublished.Load(),
-		StatsSkipped:    p.statsSkipped.Load(),
-		PublishErrors:   p.publishErrors.Load(),
-		ConnectAttempts: p.connectAttempts.Load(),
-		ConnectFailures: p.connectFailures.Load(),
-		Connected:       connected,
-		Broker:          broker,
-		LastError:       lastErr,
+		Published:         p.published.Load(),
+		Queued:            p.queued.Load(),
+		Dropped:           p.drops.total(),
+		DroppedQueueFull:  p.drops[dropQueueFull].Load(),
+		DroppedDiskFull:   p.drops[dropDiskFull].Load(),
+		DroppedWriteError: p.drops[dropWriteError].Load(),
+		DroppedTooLarge:   p.drops[dropTooLarge].Load(),
+		DroppedCorrupt:    p.drops[dropCorrupt].Load(),
+		Corrupt:           p.corrupt.Load(),
+		NoSpace:           qs.NoSpace,
+		QueueDepth:        qs.Records,
+		QueueBytes:        qs.Bytes,
+		StatsPublished:    p.statsPublished.Load(),
+		StatsSkipped:      p.statsSkipped.Load(),
+		PublishErrors:     p.publishErrors.Load(),
+		ConnectAttempts:   p.connectAttempts.Load(),
+		ConnectFailures:   p.connectFailures.Load(),
+		Connected:         connected,
+		Broker:            broker,
+		LastError:         lastErr,
 	}
 }
 
@@ -54,7 +64,8 @@ var (
 	descQueued = prometheus.NewDesc("stardetr_mqtt_queued_total",
 		"Detection messages accepted into the on-disk queue.", nil, nil)
 	descDropped = prometheus.NewDesc("stardetr_mqtt_dropped_total",
-		"Detection messages dropped (queue full: oldest first).", nil, nil)
+		"Messages dropped, by reason: queue_full (oldest first, mqtt.queue.max_mb), disk_full (state_dir file system), write_error (a queue or counter file could not be written), too_large, corrupt.",
+		[]string{"reason"}, nil)
 	descStatsSkipped = prometheus.NewDesc("stardetr_mqtt_stats_skipped_total",
 		"Stats messages skipped while disconnected.", nil, nil)
 	descDepth = prometheus.NewDesc("stardetr_mqtt_queue_messages",
@@ -98,7 +109,9 @@ func (p *Publisher) Collect(ch chan<- prometheus.Metric) {
 	counter(descPublished, m.Published, "detections")
 	counter(descPublished, m.StatsPublished, "stats")
 	counter(descQueued, m.Queued)
-	counter(descDropped, m.Dropped)
+	for r := range nDropReasons {
+		counter(descDropped, p.drops[r].Load(), dropReasonNames[r])
+	}
 	counter(descStatsSkipped, m.StatsSkipped)
 	counter(descAttempts, m.ConnectAttempts)
 	counter(descFailures, m.ConnectFailures)

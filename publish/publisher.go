@@ -77,14 +77,17 @@ type Publisher struct {
 
 	published       atomic.Uint64
 	queued          atomic.Uint64
-	dropped         atomic.Uint64
+	drops           dropCounts
 	corrupt         atomic.Uint64 // queued messages lost to corrupt records
-	droppedLogged   atomic.Uint64 // dropped at the last drop log line
+	droppedLogged   atomic.Uint64 // drops.total() at the last drop log line
 	fullDropsSeen   atomic.Uint64 // the queue's DroppedNoSpace at the last drop
 	lastDrop        atomic.Int64  // unix ns of the last drop; 0: none
 	lastDiskFull    atomic.Int64  // unix ns of the last drop on a full file system
+	trouble         atomic.Pointer[queueTrouble]
 	dropLog         logLimiter
+	writeErrLog     logLimiter // write errors have their own: a full queue's lines must not hide them
 	syncLog         logLimiter
+	readLog         logLimiter
 	statsPublished  atomic.Uint64
 	statsSkipped    atomic.Uint64
 	connectAttempts atomic.Uint64

@@ -64,7 +64,11 @@ func (p *Publisher) sendOn(ctx context.Context, l *link) {
 			}
 			if err != nil {
 				if !errors.Is(err, diskqueue.ErrClosed) {
-					p.log.Error("read queued message", "err", err)
+					// Nothing is lost (the record stays queued) but delivery waits: degraded.
+					p.noteTrouble("cannot read the message queue: %v: delivery waits and retries every second", err)
+					if ok, n := p.readLog.allow(time.Now()); ok {
+						p.log.Error("read queued message; retrying every second", "err", err, "repeats_not_logged", n)
+					}
 				}
 				p.sleep(ctx, l, time.Second)
 				return
@@ -76,7 +80,7 @@ func (p *Publisher) sendOn(ctx context.Context, l *link) {
 			if err != nil {
 				p.log.Error("corrupt queued message: dropped", "id", r.ID, "err", err)
 				p.queue.Ack(r.ID)
-				p.dropped.Add(1)
+				p.drops[dropCorrupt].Add(1)
 				next = r.ID + 1
 				continue
 			}
@@ -141,6 +145,9 @@ func (p *Publisher) maintainLoop(ctx context.Context) {
 		select {
 		case <-sync.C:
 			if err := p.queue.Sync(); err != nil && !errors.Is(err, diskqueue.ErrClosed) {
+				// Nothing is lost while the process runs, but a power loss now would lose
+				// more than the last syncInterval, or bring acknowledged messages back.
+				p.noteTrouble("cannot sync the message queue to disk: %v: retried every 200 ms", err)
 				if ok, n := p.syncLog.allow(time.Now()); ok {
 					p.log.Error("sync message queue", "err", err, "repeats_not_logged", n)
 				}
