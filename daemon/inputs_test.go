@@ -80,20 +80,26 @@ func runStardetr(t *testing.T, dir, bin string, args ...string) cmdResult {
 	return r
 }
 
-// procHWM reads VmHWM (kB) of a process; 0 once it is gone.
+// procHWM reads VmHWM (kB) of a child of this process; 0 once it is gone (or its pid was
+// reused by another process's child after it was reaped).
 func procHWM(pid int) int64 {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", pid))
 	if err != nil {
 		return 0
 	}
+	var kb, ppid int64
 	for _, line := range strings.Split(string(b), "\n") {
 		if v, ok := strings.CutPrefix(line, "VmHWM:"); ok {
-			var kb int64
 			fmt.Sscanf(strings.TrimSpace(v), "%d", &kb)
-			return kb
+		}
+		if v, ok := strings.CutPrefix(line, "PPid:"); ok {
+			fmt.Sscanf(strings.TrimSpace(v), "%d", &ppid)
 		}
 	}
-	return 0
+	if ppid != int64(os.Getpid()) {
+		return 0
+	}
+	return kb
 }
 
 func writeFile(t *testing.T, path string, b []byte) {
