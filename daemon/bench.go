@@ -50,6 +50,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	imagePath := fs.String("image", "", "frame to detect in (default: a synthetic 1280x720 frame)")
 	profileRuns := fs.Int("profile-runs", 3, "runs of a profiled session for GFLOPs and per-op shares (0: none)")
 	fmaUnits := fs.Int("fma-units", 0, "FMA pipes per core for the fp32 peak (default 2, assumed: the CPU does not report it)")
+	maxPixels := maxPixelsFlag(fs)
 	fs.Usage = func() {
 		fmt.Fprintln(stderr, "usage: stardetr bench --model M [--threads N] [--runs 10] [--image I] [flags]")
 		fs.PrintDefaults()
@@ -69,7 +70,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	var frame gocv.Mat
 	if *imagePath != "" {
 		var err error
-		if frame, err = readImage(*imagePath); err != nil {
+		if frame, err = readImage(*imagePath, *maxPixels); err != nil {
 			fmt.Fprintln(stderr, "stardetr bench:", err)
 			return 1
 		}

@@ -24,14 +24,26 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if err := fs.Parse(args); err != nil {
 		return 2
 	}
+	// SIGINT and SIGTERM end ctx: check stops after the step it is in (each is bounded: zone
+	// polygons are capped, the model's load is the longest) and exits 1 saying so.
+	stop := func(doing string) int {
+		fmt.Fprintf(stderr, "stardetr check: %v\n", interrupted(ctx, doing))
+		return 1
+	}
 	cfg, err := LoadConfig(*path)
 	if err != nil {
 		fmt.Fprintf(stderr, "stardetr check: %v\n", err)
 		return 1
 	}
+	if ctx.Err() != nil {
+		return stop("reading " + *path)
+	}
 	var problems []string
 	if err := cfg.Validate(); err != nil {
 		problems = append(problems, strings.Split(err.Error(), "\n")...)
+	}
+	if ctx.Err() != nil {
+		return stop("validating " + *path)
 	}
 	notes, stateProblems := inspectState(cfg)
 	for _, n := range notes {
@@ -50,6 +62,9 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			mcfg.ProfilePrefix = filepath.Join(profDir, "ort")
 		}
 		det, err := model.Open(ctx, mcfg, cfg.StateDir, quiet)
+		if err != nil && ctx.Err() != nil {
+			return stop("loading the model")
+		}
 		if err != nil {
 			problems = append(problems, "model: "+err.Error())
 		} else {
@@ -64,7 +79,7 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			} else {
 				b.Close()
 			}
-			if err := checkZoneClasses(cfg.Cameras, i.Names); err != nil {
+			if err := checkModelLabels(&cfg, i.Names); err != nil {
 				problems = append(problems, strings.Split(err.Error(), "\n")...)
 			}
 			if err := det.Close(); err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"github.com/stardetr/stardetr/camera"
 	"github.com/stardetr/stardetr/internal/confcheck"
+	"github.com/stardetr/stardetr/internal/imgsize"
 	"github.com/stardetr/stardetr/model"
 	"github.com/stardetr/stardetr/pipeline"
 	"github.com/stardetr/stardetr/publish"
@@ -231,9 +232,6 @@ func isFilePath(u string) bool {
 // Validate checks every section and returns all problems at once, each naming its full key.
 func (c *Config) Validate() error {
 	var l confcheck.List
-	if c.DeviceID != "" && strings.ContainsAny(c.DeviceID, "+#/ ") {
-		l.Add("device_id", "%q contains +, #, / or a space, which MQTT topics cannot carry", c.DeviceID)
-	}
 	if c.StateDir == "" {
 		l.Add("state_dir", "required: a writable folder for the queue and caches")
 	}
@@ -247,13 +245,18 @@ func (c *Config) Validate() error {
 		l.Add("cameras", "none configured: add at least one camera with a name and a url")
 	}
 	names := map[string]int{}
+	camErrs, zoneErrs := make([]error, len(c.Cameras)), make([]error, len(c.Cameras))
 	for i := range c.Cameras {
 		cam := &c.Cameras[i]
 		path := fmt.Sprintf("cameras[%d]", i)
-		l.Include(path, cam.Config.Validate())
+		camErrs[i], zoneErrs[i] = cam.Config.Validate(), cam.Zones.Validate()
+		l.Include(path, camErrs[i])
+		if !hasProblem(camErrs[i], "url") {
+			checkStillImage(&l, path+".url", cam.Config)
+		}
 		l.Include(path+".publish", cam.Publish.Validate())
 		l.Include(path+".track", cam.Track.Validate())
-		l.Include(path, cam.Zones.Validate())
+		l.Include(path, zoneErrs[i])
 		if len(cam.Zones) > 0 && !cam.Track.Enabled {
 			l.Add(path+".zones", "need tracking: set %s.track.enabled: true", path)
 		}
@@ -262,6 +265,7 @@ func (c *Config) Validate() error {
 		}
 		names[cam.Name] = i
 	}
+	c.checkTopicNames(&l, camErrs, zoneErrs)
 	l.Include("mqtt", c.MQTT.Validate())
 	l.Include("http", c.HTTP.Validate())
 	l.Include("events", c.Events.Validate())
@@ -273,6 +277,21 @@ func (c *Config) Validate() error {
 		l.Add("watchdog.retry_budget", "%s is negative", c.Watchdog.RetryBudget)
 	}
 	return l.Err()
+}
+
+// checkStillImage applies the pixel cap of `stardetr infer` and `eval` to a camera whose file
+// is a still picture (FFmpeg reads PNG, JPEG, BMP… as a one-frame video): its header is read,
+// and a picture above imgsize.DefaultMaxPixels refused before FFmpeg decodes it. Files of
+// other formats (videos) and files that are not regular (a named pipe fed by another program)
+// are the camera's business.
+func checkStillImage(l *confcheck.List, key string, cam camera.Config) {
+	if cam.Kind() != camera.KindFile {
+		return
+	}
+	var tooLarge *imgsize.TooLargeError
+	if _, err := imgsize.Check(cam.URL, imgsize.DefaultMaxPixels); errors.As(err, &tooLarge) {
+		l.Add(key, "%v", err)
+	}
 }
 
 // deviceID returns the configured device id or the hostname.

@@ -3,11 +3,13 @@ package daemon
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"time"
 
+	"github.com/stardetr/stardetr/internal/imgsize"
 	"github.com/stardetr/stardetr/internal/yoloval"
 	"github.com/stardetr/stardetr/model"
 )
@@ -30,32 +32,54 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	cfg.Conf = 0.001 // ultralytics' val default
 	fs.Float64Var(&cfg.Conf, "conf", cfg.Conf, "score threshold: detections with score > conf count")
 	asJSON := fs.Bool("json", false, "print the results as JSON")
+	maxPixels := maxPixelsFlag(fs)
 	if code, ok := parseCommand(fs, args, stderr, "--model M --data D.yaml [--conf 0.001] [--json]", "model", "data"); !ok {
 		return code
 	}
+	// SIGINT and SIGTERM end ctx: every step below stops at its next file or image, and the
+	// command exits 1 saying so, with no results.
+	doing := "reading the dataset"
 	fail := func(err error) int {
+		if ctx.Err() != nil && !errors.Is(err, errInterrupted) {
+			err = interrupted(ctx, doing)
+		}
 		fmt.Fprintln(stderr, "stardetr eval:", err)
 		return 1
 	}
-	// The dataset first, all of it: a bad label should not wait for a model to load or for half a run.
+	// The dataset first, all of it: a bad label or image should not wait for a model to load
+	// or for half a run. Images are checked by their header (a regular file, a known format,
+	// at most --max-pixels), labels read.
 	ds, err := yoloval.LoadData(*data)
 	if err != nil {
 		return fail(err)
 	}
-	paths, err := yoloval.Images(ds.Val)
+	paths, err := yoloval.Images(ctx, ds.Val)
 	if err != nil {
 		return fail(fmt.Errorf("dataset %s: val: %w", *data, err))
 	}
 	images := make([]evalImage, len(paths))
+	instances := 0
 	for i, p := range paths {
+		if ctx.Err() != nil {
+			return fail(interrupted(ctx, fmt.Sprintf("reading the dataset (image %d of %d)", i+1, len(paths))))
+		}
+		if _, err := imgsize.Check(p, *maxPixels); err != nil {
+			var tooLarge *imgsize.TooLargeError
+			if errors.As(err, &tooLarge) {
+				err = fmt.Errorf("%w, or raise --max-pixels", err)
+			}
+			return fail(err)
+		}
 		labels, err := yoloval.ReadLabels(yoloval.LabelPath(p), len(ds.Names))
 		if err != nil {
 			return fail(err)
 		}
 		images[i] = evalImage{p, labels}
+		instances += len(labels)
 	}
 	// RT-DETR's val keeps all of its queries above conf: the cap is the decoder's query count.
 	cfg.MaxDet = 10000
+	doing = "loading the model"
 	d, err := model.Open(ctx, *cfg, "", cliLogger(stderr))
 	if err != nil {
 		return fail(err)
@@ -66,7 +90,9 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 		return fail(fmt.Errorf("model %s has %d classes, dataset %s names %d: evaluate a model trained on this dataset",
 			cfg.Path, info.NumClasses, *data, len(ds.Names)))
 	}
-	res, err := evaluate(ctx, d, images, stderr)
+	fmt.Fprintf(stderr, "eval: %d images, %d instances, model %s (%s)\n", len(images), instances, info.Model, info.Provider)
+	doing = "evaluating"
+	res, err := evaluate(ctx, d, images, *maxPixels, stderr)
 	if err != nil {
 		return fail(err)
 	}
@@ -87,7 +113,7 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 }
 
 // evaluate runs the detector over the images and scores its detections.
-func evaluate(ctx context.Context, d *model.Detector, images []evalImage, progress io.Writer) (yoloval.Results, error) {
+func evaluate(ctx context.Context, d *model.Detector, images []evalImage, maxPixels int64, progress io.Writer) (yoloval.Results, error) {
 	var (
 		stats yoloval.Stats
 		dets  []model.Detection
@@ -96,10 +122,10 @@ func evaluate(ctx context.Context, d *model.Detector, images []evalImage, progre
 	)
 	start, last := time.Now(), time.Now()
 	for i, img := range images {
-		if err := ctx.Err(); err != nil {
-			return yoloval.Results{}, err
+		if ctx.Err() != nil {
+			return yoloval.Results{}, interrupted(ctx, fmt.Sprintf("evaluating image %d of %d", i+1, len(images)))
 		}
-		frame, err := readImage(img.path)
+		frame, err := readImage(img.path, maxPixels)
 		if err != nil {
 			return yoloval.Results{}, err
 		}

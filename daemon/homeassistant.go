@@ -26,8 +26,9 @@ type HomeAssistantConfig struct {
 
 // Validate reports every problem, keys relative to the section.
 func (c *HomeAssistantConfig) Validate() error {
-	if c.Prefix == "" || strings.ContainsAny(c.Prefix, "+#\x00") || strings.HasPrefix(c.Prefix, "/") || strings.HasSuffix(c.Prefix, "/") {
-		return fmt.Errorf("prefix: %q: give Home Assistant's discovery prefix (default homeassistant), without wildcards or a leading or trailing '/'", c.Prefix)
+	// The same rule as mqtt.topic_prefix: the prefix starts every discovery topic.
+	if err := publish.CheckTopicPrefix(c.Prefix); err != nil {
+		return fmt.Errorf("prefix: %w: give Home Assistant's discovery prefix (default homeassistant)", err)
 	}
 	return nil
 }

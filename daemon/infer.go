@@ -8,11 +8,12 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"os"
+	"strconv"
 	"strings"
 
 	"gocv.io/x/gocv"
 
+	"github.com/stardetr/stardetr/internal/imgsize"
 	"github.com/stardetr/stardetr/internal/libsearch"
 	"github.com/stardetr/stardetr/model"
 )
@@ -111,10 +112,18 @@ func cliLogger(stderr io.Writer) *slog.Logger {
 	return slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
 }
 
-// readImage reads an image file as a BGR Mat; the caller closes it.
-func readImage(path string) (gocv.Mat, error) {
-	if _, err := os.Stat(path); err != nil {
-		return gocv.Mat{}, fmt.Errorf("image %s: %w", path, err)
+// readImage reads an image file as a BGR Mat; the caller closes it. Its header comes first
+// (internal/imgsize): a file that is not regular (a named pipe called x.jpg would block the
+// read forever), of a format whose size cannot be read before decoding, or of more than
+// maxPixels pixels (a few hundred KB of PNG can claim 30000×30000, 2.7 GB decoded) is refused
+// before OpenCV allocates anything.
+func readImage(path string, maxPixels int64) (gocv.Mat, error) {
+	if _, err := imgsize.Check(path, maxPixels); err != nil {
+		var tooLarge *imgsize.TooLargeError
+		if errors.As(err, &tooLarge) {
+			return gocv.Mat{}, fmt.Errorf("%w, or raise --max-pixels", err)
+		}
+		return gocv.Mat{}, err
 	}
 	img := gocv.IMRead(path, gocv.IMReadColor)
 	if img.Empty() {
@@ -124,6 +133,28 @@ func readImage(path string) (gocv.Mat, error) {
 	return img, nil
 }
 
+// maxPixelsFlag registers --max-pixels, the cap readImage applies.
+func maxPixelsFlag(fs *flag.FlagSet) *int64 {
+	n := int64(imgsize.DefaultMaxPixels)
+	fs.Func("max-pixels", fmt.Sprintf("refuse images of more pixels than this, read from their header before decoding (default %d: 64 MP, 8192×8192)", n), func(s string) error {
+		v, err := strconv.ParseInt(s, 10, 64)
+		if err != nil || v < 1 {
+			return fmt.Errorf("%q is not a positive number of pixels", s)
+		}
+		n = v
+		return nil
+	})
+	return &n
+}
+
+// errInterrupted marks the error of a command stopped by SIGINT or SIGTERM.
+var errInterrupted = errors.New("interrupted")
+
+// interrupted is that error: why ctx ended (the signal) and what the command was doing.
+func interrupted(ctx context.Context, doing string) error {
+	return fmt.Errorf("%w (%v) while %s: no results", errInterrupted, context.Cause(ctx), doing)
+}
+
 func cmdInfer(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("infer", flag.ContinueOnError)
 	cfg := modelFlags(fs)
@@ -131,11 +162,12 @@ func cmdInfer(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fs.Float64Var(&cfg.Conf, "conf", cfg.Conf, "score threshold: keep detections with score > conf")
 	fs.IntVar(&cfg.MaxDet, "max-det", cfg.MaxDet, "most detections to print")
 	asJSON := fs.Bool("json", false, "print a JSON list of {class_id, label, score, box: [x1, y1, x2, y2]}")
+	maxPixels := maxPixelsFlag(fs)
 	if code, ok := parseCommand(fs, args, stderr, "--model M --image I [--conf 0.25] [--json]", "model", "image"); !ok {
 		return code
 	}
 	// The image first: a bad path should not wait for a model to load.
-	frame, err := readImage(*image)
+	frame, err := readImage(*image, *maxPixels)
 	if err != nil {
 		fmt.Fprintln(stderr, "stardetr infer:", err)
 		return 1

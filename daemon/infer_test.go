@@ -51,6 +51,16 @@ func TestInferCommand(t *testing.T) {
 		t.Errorf("text output: exit %d, %q, %q", code, out, errs)
 	}
 
+	// A JPEG whose header is whole but that ends before its image data: the header check
+	// passes, OpenCV's decoder refuses it.
+	jpeg, err := os.ReadFile(image)
+	if err != nil {
+		t.Fatal(err)
+	}
+	noScan := filepath.Join(t.TempDir(), "noscan.jpg")
+	if err := os.WriteFile(noScan, jpeg[:bytes.Index(jpeg, []byte{0xFF, 0xDA})], 0o644); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range []struct {
 		args []string
 		code int
@@ -58,7 +68,8 @@ func TestInferCommand(t *testing.T) {
 	}{
 		{[]string{"--model", tiny}, 2, "--model and --image are required"},
 		{[]string{"--model", tiny, "--image", filepath.Join(root, "nope.jpg")}, 1, "nope.jpg"},
-		{[]string{"--model", tiny, "--image", filepath.Join(root, "go.mod")}, 1, "OpenCV cannot decode it"},
+		{[]string{"--model", tiny, "--image", filepath.Join(root, "go.mod")}, 1, "go.mod: unknown image format"},
+		{[]string{"--model", tiny, "--image", noScan}, 1, "noscan.jpg: OpenCV cannot decode it"},
 		{[]string{"--model", filepath.Join(root, "nope.onnx"), "--image", image}, 1, "does not exist"},
 		{[]string{"--model", tiny, "--image", image, "--plugin", filepath.Join(root, "nope.so")}, 1, "nope.so (configured)"},
 		{[]string{"--model", tiny, "--image", image, "extra"}, 2, `unexpected argument "extra"`},

@@ -116,7 +116,11 @@ func (s *service) reload() {
 		s.log.Error("reload refused: keeping the running configuration", "err", err)
 		return
 	}
-	if err := checkZoneClasses(cfg.Cameras, s.labels); err != nil {
+	// The new cameras against what keeps running: the model (and the model.names it was
+	// loaded with) and the Home Assistant settings, which a reload does not change.
+	running := s.cfg
+	running.Cameras = cfg.Cameras
+	if err := checkModelLabels(&running, s.labels); err != nil {
 		s.log.Error("reload refused: keeping the running configuration", "err", err)
 		return
 	}

@@ -99,7 +99,7 @@ func startService(ctx context.Context, cfg Config, configPath string, log *slog.
 	undo = append(undo, func() { _ = det.Close() })
 	info := s.det.Info()
 	s.labels = info.Names
-	if err = checkZoneClasses(cfg.Cameras, s.labels); err != nil {
+	if err = checkModelLabels(&cfg, s.labels); err != nil {
 		return nil, err
 	}
 

@@ -3,7 +3,6 @@ package publish
 import (
 	"crypto/tls"
 	"crypto/x509"
-	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -136,7 +135,7 @@ func (c *Config) validate() (*credentials, error) {
 			l.Add("embedded.listen", "%q is not host:port (e.g. 127.0.0.1:1883): %v", c.Embedded.Listen, err)
 		}
 	}
-	if err := checkTopicPrefix(c.TopicPrefix); err != nil {
+	if err := CheckTopicPrefix(c.TopicPrefix); err != nil {
 		l.Add("topic_prefix", "%v", err)
 	}
 	for _, q := range []struct {
@@ -239,29 +238,11 @@ func brokerURL(s string) (*url.URL, error) {
 	return u, nil
 }
 
-func checkTopicPrefix(p string) error {
-	switch {
-	case p == "":
-		return errors.New("empty: set a topic prefix such as stardetr")
-	case strings.ContainsAny(p, "+#"):
-		return fmt.Errorf("%q contains an MQTT wildcard ('+' or '#'), which is not allowed in a topic name", p)
-	case strings.HasPrefix(p, "/") || strings.HasSuffix(p, "/") || strings.Contains(p, "//"):
-		return fmt.Errorf("%q has an empty topic level: no leading, trailing or doubled '/'", p)
-	case strings.HasPrefix(p, "$"):
-		return fmt.Errorf("%q starts with '$', which brokers reserve", p)
-	case strings.ContainsRune(p, 0):
-		return fmt.Errorf("%q contains a NUL character", p)
-	}
-	return nil
-}
-
-// checkTopicLevel checks a device id or camera name used as one topic level.
+// checkTopicLevel checks a device id, camera name, zone or label used as one topic level
+// (CheckTopicLevel), naming what it is.
 func checkTopicLevel(what, s string) error {
-	if s == "" {
-		return fmt.Errorf("%s is empty", what)
-	}
-	if strings.ContainsAny(s, "+#/\x00") {
-		return fmt.Errorf("%s %q must not contain '+', '#', '/' or NUL: it is one MQTT topic level", what, s)
+	if err := CheckTopicLevel(s); err != nil {
+		return fmt.Errorf("%s %w", what, err)
 	}
 	return nil
 }

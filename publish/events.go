@@ -4,7 +4,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
-	"strings"
 	"time"
 )
 
@@ -121,8 +120,8 @@ func (p *Publisher) StatusTopic() string { return p.statusTopic }
 // PublishRetained queues a retained message on any topic at QoS 1 (Home Assistant discovery
 // lives outside the device's prefix). An empty payload deletes the retained message.
 func (p *Publisher) PublishRetained(topic string, payload []byte) error {
-	if topic == "" || strings.ContainsAny(topic, "+#\x00") {
-		return fmt.Errorf("publish: topic %q is empty or has a wildcard", topic)
+	if err := CheckTopic(topic); err != nil {
+		return fmt.Errorf("publish: %w", err)
 	}
 	if err := p.accepting("topic", topic); err != nil {
 		return err

@@ -151,10 +151,18 @@ func (zs Zones) CheckClasses(labels []string) error {
 	return errors.Join(errs...)
 }
 
+// MaxPolygonPoints caps a zone's corners: validation compares every edge with every other
+// (self-intersection), and every frame tests each tracked object against every edge. A zone
+// drawn by hand has a few dozen; 200,000 took `stardetr check` four minutes.
+const MaxPolygonPoints = 1000
+
 func validatePolygon(key string, poly [][]float64) []error {
 	var errs []error
 	if len(poly) < 3 {
 		return []error{fmt.Errorf("%s: has %d points: a zone needs at least 3 [x, y] corners", key, len(poly))}
+	}
+	if len(poly) > MaxPolygonPoints {
+		return []error{fmt.Errorf("%s: has %d corners: at most %d; draw the zone with fewer corners", key, len(poly), MaxPolygonPoints)}
 	}
 	for i, p := range poly {
 		if len(p) != 2 {

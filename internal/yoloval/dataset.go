@@ -9,6 +9,7 @@ package yoloval
 
 import (
 	"bufio"
+	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -17,8 +18,11 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 
 	"go.yaml.in/yaml/v3"
+
+	"github.com/stardetr/stardetr/internal/imgsize"
 )
 
 // imageSuffixes are the image file suffixes ultralytics accepts (lower case).
@@ -79,7 +83,18 @@ func LoadData(path string) (*Data, error) {
 		if st, err := os.Stat(dir); err != nil || !st.IsDir() {
 			return nil, fmt.Errorf("dataset %s: %s folder %s does not exist (key %q, relative to path %s)", path, s.key, dir, s.key, d.Root)
 		}
-		*s.dst = dir
+		// ultralytics resolves the folder ((path / val).resolve() in check_det_dataset), so
+		// that its images' paths, on whose text img2label_paths finds the labels, are absolute
+		// with every symbolic link followed: `path: .` read from the dataset's own folder
+		// finds the same labels as an absolute or a linked path.
+		res, err := filepath.Abs(dir)
+		if err == nil {
+			res, err = filepath.EvalSymlinks(res)
+		}
+		if err != nil {
+			return nil, fmt.Errorf("dataset %s: %s folder %s: %w", path, s.key, dir, err)
+		}
+		*s.dst = res
 	}
 	return d, nil
 }
@@ -114,18 +129,39 @@ func parseNames(n yaml.Node) ([]string, error) {
 }
 
 // Images lists the image files under dir (recursively), sorted as ultralytics sorts them.
-func Images(dir string) ([]string, error) {
+// A file with an image suffix that is not a regular file (a named pipe, a device, a folder),
+// directly or through a symbolic link, is an error naming it: reading it could block forever.
+// The walk stops when ctx ends.
+func Images(ctx context.Context, dir string) ([]string, error) {
 	var out []string
 	err := filepath.WalkDir(dir, func(p string, e fs.DirEntry, err error) error {
 		if err != nil {
 			return err
 		}
-		if !e.IsDir() && slices.Contains(imageSuffixes, strings.ToLower(filepath.Ext(p))) {
-			out = append(out, p)
+		if err := ctx.Err(); err != nil {
+			return err
 		}
+		if e.IsDir() || !slices.Contains(imageSuffixes, strings.ToLower(filepath.Ext(p))) {
+			return nil
+		}
+		mode := e.Type()
+		if mode&fs.ModeSymlink != 0 {
+			st, err := os.Stat(p)
+			if err != nil {
+				return fmt.Errorf("%s: %w", p, err)
+			}
+			mode = st.Mode()
+		}
+		if !mode.IsRegular() {
+			return fmt.Errorf("%s is %s, not an image file: remove it from the dataset", p, imgsize.Kind(mode))
+		}
+		out = append(out, p)
 		return nil
 	})
 	if err != nil {
+		if ctx.Err() != nil {
+			return nil, err
+		}
 		return nil, fmt.Errorf("listing images in %s: %w", dir, err)
 	}
 	if len(out) == 0 {
@@ -147,15 +183,35 @@ func LabelPath(image string) string {
 
 // ReadLabels reads one label file (class cx cy w h per line, normalised); a missing file is an
 // image without objects. Errors name the file and line.
+//
+// A label file that is not a regular file (a named pipe, a device) is refused after a stat,
+// never opened for a blocking read.
 func ReadLabels(path string, nc int) ([]Box, error) {
-	f, err := os.Open(path)
+	st, err := os.Stat(path)
 	if errors.Is(err, fs.ErrNotExist) {
 		return nil, nil
 	}
 	if err != nil {
 		return nil, fmt.Errorf("%s: cannot read the label file: %w", path, err)
 	}
+	notFile := func(m fs.FileMode) error {
+		return fmt.Errorf("%s: is %s, not a label file: remove it or write the labels in a text file", path, imgsize.Kind(m))
+	}
+	if !st.Mode().IsRegular() {
+		return nil, notFile(st.Mode())
+	}
+	// O_NONBLOCK: a file turned into a named pipe since the stat does not block the open.
+	f, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0)
+	if err != nil {
+		return nil, fmt.Errorf("%s: cannot read the label file: %w", path, err)
+	}
 	defer f.Close()
+	if st, err = f.Stat(); err != nil {
+		return nil, fmt.Errorf("%s: cannot read the label file: %w", path, err)
+	}
+	if !st.Mode().IsRegular() {
+		return nil, notFile(st.Mode())
+	}
 	var out []Box
 	sc := bufio.NewScanner(f)
 	for line := 1; sc.Scan(); line++ {
