@@ -48,12 +48,13 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			for _, s := range i.Skipped {
 				fmt.Fprintf(stdout, "model: provider skipped: %s\n", s)
 			}
+			fmt.Fprintf(stdout, "cpu: int8 dot product: %s\n", hostInt8Dot())
 			if b, err := det.NewBatch(cfg.Model.Batch); err != nil {
 				problems = append(problems, "model.batch: "+err.Error())
 			} else {
 				b.Close()
 			}
-			if err := checkZoneClasses(cfg.Cameras, i.Names); err != nil {
+			if err := checkLabels(cfg.Cameras, i.Names); err != nil {
 				problems = append(problems, strings.Split(err.Error(), "\n")...)
 			}
 			if err := det.Close(); err != nil {

@@ -82,7 +82,7 @@ func buildCameras(cfgs []CameraConfig, ev EventsConfig, labels []string, log *sl
 			return nil, fmt.Errorf("cameras[%d] (%s): %w", i, c.Name, err)
 		}
 		cams = append(cams, pipeline.Camera{Name: c.Name, Key: c, Source: src, Policy: c.Publish,
-			Scene: newScene(c, ev, labels)})
+			Scene: newScene(c, ev, labels), Detect: c.Detect, Motion: c.Motion, Objects: c.Objects})
 	}
 	return cams, nil
 }
@@ -116,7 +116,7 @@ func (s *service) reload() {
 		s.log.Error("reload refused: keeping the running configuration", "err", err)
 		return
 	}
-	if err := checkZoneClasses(cfg.Cameras, s.labels); err != nil {
+	if err := checkLabels(cfg.Cameras, s.labels); err != nil {
 		s.log.Error("reload refused: keeping the running configuration", "err", err)
 		return
 	}

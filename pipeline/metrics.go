@@ -20,6 +20,11 @@ var (
 		"Times the camera source was reopened.", []string{"camera"}, nil)
 	descStreaming = prometheus.NewDesc("stardetr_camera_streaming",
 		"1 while the camera delivers frames, 0 while it connects or retries.", []string{"camera"}, nil)
+	descSkipped = prometheus.NewDesc("stardetr_frames_skipped_total",
+		"Frames not sent to the model on purpose: reason=no_motion: a camera in detect mode motion saw no motion, tracked nothing that needs every frame, and no keyframe was due.",
+		[]string{"camera", "reason"}, nil)
+	descMotion = prometheus.NewDesc("stardetr_motion_active",
+		"1 while the newest frame of a camera in detect mode motion shows motion, else 0.", []string{"camera"}, nil)
 	descErrors = prometheus.NewDesc("stardetr_model_errors_total",
 		"Frames whose preprocessing or inference failed.", nil, nil)
 )
@@ -31,7 +36,7 @@ func (p *Pipeline) Collector() prometheus.Collector { return collector{p} }
 type collector struct{ p *Pipeline }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descFrames, descDrops, descPublished, descFPS, descReconnects, descStreaming, descErrors} {
+	for _, d := range []*prometheus.Desc{descFrames, descDrops, descPublished, descFPS, descReconnects, descStreaming, descSkipped, descMotion, descErrors} {
 		ch <- d
 	}
 	for _, h := range c.p.st.hist {
@@ -55,6 +60,12 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ch <- prometheus.MustNewConstMetric(descFPS, prometheus.GaugeValue, float64frombits(cs.fpsBits.Load()), name)
 		ch <- prometheus.MustNewConstMetric(descReconnects, prometheus.CounterValue, float64(st.Reconnects), name)
 		ch <- prometheus.MustNewConstMetric(descStreaming, prometheus.GaugeValue, streaming, name)
+		moving := 0.0
+		if cs.moving.Load() {
+			moving = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descSkipped, prometheus.CounterValue, float64(cs.skipped.Load()), name, "no_motion")
+		ch <- prometheus.MustNewConstMetric(descMotion, prometheus.GaugeValue, moving, name)
 	}
 	ch <- prometheus.MustNewConstMetric(descErrors, prometheus.CounterValue, float64(c.p.st.errors.Load()))
 	for _, h := range c.p.st.hist {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/stardetr/stardetr/camera"
 	"github.com/stardetr/stardetr/model"
+	"github.com/stardetr/stardetr/motion"
 	"github.com/stardetr/stardetr/track"
 )
 
@@ -118,6 +119,12 @@ type Camera struct {
 	// Scene tracks the camera's objects; nil: no tracking. The pipeline's worker is its
 	// only user.
 	Scene *track.Scene
+	// Detect chooses the frames the model runs on; the zero value is DetectAlways.
+	Detect Detect
+	// Motion configures the motion detector of a camera in detect mode motion.
+	Motion motion.Config
+	// Objects drops detections before tracking and publishing.
+	Objects Objects
 }
 
 // Pipeline runs the cameras and the inference worker.
@@ -220,6 +227,9 @@ func (p *Pipeline) startCamera(cs *camState) {
 		defer p.camWG.Done()
 		defer close(cs.done)
 		err := cs.cam.Source.Run(ctx, func(f *camera.Frame) {
+			if !cs.admit(f) {
+				return
+			}
 			if cs.put(f) {
 				select {
 				case p.wake <- struct{}{}:
@@ -430,6 +440,7 @@ func (p *Pipeline) finish(slot Slot, i int, jf jobFrame) {
 	t2 := time.Now()
 	w, h := f.Mat.Cols(), f.Mat.Rows()
 	cs.all = slot.Decode(i, w, h, cs.all[:0])
+	cs.all = cs.cam.Objects.filter(cs.all, w, h)
 	t3 := time.Now()
 	lat.Decode = t3.Sub(t2)
 
@@ -465,6 +476,7 @@ func (p *Pipeline) finish(slot Slot, i int, jf jobFrame) {
 // hands what changed to the event publisher.
 func (p *Pipeline) track(cs *camState, f *camera.Frame, w, h int) {
 	res := cs.cam.Scene.Update(f.Time, w, h, cs.all)
+	cs.needFrames.Store(cs.cam.Scene.NeedsFrames())
 	for i, id := range res.TrackIDs {
 		cs.all[i].TrackID = id
 	}
