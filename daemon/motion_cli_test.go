@@ -1,12 +1,16 @@
 package daemon_test
 
 import (
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stardetr/stardetr/internal/testenv"
 )
@@ -81,5 +85,106 @@ func TestCheckRejectsBadMotionConfig(t *testing.T) {
 			}
 			testenv.WantError(t, fmt.Errorf("%s", out), append(c.want, "has 1 problem(s)")...)
 		})
+	}
+}
+
+// stillClip writes a 5 s, 10 fps, 320×240 clip of one still picture (a grey frame with two
+// boxes), for motion mode to have nothing to see.
+func stillClip(t *testing.T) string {
+	t.Helper()
+	p := filepath.Join(t.TempDir(), "still.mp4")
+	cmd := exec.Command("ffmpeg", "-v", "error", "-f", "lavfi", "-i", "color=c=gray:s=320x240:r=10:d=5",
+		"-vf", "drawbox=x=40:y=40:w=80:h=60:color=blue:t=fill,drawbox=x=200:y=120:w=60:h=90:color=yellow:t=fill",
+		"-c:v", "libx264", "-pix_fmt", "yuv420p", p)
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("ffmpeg (installed by scripts/setup): %v\n%s", err, out)
+	}
+	return p
+}
+
+type apiCamera struct {
+	Name      string  `json:"name"`
+	Mode      string  `json:"mode"`
+	DetectFPS float64 `json:"detections_per_s"`
+	Motion    bool    `json:"motion"`
+	Skipped   uint64  `json:"frames_skipped"`
+}
+
+// A SIGHUP reload that changes cameras[].detect.mode restarts the camera in the new mode:
+// always → motion (the still clip's frames are skipped, counted in /metrics) → always again.
+func TestReloadChangesDetectMode(t *testing.T) {
+	bin := buildStardetr(t)
+	broker := testenv.StartMosquitto(t, "")
+	dir := t.TempDir()
+	clip := stillClip(t)
+	port := testenv.FreePort(t)
+	cfg := filepath.Join(dir, "config.yaml")
+	write := func(mode string) {
+		body := fmt.Sprintf(`state_dir: %s/state
+model: {path: %s, threads: 1}
+cameras:
+  - name: front
+    url: %s
+    detect: {mode: %s, keyframe_interval: 1h}
+mqtt: {brokers: [%s]}
+http: {listen: "127.0.0.1:%d"}
+`, dir, testenv.Model(t, "tiny.onnx"), clip, mode, broker.URL("mqtt"), port)
+		if err := os.WriteFile(cfg, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	base := fmt.Sprintf("http://127.0.0.1:%d", port)
+	front := func() apiCamera {
+		resp, err := http.Get(base + "/api/cameras")
+		if err != nil {
+			return apiCamera{}
+		}
+		defer resp.Body.Close()
+		var list []apiCamera
+		if err := json.NewDecoder(resp.Body).Decode(&list); err != nil || len(list) != 1 {
+			return apiCamera{}
+		}
+		return list[0]
+	}
+	write("always")
+	d := startDaemon(t, bin, cfg)
+	var c apiCamera
+	testenv.WaitFor(t, 60*time.Second, "front detecting in mode always", func() bool {
+		c = front()
+		return c.Mode == "always" && c.DetectFPS > 0
+	})
+	if c.Skipped != 0 {
+		t.Fatalf("always mode skipped %d frames", c.Skipped)
+	}
+
+	write("motion")
+	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 30*time.Second, "front in mode motion skipping still frames", func() bool {
+		c = front()
+		return c.Mode == "motion" && c.Skipped >= 10
+	})
+	if c.Motion {
+		t.Errorf("a still clip shows motion: %+v", c)
+	}
+	_, m := getURL(t, base+"/metrics")
+	if v := metric(t, m, `stardetr_frames_skipped_total{camera="front",reason="no_motion"}`); v < 10 {
+		t.Errorf("stardetr_frames_skipped_total %v, want ≥ 10", v)
+	}
+	if v := metric(t, m, `stardetr_motion_active{camera="front"}`); v != 0 {
+		t.Errorf("stardetr_motion_active %v on a still clip, want 0", v)
+	}
+
+	write("always")
+	if err := d.cmd.Process.Signal(syscall.SIGHUP); err != nil {
+		t.Fatal(err)
+	}
+	testenv.WaitFor(t, 30*time.Second, "front back in mode always, detecting", func() bool {
+		c = front()
+		return c.Mode == "always" && c.Skipped == 0 && c.DetectFPS > 0
+	})
+	if err := d.stop(10 * time.Second); err != nil {
+		t.Fatal(err)
 	}
 }

@@ -1,11 +1,12 @@
 // Package motion finds where a camera's picture changes: a running background average of a
-// small grey copy of each frame, a threshold on the difference, a dilation and the connected
-// regions' boxes. It knows frames (gocv Mats and their capture times), not cameras, models or
-// MQTT: the pipeline asks it whether a frame is worth running the detector on.
+// small colour copy of each frame, a threshold on each channel's difference, a dilation and
+// the connected regions' boxes. It knows frames (gocv Mats and their capture times), not
+// cameras, models or MQTT: the pipeline asks it whether a frame is worth running the detector
+// on.
 //
 // The work happens on a copy 160 pixels wide (1/8 of 720p): averaging 8×8 pixels into one
 // removes most sensor noise, and everything after the resize touches 14,400 pixels, so a
-// 1280×720 frame costs well under the 2 ms the pipeline can spare per frame on one core
+// 1280×720 frame costs less than the 2 ms the pipeline can spare per frame on one core
 // (BenchmarkDetect1280x720). A change over most of the frame at once (lights switched, the
 // camera's auto-exposure or an IR cut filter) is not motion: the background is reset to the
 // new picture instead.
@@ -30,8 +31,8 @@ type Config struct {
 	// wind, a road outside the property): each lists its corners as [x, y] fractions of the
 	// frame's width and height (0..1, origin top left), like zones.
 	Masks [][][]float64 `mapstructure:"masks"`
-	// Threshold is the least difference in grey level (0..255) between a pixel and the
-	// background for the pixel to count as changed.
+	// Threshold is the least difference in one colour channel (0..255 levels) between a pixel
+	// and the background for the pixel to count as changed.
 	Threshold int `mapstructure:"threshold"`
 	// MinArea is the least size of a changed region, as a fraction of the frame, for it to be
 	// motion: smaller ones are noise.
@@ -71,7 +72,7 @@ func (c *Config) Validate() error {
 		}
 	}
 	if c.Threshold < 1 || c.Threshold > 255 {
-		l.Add("threshold", "%d is out of range: 1 to 255 grey levels", c.Threshold)
+		l.Add("threshold", "%d is out of range: 1 to 255 levels", c.Threshold)
 	}
 	if math.IsNaN(c.MinArea) || c.MinArea < 0 || c.MinArea > 1 {
 		l.Add("min_area", "%v is out of range: 0 to 1 (a fraction of the frame)", c.MinArea)

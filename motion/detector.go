@@ -47,8 +47,9 @@ type Detector struct {
 
 	frameW, frameH int // the frame size the buffers are for; 0 before the first frame
 	w, h           int // the working copy's size
-	small, grey    gocv.Mat
-	bg             []float32 // the background average, grey levels
+	channels       int // the frame's channels: 3 (BGR), 4 (BGRA: alpha ignored) or 1 (grey)
+	small          gocv.Mat
+	bg             []float32 // the background average, per pixel and channel
 	changed        []uint8   // 1 where the pixel differs from the background
 	dilated        []uint8
 	tmp            []uint8
@@ -63,12 +64,12 @@ type Detector struct {
 
 // New returns a detector for a validated cfg. Close frees its OpenCV buffers.
 func New(cfg Config) *Detector {
-	return &Detector{cfg: cfg, small: gocv.NewMat(), grey: gocv.NewMat(), boxes: make([]image.Rectangle, 0, MaxBoxes)}
+	return &Detector{cfg: cfg, small: gocv.NewMat(), boxes: make([]image.Rectangle, 0, MaxBoxes)}
 }
 
 // Close frees the detector's OpenCV buffers.
 func (d *Detector) Close() error {
-	return errors.Join(d.small.Close(), d.grey.Close())
+	return d.small.Close()
 }
 
 // Reset forgets the background: the next frame recalibrates.
@@ -81,38 +82,26 @@ func (d *Detector) Detect(frame gocv.Mat, at time.Time) (Result, error) {
 	if fw <= 0 || fh <= 0 {
 		return Result{}, errors.New("motion: empty frame")
 	}
-	first := fw != d.frameW || fh != d.frameH
+	if depth := frame.Type() & 7; depth != 0 { // CV_8U is depth 0
+		return Result{}, fmt.Errorf("motion: frame type %v is not 8-bit: give 8-bit BGR, BGRA or grey", frame.Type())
+	}
+	ch := frame.Channels()
+	if ch != 1 && ch != 3 && ch != 4 {
+		return Result{}, fmt.Errorf("motion: frames with %d channels are not supported: give BGR, BGRA or grey", ch)
+	}
+	first := fw != d.frameW || fh != d.frameH || ch != d.channels
 	if first {
-		d.setup(fw, fh)
+		d.setup(fw, fh, ch)
 	}
 	if err := gocv.Resize(frame, &d.small, image.Pt(d.w, d.h), 0, 0, gocv.InterpolationArea); err != nil {
 		return Result{}, fmt.Errorf("motion: resize: %w", err)
 	}
-	var pix []uint8
-	var err error
-	switch d.small.Channels() {
-	case 1:
-		pix, err = d.small.DataPtrUint8()
-	case 3, 4:
-		code := gocv.ColorBGRToGray
-		if d.small.Channels() == 4 {
-			code = gocv.ColorBGRAToGray
-		}
-		if err = gocv.CvtColor(d.small, &d.grey, code); err != nil {
-			return Result{}, fmt.Errorf("motion: grey: %w", err)
-		}
-		pix, err = d.grey.DataPtrUint8()
-	default:
-		return Result{}, fmt.Errorf("motion: frames with %d channels are not supported: give BGR, BGRA or grey", d.small.Channels())
-	}
-	if err == nil && (d.small.Type()&7) != 0 { // depth bits: CV_8U is 0
-		err = fmt.Errorf("motion: frame type %v is not 8-bit", frame.Type())
-	}
+	pix, err := d.small.DataPtrUint8()
 	if err != nil {
-		return Result{}, err
+		return Result{}, fmt.Errorf("motion: %w", err)
 	}
-	if len(pix) != d.w*d.h {
-		return Result{}, fmt.Errorf("motion: working copy has %d pixels, want %d", len(pix), d.w*d.h)
+	if len(pix) != d.w*d.h*ch {
+		return Result{}, fmt.Errorf("motion: working copy has %d values, want %d", len(pix), d.w*d.h*ch)
 	}
 	dt := at.Sub(d.last)
 	d.last = at
@@ -141,13 +130,13 @@ func (d *Detector) Detect(frame gocv.Mat, at time.Time) (Result, error) {
 	return res, nil
 }
 
-// setup sizes the buffers for frames of fw×fh and rasterises the masks.
-func (d *Detector) setup(fw, fh int) {
-	d.frameW, d.frameH = fw, fh
+// setup sizes the buffers for frames of fw×fh with ch channels and rasterises the masks.
+func (d *Detector) setup(fw, fh, ch int) {
+	d.frameW, d.frameH, d.channels = fw, fh, ch
 	d.w = min(Width, fw)
 	d.h = max(1, int(math.Round(float64(fh)*float64(d.w)/float64(fw))))
 	n := d.w * d.h
-	d.bg = make([]float32, n)
+	d.bg = make([]float32, n*ch)
 	d.changed = make([]uint8, n)
 	d.dilated = make([]uint8, n)
 	d.tmp = make([]uint8, n)
@@ -180,24 +169,27 @@ func (d *Detector) recalibrate(pix []uint8) {
 }
 
 // compare marks the changed pixels, moves the background towards the frame by alpha and
-// returns how many unmasked pixels changed.
+// returns how many unmasked pixels changed. A pixel changed when one of its colour channels
+// moved by more than thr: a red coat in front of a grey wall of the same brightness changes
+// red and blue by ~100 levels but grey by ~10.
 func (d *Detector) compare(pix []uint8, thr, alpha float32) int {
 	n := 0
-	bg, ch, ign := d.bg[:len(pix)], d.changed[:len(pix)], d.ignore[:len(pix)]
-	for i, p := range pix {
-		v := float32(p)
-		b := bg[i]
-		diff := v - b
-		bg[i] = b + alpha*diff
-		if ign[i] {
-			ch[i] = 0
-			continue
+	ch := d.channels
+	colours := min(ch, 3)
+	bg, changed, ign := d.bg[:len(pix)], d.changed[:len(pix)/ch], d.ignore[:len(pix)/ch]
+	for i := range changed {
+		px, b := pix[i*ch:i*ch+colours], bg[i*ch:i*ch+colours]
+		var most float32
+		for k, p := range px {
+			diff := float32(p) - b[k]
+			b[k] += alpha * diff
+			most = max(most, diff, -diff)
 		}
-		if diff > thr || diff < -thr {
-			ch[i] = 1
+		if !ign[i] && most > thr {
+			changed[i] = 1
 			n++
 		} else {
-			ch[i] = 0
+			changed[i] = 0
 		}
 	}
 	return n

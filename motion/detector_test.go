@@ -330,3 +330,29 @@ func cpuTime() time.Duration {
 	_ = syscall.Getrusage(syscall.RUSAGE_SELF, &ru)
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
+
+// A red square in front of a grey wall of the same brightness is motion: its grey level
+// differs by 2 of 255, its red and blue channels by 100 and 40.
+func TestColourChangeOfEqualBrightness(t *testing.T) {
+	wall := gocv.NewMatWithSizeFromScalar(gocv.NewScalar(100, 100, 100, 0), 720, 1280, gocv.MatTypeCV8UC3)
+	defer wall.Close()
+	f := gocv.NewMat()
+	defer f.Close()
+	d := detector(t, motion.DefaultConfig())
+	now := time.Now()
+	if _, err := d.Detect(wall, now); err != nil {
+		t.Fatal(err)
+	}
+	sq := image.Rect(500, 200, 620, 440)
+	wall.CopyTo(&f)
+	if err := gocv.Rectangle(&f, sq, color.RGBA{R: 200, G: 60, B: 60}, -1); err != nil {
+		t.Fatal(err)
+	}
+	r, err := d.Detect(f, now.Add(100*time.Millisecond))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(r.Boxes) != 1 || iou(r.Boxes[0], sq) < 0.7 {
+		t.Fatalf("red square %v of the wall's brightness: %+v, want its box", sq, r)
+	}
+}
