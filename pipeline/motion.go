@@ -23,9 +23,18 @@ type gate struct {
 	keyframe time.Duration
 	lastRun  time.Time // capture time of the last frame let through; capture goroutine only
 
+	skipRun int // frames turned away since the last one let through; capture goroutine only
+
 	mu     sync.Mutex
-	boxes  map[*camera.Frame][]image.Rectangle // the motion boxes of frames let through, for the live view
+	frames map[*camera.Frame]*gated // what the gate saw of the frames it let through
 	closed bool
+}
+
+// gated is what the gate knows of a frame it let through: its motion boxes (for the live
+// view) and how many frames it turned away just before it (for track.Scene.Age).
+type gated struct {
+	boxes   []image.Rectangle
+	skipped int
 }
 
 // maxGateFrames bounds gate.boxes: a source fills frames from a pool of camera.FramePoolSize,
@@ -36,7 +45,7 @@ func newGate(c Camera) *gate {
 	if c.Detect.Mode != DetectMotion {
 		return nil
 	}
-	return &gate{det: motion.New(c.Motion), keyframe: c.Detect.KeyframeInterval, boxes: map[*camera.Frame][]image.Rectangle{}}
+	return &gate{det: motion.New(c.Motion), keyframe: c.Detect.KeyframeInterval, frames: map[*camera.Frame]*gated{}}
 }
 
 // admit reports whether frame f goes to the model. A frame it turns away is released and
@@ -60,19 +69,37 @@ func (cs *camState) admit(f *camera.Frame) bool {
 		since >= g.keyframe || since < 0
 	if !due {
 		cs.skipped.Add(1)
+		g.skipRun++
 		f.Release()
 		return false
 	}
 	g.lastRun = f.Time
 	g.mu.Lock()
-	if len(g.boxes) >= maxGateFrames {
-		if _, ok := g.boxes[f]; !ok {
-			clear(g.boxes)
+	rec := g.frames[f]
+	if rec == nil {
+		if len(g.frames) >= maxGateFrames {
+			clear(g.frames)
 		}
+		rec = &gated{}
+		g.frames[f] = rec
 	}
-	g.boxes[f] = append(g.boxes[f][:0], res.Boxes...)
+	rec.boxes = append(rec.boxes[:0], res.Boxes...)
+	rec.skipped, g.skipRun = g.skipRun, 0
 	g.mu.Unlock()
 	return true
+}
+
+// skippedBefore returns how many frames the gate turned away just before f.
+func (g *gate) skippedBefore(f *camera.Frame) int {
+	if g == nil {
+		return 0
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if rec := g.frames[f]; rec != nil {
+		return rec.skipped
+	}
+	return 0
 }
 
 // motionOf appends the motion boxes of a frame that admit let through to dst.
@@ -82,7 +109,10 @@ func (g *gate) motionOf(f *camera.Frame, dst []image.Rectangle) []image.Rectangl
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return append(dst, g.boxes[f]...)
+	if rec := g.frames[f]; rec != nil {
+		dst = append(dst, rec.boxes...)
+	}
+	return dst
 }
 
 // close frees the motion detector once the capture goroutine no longer runs; a second call

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -477,4 +478,84 @@ func TestDetectAndObjectsValidate(t *testing.T) {
 	}
 	o := pipeline.Objects{Filters: map[string]pipeline.ObjectFilter{"car": {}, "unicorn": {MinScore: 0.5}}}
 	testenv.WantError(t, o.CheckLabels([]string{"person", "car"}), "filters.unicorn:", "not a class of the model", "[person car]")
+}
+
+// whiteDetector stands in for the model: it reports the bounding box of the frame's white
+// pixels (the test's square) as one "thing".
+type whiteDetector struct {
+	mu    sync.Mutex
+	found bool
+	box   [4]float32
+}
+
+func (d *whiteDetector) Preprocess(m gocv.Mat) error {
+	pix, err := m.DataPtrUint8()
+	if err != nil {
+		return err
+	}
+	w := m.Cols()
+	x1, y1, x2, y2 := w, m.Rows(), -1, -1
+	for i := 0; i+2 < len(pix); i += 3 {
+		if pix[i] > 250 && pix[i+1] > 250 && pix[i+2] > 250 {
+			x, y := (i/3)%w, (i/3)/w
+			x1, y1, x2, y2 = min(x1, x), min(y1, y), max(x2, x), max(y2, y)
+		}
+	}
+	d.mu.Lock()
+	d.found, d.box = x2 > x1, [4]float32{float32(x1), float32(y1), float32(x2 + 1), float32(y2 + 1)}
+	d.mu.Unlock()
+	return nil
+}
+
+func (d *whiteDetector) Run() error { return nil }
+
+func (d *whiteDetector) Decode(w, h int, out []model.Detection) []model.Detection {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.found {
+		return out
+	}
+	return append(out, model.Detection{Label: "thing", Score: 0.9, Box: d.box})
+}
+
+// An object crosses the picture and leaves: the model runs while it moves, not for max_age
+// frames of an empty scene after it: the frames skipped without motion count as its misses,
+// and the next keyframe ends it.
+func TestMotionModeEndsLeftObjectAtKeyframe(t *testing.T) {
+	cam := motionCamera("yard", 10*time.Second)
+	tc := track.DefaultConfig()
+	tc.Enabled, tc.UpdateInterval = true, 0
+	cam.Scene = track.NewScene(tc, nil, []string{"thing"})
+	square := func(i int) image.Rectangle {
+		if i < 50 || i >= 80 {
+			return image.Rectangle{}
+		}
+		return image.Rect(20*(i-50), 150, 20*(i-50)+60, 230)
+	}
+	g := startGated(t, &whiteDetector{}, cam, 300, func(i int, m *gocv.Mat) { background(m, square(i)) })
+	g.wait(t)
+	runs := g.rec.processed()
+	g.rec.mu.Lock()
+	events := slices.Clone(g.rec.events)
+	g.rec.mu.Unlock()
+	t.Logf("runs %v; events %q", runs, events)
+	// The square shows on frames 50..79; the motion it leaves fades within ~1 s.
+	last := 0
+	for _, f := range runs {
+		if f > 1 && f < 50 {
+			t.Fatalf("the model ran on frame %d, before anything moved", f)
+		}
+		if f >= 50 && f < 100 {
+			last = f
+		}
+	}
+	if last < 80 || last > 95 {
+		t.Fatalf("the last run after the object left was frame %d; want it within the motion's fade (80..95)", last)
+	}
+	if !slices.Contains(runs, last+100) {
+		t.Errorf("no keyframe at frame %d, 10 s after the last run", last+100)
+	}
+	if len(events) != 2 || !strings.HasPrefix(events[0], "52 new") || events[1] != fmt.Sprintf("%d end stationary=false", last+100) {
+		t.Errorf("events %q, want new at frame 52 and end at the keyframe, frame %d", events, last+100)
+	}
 }

@@ -475,6 +475,9 @@ func (p *Pipeline) finish(slot Slot, i int, jf jobFrame) {
 // track runs the camera's scene on the frame's detections, sets each one's track id and
 // hands what changed to the event publisher.
 func (p *Pipeline) track(cs *camState, f *camera.Frame, w, h int) {
+	if n := cs.gate.skippedBefore(f); n > 0 {
+		cs.cam.Scene.Age(n) // the frames motion gating skipped count as misses of lost objects
+	}
 	res := cs.cam.Scene.Update(f.Time, w, h, cs.all)
 	cs.needFrames.Store(cs.cam.Scene.NeedsFrames())
 	for i, id := range res.TrackIDs {

@@ -237,16 +237,31 @@ func (s *Scene) settle(e *eventState, box [4]float32, now time.Time) bool {
 }
 
 // NeedsFrames reports whether an object needs the detector on every frame: a tentative one
-// (confirming takes min_hits frames in a row), a lost one (it ends after max_age frames) or a
-// confirmed one that is not stationary. When it reports false, a frame without motion can
-// only confirm what the scene holds, so a motion-gated camera may skip it.
+// (confirming takes min_hits frames in a row), a confirmed one that is not stationary, or a
+// stationary one the last frame missed (one miss of a parked car must not start its end).
+// When it reports false, a frame without motion can change nothing the detector would see:
+// a motion-gated camera may skip it, and tells Age how many it skipped.
 func (s *Scene) NeedsFrames() bool {
 	for _, o := range s.tr.objs {
-		if o.id == 0 || o.phase == lost || !o.ev.stationary {
+		lostNow := o.phase == lost
+		if o.id == 0 || (!lostNow && !o.ev.stationary) || (lostNow && o.ev.stationary) {
 			return true
 		}
 	}
 	return false
+}
+
+// Age counts frames the detector skipped because nothing moved as misses of the lost objects
+// that are not stationary: an object that left the picture ends after max_age frames whether
+// the detector saw them or not, so a motion-gated camera ends it on its next frame instead of
+// running the detector max_age times on an empty scene. Call it before the Update of the next
+// frame the detector ran on.
+func (s *Scene) Age(skipped int) {
+	for _, o := range s.tr.objs {
+		if o.phase == lost && !o.ev.stationary {
+			o.missed = min(o.missed+skipped, s.cfg.MaxAge)
+		}
+	}
 }
 
 // emit appends the object's event view of type typ to list.

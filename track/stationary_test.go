@@ -14,7 +14,7 @@ import (
 // as a detector's does), drives off and leaves. Events: new; one update with stationary set
 // 30 s after it stopped and no periodic updates while parked; an update without it when it
 // moves again, periodic ones again while it drives; end. It counts as present throughout, and
-// the scene needs every frame except while the car is parked.
+// the scene needs every frame while the car drives.
 func TestStationaryLifecycle(t *testing.T) {
 	cfg := track.DefaultConfig()
 	cfg.MinHits, cfg.MaxAge, cfg.UpdateInterval = 3, 5, 10*time.Second
@@ -79,15 +79,14 @@ func TestStationaryLifecycle(t *testing.T) {
 			t.Errorf("event %d: got %+v, want %+v", i, g, w)
 		}
 	}
-	// Every frame needed except while parked (35 s to 65 s); none after the end.
-	for _, sec := range needs["false"] {
-		if !(sec >= 35 && sec < 65.3) && sec < 80.5 {
-			t.Errorf("%.1f s: NeedsFrames false with a moving, tentative or lost object", sec)
-		}
-	}
-	for _, sec := range needs["true"] {
-		if (sec >= 35 && sec < 65.3) || sec >= 80.5 {
-			t.Errorf("%.1f s: NeedsFrames true with only a parked car (or nothing)", sec)
+	// Every frame needed while it drives (tentative, then moving); none while parked (35 s to
+	// 65.3 s) nor once it is lost (from 80 s): frames skipped then count as misses (Age).
+	wantNeeds := func(sec float64) bool { return sec < 35 || (sec >= 65.3 && sec < 80) }
+	for k, secs := range needs {
+		for _, sec := range secs {
+			if w := fmt.Sprint(wantNeeds(sec)); k != w {
+				t.Errorf("%.1f s: NeedsFrames %s, want %s", sec, k, w)
+			}
 		}
 	}
 	if !slices.Contains(needs["false"], 50.0) {
@@ -142,5 +141,46 @@ func TestStationaryConfigValidate(t *testing.T) {
 	cfg := track.DefaultConfig()
 	if cfg.Stationary.IOU != 0.9 || cfg.Stationary.After != 30*time.Second {
 		t.Errorf("defaults %+v, want iou 0.9 after 30s", cfg.Stationary)
+	}
+}
+
+// A lost object ends max_age frames after it was last seen, counting the frames a motion-gated
+// camera skipped (Age) as misses; a stationary one is not aged, and a lost stationary one asks
+// for every frame.
+func TestAgeEndsLostObjects(t *testing.T) {
+	cfg := track.DefaultConfig()
+	cfg.MinHits, cfg.MaxAge = 1, 30
+	cfg.Stationary.After = time.Second
+	sc := track.NewScene(cfg, nil, []string{"person", "car"})
+	walker := func(f int) track.Detection {
+		return track.Detection{ClassID: 0, Label: "person", Score: 0.9, Box: box(float32(20*f), 100, 50, 100)}
+	}
+	parked := track.Detection{ClassID: 1, Label: "car", Score: 0.9, Box: box(600, 600, 200, 100)}
+	f := 0
+	for ; f < 20; f++ { // both seen for 2 s: the car is stationary, the walker is not
+		sc.Update(at(f), 2000, 1000, []track.Detection{walker(f), parked})
+	}
+	// The walker leaves: lost at frame 20; the car stays.
+	res := sc.Update(at(f), 2000, 1000, []track.Detection{parked})
+	if len(res.Events) != 0 || sc.NeedsFrames() {
+		t.Fatalf("walker just lost: events %+v, NeedsFrames %v; want none, false", res.Events, sc.NeedsFrames())
+	}
+	// 100 frames skipped (10 s without motion), then a keyframe: the walker ends, the car stays.
+	sc.Age(100)
+	f += 101
+	res = sc.Update(at(f), 2000, 1000, []track.Detection{parked})
+	if len(res.Events) != 1 || res.Events[0].Type != track.EventEnd || res.Events[0].Label != "person" || !res.Events[0].End.Equal(at(19)) {
+		t.Fatalf("keyframe after 100 skipped frames: events %+v, want the walker's end (last seen %v)", res.Events, at(19))
+	}
+	// A keyframe that misses the parked car: it is lost but stationary, so it needs every frame
+	// and is not aged; seen again the next frame, it carries on.
+	sc.Update(at(f+1), 2000, 1000, nil)
+	if !sc.NeedsFrames() {
+		t.Fatal("a lost stationary car: NeedsFrames false, want true")
+	}
+	sc.Age(1000)
+	res = sc.Update(at(f+2), 2000, 1000, []track.Detection{parked})
+	if len(res.Events) != 0 || res.TrackIDs[0] != 2 || sc.NeedsFrames() {
+		t.Fatalf("the car seen again: events %+v, ids %v, NeedsFrames %v; want no event, id 2, false", res.Events, res.TrackIDs, sc.NeedsFrames())
 	}
 }
