@@ -92,6 +92,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	fmt.Fprintf(stdout, "frame        %dx%d, %d detection(s) at conf %g\n", frame.Cols(), frame.Rows(), res.Detections, cfg.Conf)
 	fmt.Fprintf(stdout, "provider     %s (ONNX Runtime %s), threads %s\n", res.Provider, res.ORTVersion, threads)
 	fmt.Fprintf(stdout, "load         %s (read, inspect, session, first run)\n", ms(res.Load))
+	fmt.Fprintf(stdout, "int8 dot     %s\n", hostInt8Dot())
 	fmt.Fprintf(stdout, "%-12s %11s %11s   (%d runs)\n", "stage", "min", "median", res.Runs)
 	for _, s := range []struct {
 		name string

@@ -74,6 +74,7 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			for _, s := range i.Skipped {
 				fmt.Fprintf(stdout, "model: provider skipped: %s\n", s)
 			}
+			fmt.Fprintf(stdout, "cpu: int8 dot product: %s\n", hostInt8Dot())
 			if b, err := det.NewBatch(cfg.Model.Batch); err != nil {
 				problems = append(problems, "model.batch: "+err.Error())
 			} else {

@@ -16,6 +16,7 @@ import (
 	"github.com/stardetr/stardetr/internal/confcheck"
 	"github.com/stardetr/stardetr/internal/imgsize"
 	"github.com/stardetr/stardetr/model"
+	"github.com/stardetr/stardetr/motion"
 	"github.com/stardetr/stardetr/pipeline"
 	"github.com/stardetr/stardetr/publish"
 	"github.com/stardetr/stardetr/track"
@@ -61,6 +62,12 @@ type CameraConfig struct {
 	Track track.Config `mapstructure:"track"`
 	// Zones are polygons whose objects are counted and reported in events.
 	Zones track.Zones `mapstructure:"zones"`
+	// Detect chooses the frames the model runs on: always, or when something moves.
+	Detect pipeline.Detect `mapstructure:"detect"`
+	// Motion is the motion detector of a camera in detect mode motion.
+	Motion motion.Config `mapstructure:"motion"`
+	// Objects drops detections by label before tracking and publishing.
+	Objects pipeline.Objects `mapstructure:"objects"`
 }
 
 // HTTPConfig is the `http:` section.
@@ -99,7 +106,8 @@ func DefaultConfig() Config {
 }
 
 func defaultCamera() CameraConfig {
-	return CameraConfig{Config: camera.DefaultConfig(), Publish: pipeline.DefaultPolicy(), Track: track.DefaultConfig()}
+	return CameraConfig{Config: camera.DefaultConfig(), Publish: pipeline.DefaultPolicy(), Track: track.DefaultConfig(),
+		Detect: pipeline.DefaultDetect(), Motion: motion.DefaultConfig()}
 }
 
 // LoadConfig reads the YAML file at path, applies STARDETR_* environment overrides, fills the
@@ -257,6 +265,9 @@ func (c *Config) Validate() error {
 		l.Include(path+".publish", cam.Publish.Validate())
 		l.Include(path+".track", cam.Track.Validate())
 		l.Include(path, zoneErrs[i])
+		l.Include(path+".detect", cam.Detect.Validate())
+		l.Include(path+".motion", cam.Motion.Validate())
+		l.Include(path+".objects", cam.Objects.Validate())
 		if len(cam.Zones) > 0 && !cam.Track.Enabled {
 			l.Add(path+".zones", "need tracking: set %s.track.enabled: true", path)
 		}

@@ -105,7 +105,7 @@ func (s *messageSink) PublishTracked(t *pipeline.Tracked) error {
 	for _, ev := range t.Events {
 		pe := publish.Event{Camera: t.Camera, Type: ev.Type, ID: eventID(t.Camera, ev.ID), TrackID: ev.TrackID,
 			ClassID: ev.ClassID, Label: ev.Label, Score: float64(ev.Score), Zones: ev.Zones, EnteredZones: ev.EnteredZones,
-			Start: ev.Start, End: ev.End, Frames: ev.Frames}
+			Start: ev.Start, End: ev.End, Frames: ev.Frames, Stationary: ev.Stationary}
 		for i, v := range ev.Box {
 			pe.Box[i] = float64(v)
 		}

@@ -38,7 +38,8 @@ func (v *liveView) index(w http.ResponseWriter, r *http.Request) {
 	_, _ = w.Write(indexHTML)
 }
 
-// cameras serves /api/cameras: each camera's state and frame rate.
+// cameras serves /api/cameras: each camera's state, frame rate, detect mode, detections per
+// second and motion.
 func (v *liveView) cameras(w http.ResponseWriter, r *http.Request) {
 	out := v.health().Cameras
 	if out == nil {
@@ -49,7 +50,8 @@ func (v *liveView) cameras(w http.ResponseWriter, r *http.Request) {
 }
 
 // stream serves /stream/<camera>.mjpeg: the camera's processed frames with boxes, labels,
-// track ids and zones drawn, as multipart/x-mixed-replace JPEGs.
+// track ids and zones drawn, as multipart/x-mixed-replace JPEGs; with ?motion=1 the frames'
+// motion boxes too (detect mode motion).
 func (v *liveView) stream(w http.ResponseWriter, r *http.Request) {
 	name, ok := strings.CutSuffix(r.PathValue("file"), ".mjpeg")
 	if !ok {
@@ -69,6 +71,10 @@ func (v *liveView) stream(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	defer func() { stop() }()
+	snapshot := v.pipe.Snapshot
+	if r.URL.Query().Get("motion") == "1" {
+		snapshot = v.pipe.SnapshotWithMotion
+	}
 	const boundary = "stardetrframe"
 	w.Header().Set("Content-Type", "multipart/x-mixed-replace; boundary="+boundary)
 	w.Header().Set("Cache-Control", "no-store")
@@ -95,7 +101,7 @@ func (v *liveView) stream(w http.ResponseWriter, r *http.Request) {
 		case <-next:
 			timer.Reset(rewatch)
 		}
-		jpg, err := v.pipe.Snapshot(name)
+		jpg, err := snapshot(name)
 		if err != nil || jpg == nil {
 			continue
 		}

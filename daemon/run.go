@@ -82,7 +82,8 @@ func buildCameras(cfgs []CameraConfig, ev EventsConfig, labels []string, log *sl
 			return nil, fmt.Errorf("cameras[%d] (%s): %w", i, c.Name, err)
 		}
 		cams = append(cams, pipeline.Camera{Name: c.Name, Key: c, Source: src, Policy: c.Publish,
-			Scene: newScene(c, ev, labels), Events: newEventLimit(c, ev)})
+			Scene: newScene(c, ev, labels), Events: newEventLimit(c, ev),
+			Detect: c.Detect, Motion: c.Motion, Objects: c.Objects})
 	}
 	return cams, nil
 }

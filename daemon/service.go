@@ -331,6 +331,12 @@ type cameraHealth struct {
 	Since     string  `json:"since"`
 	LastError string  `json:"last_error,omitempty"`
 	FPS       float64 `json:"fps"`
+	// The detect mode, the model's runs per second over the last 10 s, whether the newest
+	// frame shows motion, and the frames motion gating kept from the model.
+	Mode      string  `json:"mode"`
+	DetectFPS float64 `json:"detections_per_s"`
+	Motion    bool    `json:"motion"`
+	Skipped   uint64  `json:"frames_skipped"`
 }
 
 // healthz answers 200 only when every camera streams or retries within its budget, the
@@ -358,6 +364,7 @@ func (s *service) health() health {
 	}
 	for _, c := range s.pipe.Stats().Cameras {
 		ch := cameraHealth{Name: c.Name, State: string(c.State.Phase), LastError: c.State.LastError, FPS: c.FPS}
+		ch.Mode, ch.DetectFPS, ch.Motion, ch.Skipped = c.Mode, c.DetectRate, c.Moving, c.Skipped
 		if !c.State.Since.IsZero() {
 			ch.Since = c.State.Since.UTC().Format(time.RFC3339)
 		}

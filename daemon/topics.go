@@ -99,8 +99,8 @@ func topicSafe(label string, id int) string {
 	return fmt.Sprintf("model.names: {%d: %q}", id, s)
 }
 
-// checkModelLabels checks the configuration against the loaded model's labels: zone classes
-// name labels of the model; on tracking cameras every label is a valid topic level; with
+// checkModelLabels checks the configuration against the loaded model's labels: zone classes and
+// object filters name labels of the model; on tracking cameras every label is a valid topic level; with
 // Home Assistant discovery on, no two counts share a unique_id. One error per problem.
 func checkModelLabels(cfg *Config, labels []string) error {
 	var l confcheck.List
@@ -117,6 +117,9 @@ func checkModelLabels(cfg *Config, labels []string) error {
 	}
 	if cfg.HomeAssistant.Enabled {
 		checkUniqueIDs(&l, cfg.Cameras, labels)
+	}
+	for i := range cfg.Cameras {
+		l.Include(fmt.Sprintf("cameras[%d].objects", i), cfg.Cameras[i].Objects.CheckLabels(labels))
 	}
 	return errors.Join(checkZoneClasses(cfg.Cameras, labels), l.Err())
 }

@@ -2,6 +2,7 @@ package pipeline
 
 import (
 	"context"
+	"image"
 	"log/slog"
 	"sync"
 	"sync/atomic"
@@ -28,6 +29,14 @@ type camState struct {
 	published  atomic.Uint64
 	fpsBits    atomic.Uint64 // float64 bits of the smoothed processing rate
 
+	// Motion gating (detect mode motion; gate is nil otherwise).
+	gate       *gate
+	skipped    atomic.Uint64 // frames the gate turned away: no motion, nothing tracked, no keyframe due
+	moving     atomic.Bool   // the newest frame showed motion
+	needFrames atomic.Bool   // the scene has objects that need every frame (track.Scene.NeedsFrames)
+	runs       runLog
+	started    time.Time
+
 	// Worker-only state: reused across frames so the per-frame path does not allocate.
 	all      []model.Detection
 	tracked  Tracked
@@ -40,10 +49,12 @@ type camState struct {
 	snap     *camera.Frame // last processed frame, owned here until replaced
 	snapDets []model.Detection
 	viewers  []chan struct{} // live views of the camera, each told (without blocking) of every new snapshot
+	// snapMotion is the snapshot frame's motion boxes (detect mode motion); under snapMu.
+	snapMotion []image.Rectangle
 }
 
 func newCamState(c Camera, log *slog.Logger) *camState {
-	return &camState{cam: c, log: log}
+	return &camState{cam: c, log: log, gate: newGate(c), started: time.Now()}
 }
 
 // put stores f as the newest frame, releasing a frame the worker did not take in time. It
@@ -74,6 +85,7 @@ func (cs *camState) take() *camera.Frame {
 // processed updates the smoothed frame rate after a frame finished at now.
 func (cs *camState) processed(now time.Time) {
 	cs.processedN.Add(1)
+	cs.runs.add(now)
 	if !cs.lastProc.IsZero() {
 		d := now.Sub(cs.lastProc).Seconds()
 		if cs.interval == 0 {
@@ -94,6 +106,7 @@ func (cs *camState) keepSnapshot(f *camera.Frame, dets []model.Detection) {
 	old := cs.snap
 	cs.snap = f
 	cs.snapDets = append(cs.snapDets[:0], dets...)
+	cs.snapMotion = cs.gate.motionOf(f, cs.snapMotion[:0])
 	for _, v := range cs.viewers {
 		select {
 		case v <- struct{}{}:
@@ -115,8 +128,10 @@ func (cs *camState) stop() {
 	cs.releaseAll()
 }
 
-// releaseAll returns every frame the pipeline holds for this camera.
+// releaseAll returns every frame the pipeline holds for this camera, once its source has
+// stopped, and frees its motion detector.
 func (cs *camState) releaseAll() {
+	cs.gate.close()
 	if f := cs.take(); f != nil {
 		f.Release()
 	}

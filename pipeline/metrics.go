@@ -20,6 +20,11 @@ var (
 		"Times the camera source was reopened.", []string{"camera"}, nil)
 	descStreaming = prometheus.NewDesc("stardetr_camera_streaming",
 		"1 while the camera delivers frames, 0 while it connects or retries.", []string{"camera"}, nil)
+	descSkipped = prometheus.NewDesc("stardetr_frames_skipped_total",
+		"Frames not sent to the model on purpose: reason=no_motion: a camera in detect mode motion saw no motion, tracked nothing that needs every frame, and no keyframe was due.",
+		[]string{"camera", "reason"}, nil)
+	descMotion = prometheus.NewDesc("stardetr_motion_active",
+		"1 while the newest frame of a camera in detect mode motion shows motion, else 0.", []string{"camera"}, nil)
 	descErrors = prometheus.NewDesc("stardetr_model_errors_total",
 		"Frames whose preprocessing or inference failed.", nil, nil)
 	descEvents = prometheus.NewDesc("stardetr_events_total",
@@ -36,7 +41,7 @@ func (p *Pipeline) Collector() prometheus.Collector { return collector{p} }
 type collector struct{ p *Pipeline }
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
-	for _, d := range []*prometheus.Desc{descFrames, descDrops, descPublished, descFPS, descReconnects, descStreaming, descErrors, descEvents, descEventDrops} {
+	for _, d := range []*prometheus.Desc{descFrames, descDrops, descPublished, descFPS, descReconnects, descStreaming, descSkipped, descMotion, descErrors, descEvents, descEventDrops} {
 		ch <- d
 	}
 	for _, h := range c.p.st.hist {

@@ -19,6 +19,7 @@ import (
 
 	"github.com/stardetr/stardetr/camera"
 	"github.com/stardetr/stardetr/model"
+	"github.com/stardetr/stardetr/motion"
 	"github.com/stardetr/stardetr/track"
 )
 
@@ -120,6 +121,12 @@ type Camera struct {
 	Scene *track.Scene
 	// Events bounds the rate of the scene's events; nil: no bound. The worker is its only user.
 	Events *EventLimit
+	// Detect chooses the frames the model runs on; the zero value is DetectAlways.
+	Detect Detect
+	// Motion configures the motion detector of a camera in detect mode motion.
+	Motion motion.Config
+	// Objects drops detections before tracking and publishing.
+	Objects Objects
 }
 
 // Pipeline runs the cameras and the inference worker.
@@ -222,6 +229,9 @@ func (p *Pipeline) startCamera(cs *camState) {
 		defer p.camWG.Done()
 		defer close(cs.done)
 		err := cs.cam.Source.Run(ctx, func(f *camera.Frame) {
+			if !cs.admit(f) {
+				return
+			}
 			if cs.put(f) {
 				select {
 				case p.wake <- struct{}{}:
@@ -432,6 +442,7 @@ func (p *Pipeline) finish(slot Slot, i int, jf jobFrame) {
 	t2 := time.Now()
 	w, h := f.Mat.Cols(), f.Mat.Rows()
 	cs.all = slot.Decode(i, w, h, cs.all[:0])
+	cs.all = cs.cam.Objects.filter(cs.all, w, h)
 	t3 := time.Now()
 	lat.Decode = t3.Sub(t2)
 
@@ -466,7 +477,11 @@ func (p *Pipeline) finish(slot Slot, i int, jf jobFrame) {
 // track runs the camera's scene on the frame's detections, sets each one's track id and
 // hands what changed to the event publisher.
 func (p *Pipeline) track(cs *camState, f *camera.Frame, w, h int) {
+	if n := cs.gate.skippedBefore(f); n > 0 {
+		cs.cam.Scene.Age(n) // the frames motion gating skipped count as misses of lost objects
+	}
 	res := cs.cam.Scene.Update(f.Time, w, h, cs.all)
+	cs.needFrames.Store(cs.cam.Scene.NeedsFrames())
 	for i, id := range res.TrackIDs {
 		cs.all[i].TrackID = id
 	}

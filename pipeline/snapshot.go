@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"image"
 	"image/color"
+	"slices"
 
 	"gocv.io/x/gocv"
 
@@ -16,7 +17,13 @@ var ErrNoCamera = fmt.Errorf("no such camera")
 // Snapshot returns the camera's last processed frame as a JPEG with its detections (label,
 // track id when tracked, score) and zones drawn, or nil and no error when no frame was
 // processed yet.
-func (p *Pipeline) Snapshot(name string) ([]byte, error) {
+func (p *Pipeline) Snapshot(name string) ([]byte, error) { return p.snapshot(name, false) }
+
+// SnapshotWithMotion is Snapshot with the frame's motion boxes drawn as well (the live view's
+// motion toggle; a camera in detect mode always has none).
+func (p *Pipeline) SnapshotWithMotion(name string) ([]byte, error) { return p.snapshot(name, true) }
+
+func (p *Pipeline) snapshot(name string, withMotion bool) ([]byte, error) {
 	p.mu.Lock()
 	cs, ok := p.cams[name]
 	p.mu.Unlock()
@@ -30,6 +37,10 @@ func (p *Pipeline) Snapshot(name string) ([]byte, error) {
 	}
 	img := cs.snap.Mat.Clone()
 	dets := toCopies(cs)
+	var moving []image.Rectangle
+	if withMotion {
+		moving = slices.Clone(cs.snapMotion)
+	}
 	cs.snapMu.Unlock()
 	defer img.Close()
 
@@ -37,6 +48,9 @@ func (p *Pipeline) Snapshot(name string) ([]byte, error) {
 		if err := drawZones(&img, sc.Outlines()); err != nil {
 			return nil, fmt.Errorf("snapshot of %q: %w", name, err)
 		}
+	}
+	if err := drawMotion(&img, moving); err != nil {
+		return nil, fmt.Errorf("snapshot of %q: %w", name, err)
 	}
 	jpg, err := annotate(&img, dets)
 	if err != nil {

@@ -67,6 +67,14 @@ type CameraStats struct {
 	// LastFrame is the capture time of the newest frame, or when the camera started if it
 	// has delivered none yet.
 	LastFrame time.Time
+	// Mode is the camera's detect mode (DetectAlways or DetectMotion).
+	Mode string
+	// DetectRate is how many frames a second the model ran on over the last 10 s.
+	DetectRate float64
+	// Skipped counts frames a motion-gated camera did not send to the model.
+	Skipped uint64
+	// Moving is set while a motion-gated camera's newest frame shows motion.
+	Moving bool
 }
 
 // Stats is a snapshot of the pipeline's counters.
@@ -88,6 +96,7 @@ func (p *Pipeline) Stats() Stats {
 			Dropped:   cs.drops.Load(),
 			LastFrame: time.Unix(0, cs.lastFrame.Load()),
 		})
+		cs.gateStats(&st.Cameras[len(st.Cameras)-1])
 	}
 	st.Latency = map[string]detection.Percentiles{}
 	p.st.mu.Lock()

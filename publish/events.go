@@ -28,6 +28,7 @@ type Event struct {
 	End          time.Time  // last seen; only on "end"
 	Frames       int        // frames it was matched in
 	Snapshot     string     // path of the best frame's JPEG under the HTTP server, or ""
+	Stationary   bool       // the object stays put (track.stationary); sent only when set
 }
 
 type wireEvent struct {
@@ -48,6 +49,7 @@ type wireEvent struct {
 	End          string     `json:"end,omitempty"`
 	Frames       int        `json:"frames"`
 	Snapshot     string     `json:"snapshot,omitempty"`
+	Stationary   bool       `json:"stationary,omitempty"`
 }
 
 func encodeEvent(device string, seq uint64, e *Event) ([]byte, error) {
@@ -62,7 +64,7 @@ func encodeEvent(device string, seq uint64, e *Event) ([]byte, error) {
 	w := wireEvent{V: SchemaVersion, Type: e.Type, ID: e.ID, Device: device, Camera: e.Camera, Seq: seq,
 		TrackID: e.TrackID, Label: e.Label, ClassID: e.ClassID, Score: round(e.Score, 1e4),
 		Zones: e.Zones, EnteredZones: e.EnteredZones, Start: e.Start.UTC().Format(timeFormat),
-		Frames: e.Frames, Snapshot: e.Snapshot}
+		Frames: e.Frames, Snapshot: e.Snapshot, Stationary: e.Stationary}
 	if w.Zones == nil {
 		w.Zones = []string{}
 	}

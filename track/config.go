@@ -30,15 +30,28 @@ type Config struct {
 	// Low is the least score of a detection used at all: those in [Low, High) only keep
 	// existing tracks alive (ByteTrack's second association), they never start one.
 	Low float64 `mapstructure:"low"`
+	// Stationary decides when a confirmed object has stopped (a parked car): it then gets one
+	// `update` event saying so and no periodic ones until it moves again or ends.
+	Stationary StationaryConfig `mapstructure:"stationary"`
 	// UpdateInterval is the shortest time between two `update` events of one track that are
 	// not caused by a zone change; 0 sends updates on zone changes only. It is not a key of
 	// this section: the daemon sets it from `events.update_interval`.
 	UpdateInterval time.Duration `mapstructure:"-"`
 }
 
+// StationaryConfig is the `track.stationary` section.
+type StationaryConfig struct {
+	// IOU is the least intersection over union between an object's box and the box where it
+	// stopped for the object to count as not having moved.
+	IOU float64 `mapstructure:"iou"`
+	// After is how long an object must stay put to become stationary; 0: never.
+	After time.Duration `mapstructure:"after"`
+}
+
 // DefaultConfig returns the defaults documented in the README (tracking off).
 func DefaultConfig() Config {
-	return Config{MinHits: 3, MaxAge: 30, IOU: 0.3, High: 0.5, Low: 0.1}
+	return Config{MinHits: 3, MaxAge: 30, IOU: 0.3, High: 0.5, Low: 0.1,
+		Stationary: StationaryConfig{IOU: 0.9, After: 30 * time.Second}}
 }
 
 // Validate reports every invalid value, each naming its key relative to the section
@@ -61,6 +74,10 @@ func (c *Config) Validate() error {
 	unit("low", c.Low, 0)
 	if c.Low > c.High {
 		errs = append(errs, fmt.Errorf("low: %v is above high %v: low must be ≤ high", c.Low, c.High))
+	}
+	unit("stationary.iou", c.Stationary.IOU, 0.01)
+	if c.Stationary.After < 0 {
+		errs = append(errs, fmt.Errorf("stationary.after: %s is negative: use 0 (never stationary) or a duration such as 30s", c.Stationary.After))
 	}
 	return errors.Join(errs...)
 }

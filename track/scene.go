@@ -8,7 +8,7 @@ import (
 // Event types.
 const (
 	EventNew    = "new"    // a track was confirmed
-	EventUpdate = "update" // its zones changed, or update_interval passed
+	EventUpdate = "update" // its zones changed, it stopped or moved again, or update_interval passed
 	EventEnd    = "end"    // it was lost for longer than max_age
 )
 
@@ -27,6 +27,10 @@ type Event struct {
 	Start        time.Time  // first frame the object was seen
 	End          time.Time  // last frame it was seen; set on end only
 	Frames       int        // frames it was matched in
+	// Stationary is set while the object stays put (track.stationary): the update that
+	// reports it stopped carries it, and no periodic updates follow until it moves again (an
+	// update without it) or ends.
+	Stationary bool
 }
 
 // Count is the number of confirmed objects of one label in one zone (AllZone: anywhere).
@@ -60,6 +64,10 @@ type eventState struct {
 	zones     []zoneState
 	cur       []string
 	entered   []string
+	// anchor is the box where the object was when it last moved, anchorAt when that was.
+	anchor     [4]float32
+	anchorAt   time.Time
+	stationary bool
 }
 
 // reuse starts a fresh state that keeps old's buffers.
@@ -188,6 +196,7 @@ func (s *Scene) observe(o *object, now time.Time, width, height int) {
 			}
 		}
 	}
+	settled := s.settle(e, o.box, now)
 	if o.id == 0 {
 		return
 	}
@@ -197,12 +206,61 @@ func (s *Scene) observe(o *object, now time.Time, width, height int) {
 		e.lastEvent = now
 		best = true // the first snapshot comes with the new event
 		s.res.Events = s.emit(s.res.Events, o, EventNew)
-	case changed || (s.cfg.UpdateInterval > 0 && now.Sub(e.lastEvent) >= s.cfg.UpdateInterval):
+	case changed || settled || (!e.stationary && s.cfg.UpdateInterval > 0 && now.Sub(e.lastEvent) >= s.cfg.UpdateInterval):
 		e.lastEvent = now
 		s.res.Events = s.emit(s.res.Events, o, EventUpdate)
 	}
 	if best {
 		s.res.Best = s.emit(s.res.Best, o, "")
+	}
+}
+
+// settle follows whether the object stays put: its box must keep an IoU of at least
+// stationary.iou with the box where it stopped, for stationary.after. It reports whether the
+// object just became stationary or just moved again.
+func (s *Scene) settle(e *eventState, box [4]float32, now time.Time) bool {
+	st := s.cfg.Stationary
+	if st.After <= 0 {
+		return false
+	}
+	if e.anchorAt.IsZero() || iou(box, e.anchor) < st.IOU {
+		e.anchor, e.anchorAt = box, now
+		was := e.stationary
+		e.stationary = false
+		return was
+	}
+	if !e.stationary && now.Sub(e.anchorAt) >= st.After {
+		e.stationary = true
+		return true
+	}
+	return false
+}
+
+// NeedsFrames reports whether an object needs the detector on every frame: a tentative one
+// (confirming takes min_hits frames in a row), a confirmed one that is not stationary, or a
+// stationary one the last frame missed (one miss of a parked car must not start its end).
+// When it reports false, a frame without motion can change nothing the detector would see:
+// a motion-gated camera may skip it, and tells Age how many it skipped.
+func (s *Scene) NeedsFrames() bool {
+	for _, o := range s.tr.objs {
+		lostNow := o.phase == lost
+		if o.id == 0 || (!lostNow && !o.ev.stationary) || (lostNow && o.ev.stationary) {
+			return true
+		}
+	}
+	return false
+}
+
+// Age counts frames the detector skipped because nothing moved as misses of the lost objects
+// that are not stationary: an object that left the picture ends after max_age frames whether
+// the detector saw them or not, so a motion-gated camera ends it on its next frame instead of
+// running the detector max_age times on an empty scene. Call it before the Update of the next
+// frame the detector ran on.
+func (s *Scene) Age(skipped int) {
+	for _, o := range s.tr.objs {
+		if o.phase == lost && !o.ev.stationary {
+			o.missed = min(o.missed+skipped, s.cfg.MaxAge)
+		}
 	}
 }
 
@@ -212,6 +270,7 @@ func (s *Scene) emit(list []Event, o *object, typ string) []Event {
 	ev := Event{
 		Type: typ, ID: e.id, TrackID: o.id, ClassID: o.class, Label: o.label, Score: e.best,
 		Box: o.box, Zones: e.cur, EnteredZones: e.entered, Start: e.start, Frames: e.frames,
+		Stationary: e.stationary,
 	}
 	if typ == EventEnd {
 		ev.End = e.last
