@@ -2,7 +2,7 @@
 # build/venv (scripts/setup), against bin/stardetr and the CARAFE plugin.
 VENV_PY := build/venv/bin/python
 
-.PHONY: test-train test-gpu-smoke
+.PHONY: test-train test-gpu-smoke bench-train
 
 test-train: $(SETUP_STAMP) $(BIN) plugin
 	OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE YOLO_OFFLINE=true YOLO_AUTOINSTALL=false \
@@ -28,3 +28,9 @@ $(DEMO_MODEL): $(SETUP_STAMP) $(wildcard $(DEMO_WEIGHTS)/*) model/ultralytics/rt
 	OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE YOLO_OFFLINE=true YOLO_AUTOINSTALL=false \
 		$(VENV_PY) -m model.ultralytics.export --parts $(DEMO_WEIGHTS) --model demo --imgsz $(DEMO_IMGSZ) \
 		--random-if-missing --out $@ >/dev/null || { rm -f $@; exit 1; }
+
+# Not part of `make test`: one training step of the seed (256, batch 4) and of the demo variant (256, batch 8),
+# CARAFE's native kernels vs autograd of its definition side by side, with CARAFE's share from the profiler.
+bench-train: $(SETUP_STAMP) plugin
+	OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE YOLO_OFFLINE=true YOLO_AUTOINSTALL=false \
+		$(VENV_PY) -m model.train.bench_carafe $(if $(ROUNDS),--rounds $(ROUNDS),)
