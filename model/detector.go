@@ -12,6 +12,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -59,6 +60,9 @@ type Info struct {
 	// Weights is the optimised copy of the model whose mapped weights the session uses
 	// (model.memory.map_weights); empty when they are on the heap.
 	Weights string
+	// TensorRTPlugin is the TensorRT plugin library handed to the TensorRT provider
+	// (model.tensorrt.plugin); "" when none (no CARAFE node, no TensorRT, or none found).
+	TensorRTPlugin string
 }
 
 // Detector runs one model. Its own Preprocess, Infer, Decode and Detect share one Input and
@@ -82,6 +86,8 @@ type Detector struct {
 
 	sum    string // the model file's SHA-256, hex
 	mapped []byte // the optimised model's mapping, whose bytes the session uses (optimized.go)
+
+	trtPlugin string // TensorRT plugin for the TensorRT provider ("" none)
 }
 
 // Open loads ONNX Runtime (once per process), the CARAFE plugin when the model has mmcv
@@ -129,6 +135,19 @@ func OpenWith(ctx context.Context, cfg Config, stateDir string, log *slog.Logger
 			return nil, fmt.Errorf("model %s has %d mmcv::MMCVCARAFE node(s), which need the CARAFE plugin: %w", cfg.Path, spec.carafeNodes, err)
 		}
 	}
+	trtPlugin := ""
+	chain := cfg.Providers
+	if len(chain) == 0 {
+		chain = DefaultProviders(lib)
+	}
+	if spec.hasMMCV && slices.Contains(chain, ProviderTensorRT) {
+		if trtPlugin, err = loc.TRTPlugin(cfg.TensorRT.Plugin); err != nil {
+			return nil, fmt.Errorf("model.tensorrt.plugin: %w", err)
+		}
+		if trtPlugin == "" {
+			log.Info("no TensorRT CARAFE plugin found (model.tensorrt.plugin): TensorRT builds engines around the CARAFE nodes, which run on CUDA")
+		}
+	}
 	rt, err := LoadRuntime(lib)
 	if err != nil {
 		return nil, err
@@ -159,6 +178,7 @@ func OpenWith(ctx context.Context, cfg Config, stateDir string, log *slog.Logger
 			Threads:     cfg.Threads,
 		},
 	}
+	d.trtPlugin, d.info.TensorRTPlugin = trtPlugin, trtPlugin
 	for i := range d.lut {
 		d.lut[i] = float32(i) / 255 // ultralytics divides the float32 image by 255
 	}
