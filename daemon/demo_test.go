@@ -192,8 +192,12 @@ func TestDemoLiveView(t *testing.T) {
 	// The live view: labelled boxes around the shapes (green edges of a box-sized run at least twice:
 	// top and bottom of one box, or two boxes).
 	var runs int
+	wait := 3 * time.Second
 	testenv.WaitFor(t, 60*time.Second, "a screenshot of the live view with a detection box", func() bool {
-		img := testenv.Screenshot(t, base+"/")
+		// Each try waits twice as long for the stream's first frame as the one before (3 s, 6 s,
+		// 12 s, then 20 s): on a loaded machine the first frame may take longer than 3 s to arrive.
+		img := testenv.ScreenshotAfter(t, base+"/", wait)
+		wait = min(2*wait, 20*time.Second)
 		r, _ := testenv.DetectionBoxes(img, 12)
 		runs = len(r)
 		if runs < 2 {

@@ -2,6 +2,7 @@ package testenv
 
 import (
 	"context"
+	"fmt"
 	"image"
 	"image/png"
 	"os"
@@ -14,18 +15,25 @@ import (
 // Screenshot loads url in Debian's headless Chromium (800x600) and returns the picture it took.
 func Screenshot(t testing.TB, url string) image.Image {
 	t.Helper()
+	return ScreenshotAfter(t, url, 3*time.Second)
+}
+
+// ScreenshotAfter is Screenshot taken wait after the page starts loading: a page whose
+// pictures arrive later (the first frame of a stream on a busy machine) needs longer.
+func ScreenshotAfter(t testing.TB, url string, wait time.Duration) image.Image {
+	t.Helper()
 	bin, err := exec.LookPath("chromium")
 	if err != nil {
 		t.Fatal("chromium not found: run scripts/setup (make test installs it)")
 	}
 	dir := t.TempDir()
 	out := filepath.Join(dir, "shot.png")
-	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	ctx, cancel := context.WithTimeout(context.Background(), wait+60*time.Second)
 	defer cancel()
 	// --timeout takes the picture that long after the load starts: an MJPEG stream never
 	// finishes loading.
 	cmd := exec.CommandContext(ctx, bin, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
-		"--user-data-dir="+filepath.Join(dir, "profile"), "--window-size=800,600", "--timeout=3000",
+		"--user-data-dir="+filepath.Join(dir, "profile"), "--window-size=800,600", fmt.Sprintf("--timeout=%d", wait.Milliseconds()),
 		"--screenshot="+out, url)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("chromium: %v\n%s", err, b)
