@@ -73,6 +73,12 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 				ch <- prometheus.MustNewConstMetric(descEventDrops, prometheus.CounterValue, float64(l.Dropped(r)), name, r)
 			}
 		}
+		moving := 0.0
+		if cs.moving.Load() {
+			moving = 1
+		}
+		ch <- prometheus.MustNewConstMetric(descSkipped, prometheus.CounterValue, float64(cs.skipped.Load()), name, "no_motion")
+		ch <- prometheus.MustNewConstMetric(descMotion, prometheus.GaugeValue, moving, name)
 	}
 	ch <- prometheus.MustNewConstMetric(descErrors, prometheus.CounterValue, float64(c.p.st.errors.Load()))
 	for _, h := range c.p.st.hist {
