@@ -637,7 +637,8 @@ class _Unpickler:
             self.fail(f"sets the state of {describe(target)}")
 
     def persistent(self, pid):
-        if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] in ("storage", b"storage")):
+        if not (type(pid) is tuple and len(pid) == 5 and type(pid[0]) in (str, bytes)
+                and pid[0] in ("storage", b"storage")):
             self.fail(f"persistent id {describe(pid)} is not ('storage', type, key, location, numel)")
         _, stype, key, _location, numel = pid
         if not (isinstance(stype, Global) and stype.module == "torch" and stype.name in _STORAGES):

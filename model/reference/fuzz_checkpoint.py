@@ -11,9 +11,11 @@ records (cut, grown, dropped, garbage) and on the zip (bytes, declared sizes, de
 
 Each input is read in a forked child under RLIMIT_AS, with a deadline; a read that succeeds has every
 tensor's bytes touched and is checked against and loaded into the tiny model, as model.reference.export
-would. Counted as failures: a crash (signal or abnormal exit), a hang (past --timeout), an error other
+would. Counted as failures: a crash (signal or abnormal exit), a hang (more than --timeout seconds of
+CPU, RLIMIT_CPU, or ten times that on the clock, for a read that blocks), an error other
 than a one-line CheckpointError naming the file (or one saying "internal error" or "does not fit in
-memory"), and a peak RSS of --max-rss-mb or more (the child's whole RSS, PyTorch's own ~250 MB included).
+memory"), and a peak RSS of --max-rss-mb or more (wait4's ru_maxrss of the child, which counts the pages
+it still shares with this process: PyTorch and the tiny model).
 The summary goes to stderr (JSON on stdout with --json); failing inputs are written to --save; exit 1
 when there was any.
 """
@@ -331,7 +333,10 @@ def check(path, model):
 
 
 def run_one(path, model, timeout, mem_bytes):
-    """(outcome, detail, peak RSS MB, seconds) of reading path in a forked child."""
+    """(outcome, detail, peak RSS MB, seconds) of reading path in a forked child.
+
+    A hang is timeout seconds of CPU (RLIMIT_CPU: SIGXCPU), so that a loaded machine does not make a slow
+    read one; a read that blocks without using CPU is killed at ten times that on the clock."""
     r, w = os.pipe()
     t0 = time.monotonic()
     pid = os.fork()
@@ -339,14 +344,15 @@ def run_one(path, model, timeout, mem_bytes):
         try:
             os.close(r)
             resource.setrlimit(resource.RLIMIT_AS, (mem_bytes, mem_bytes))
-            resource.setrlimit(resource.RLIMIT_CPU, (int(timeout) + 5, int(timeout) + 5))
+            cpu = max(1, int(timeout))
+            resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu + 2))
             outcome, detail = check(path, model)
             os.write(w, json.dumps([outcome, detail[:2000]]).encode())
         finally:
             os._exit(0)
     os.close(w)
     chunks, killed = [], False
-    deadline = t0 + timeout
+    deadline = t0 + 10 * timeout
     while True:
         left = deadline - time.monotonic()
         if left <= 0:
@@ -364,7 +370,9 @@ def run_one(path, model, timeout, mem_bytes):
     secs = time.monotonic() - t0
     rss = usage.ru_maxrss / 1024
     if killed:
-        return "hang", f"still running after {timeout}s", rss, secs
+        return "hang", f"still running after {10 * timeout:.0f}s on the clock", rss, secs
+    if os.WIFSIGNALED(status) and os.WTERMSIG(status) in (signal.SIGXCPU, signal.SIGKILL):
+        return "hang", f"more than {timeout:.0f}s of CPU (signal {os.WTERMSIG(status)})", rss, secs
     if os.WIFSIGNALED(status):
         return "crash", f"killed by signal {os.WTERMSIG(status)}", rss, secs
     try:
@@ -378,7 +386,7 @@ def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m model.reference.fuzz_checkpoint", description=__doc__.split("\n")[0])
     p.add_argument("--seconds", type=float, default=20, help="how long to run")
     p.add_argument("--seed", type=int, default=0, help="random seed of the mutations")
-    p.add_argument("--timeout", type=float, default=20, help="seconds one read may take before it counts as a hang")
+    p.add_argument("--timeout", type=float, default=10, help="CPU seconds one read may take before it counts as a hang")
     p.add_argument("--max-rss-mb", type=float, default=512, help="peak RSS of a read that counts as a failure")
     p.add_argument("--mem-limit-mb", type=int, default=0,
                    help="RLIMIT_AS of each child (default: this process's address space + 1 GiB)")

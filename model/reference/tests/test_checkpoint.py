@@ -7,7 +7,9 @@ of the test runner; the child's exit code, stderr and peak RSS (wait4) are asser
 """
 import collections
 import io
+import json
 import os
+import pathlib
 import pickle
 import resource
 import signal
@@ -324,7 +326,7 @@ class HonestFileTest(unittest.TestCase):
         model = seed.build(2, "tiny", 5)
         want = {k: v.half() if v.is_floating_point() else v for k, v in model.state_dict().items()}
         got, _, info = self.read(craft.saved({"epoch": 3, "ema": model.half(), "model": None,
-                                              "train_args": {"save_dir": __import__("pathlib").Path("/x")}}))
+                                              "train_args": {"save_dir": pathlib.Path("/x")}}))
         self.assertSameTensors(got, want)
         self.assertEqual(info["class"], "model.reference.seed.RTDETRStarNetFreqFusion")
         self.assertEqual(info["epoch"], 3)
@@ -365,8 +367,6 @@ class FuzzTest(unittest.TestCase):
                            cwd=ROOT, env=dict(os.environ, PYTHONPATH=ROOT), capture_output=True, text=True,
                            timeout=300)
         self.assertEqual(p.returncode, 0, p.stderr[-3000:])
-        import json
-
         r = json.loads(p.stdout)
         self.assertGreaterEqual(r["inputs"], r["bases"], r)  # the unmutated files, then as many mutants as fit
         self.assertGreater(r["accepted"], 0, r)
