@@ -65,6 +65,54 @@ extern const carafe_variant carafe_variant_neon;
 size_t carafe_ref_tasks(const carafe_dims *d);
 void carafe_ref_run(const carafe_dims *d, const float *feat, const float *mask, float *out, size_t task);
 
+/* Backward (training). The gradients of out = carafe(feat, mask) for an upstream gradient gout
+ * of out's shape [N,C,Ho,Wo]:
+ *   gfeat[n,c,y,x]  = sum over the output pixels (ph,pw) and taps (i,j) that read (y,x) of
+ *                     mask[n,(g*k+i)*k+j,ph,pw] * gout[n,c,ph,pw]   (the reassembly transposed)
+ *   gmask[n,(g*k+i)*k+j,ph,pw] = sum over the group's channels c of gout[n,c,ph,pw] * feat[n,c,y,x]
+ *                     for the in-image tap (y,x) = (sh+i-r, sw+j-r); 0 for taps outside the image.
+ * Like a forward variant, a backward variant splits each gradient into independent tasks that
+ * write disjoint parts of it; run functions are thread-safe. */
+typedef struct carafe_bwd_variant {
+	const char *name;
+	/* scratch: floats of working memory one task needs; the caller passes each running task
+	 * its own buffer of that size (NULL when 0). */
+	size_t (*feat_tasks)(const carafe_dims *d);
+	size_t (*feat_scratch)(const carafe_dims *d);
+	void (*feat_run)(const carafe_dims *d, const float *mask, const float *gout, float *gfeat, size_t task,
+	                 float *scratch);
+	size_t (*mask_tasks)(const carafe_dims *d);
+	size_t (*mask_scratch)(const carafe_dims *d);
+	void (*mask_run)(const carafe_dims *d, const float *feat, const float *gout, float *gmask, size_t task,
+	                 float *scratch);
+} carafe_bwd_variant;
+
+/* Backward variants by name, as carafe_find_variant: "reference", "generic", "avx2", "neon", "best". */
+const carafe_bwd_variant *carafe_find_bwd_variant(const char *name);
+extern const carafe_bwd_variant carafe_bwd_variant_reference;
+extern const carafe_bwd_variant carafe_bwd_variant_generic;
+#if defined(__x86_64__)
+extern const carafe_bwd_variant carafe_bwd_variant_avx2;
+#endif
+#if defined(__aarch64__)
+extern const carafe_bwd_variant carafe_bwd_variant_neon;
+#endif
+
+/* Reference backward tasks: gfeat one (n, c) plane each, gmask one output row (n, ph) each.
+ * Optimised variants fall back to them for non-integral scale factors. */
+size_t carafe_bwd_ref_feat_tasks(const carafe_dims *d);
+size_t carafe_bwd_ref_scratch(const carafe_dims *d);
+void carafe_bwd_ref_feat_run(const carafe_dims *d, const float *mask, const float *gout, float *gfeat, size_t task,
+                             float *scratch);
+size_t carafe_bwd_ref_mask_tasks(const carafe_dims *d);
+void carafe_bwd_ref_mask_run(const carafe_dims *d, const float *feat, const float *gout, float *gmask, size_t task,
+                             float *scratch);
+
+/* Runs fn(arg, t, worker) for t in [0, tasks) on up to `threads` threads (the caller's included),
+ * each task exactly once; worker (0 .. threads-1) names the thread, so per-thread buffers can be
+ * indexed by it. Returns the number of threads used, after all tasks are done. */
+int carafe_parallel(size_t tasks, int threads, void (*fn)(void *arg, size_t task, int worker), void *arg);
+
 /* Exported C entry points (C linkage, default visibility): tests, bench and `stardetr version`. */
 #define CARAFE_EXPORT __attribute__((visibility("default")))
 CARAFE_EXPORT const char *stardetr_carafe_version(void);
@@ -75,6 +123,25 @@ CARAFE_EXPORT const char *stardetr_carafe_variants(void);
 CARAFE_EXPORT int stardetr_carafe_run(const char *variant, const float *feat, const float *mask, float *out,
                                       int64_t n, int64_t c, int64_t h, int64_t w, int64_t groups, int64_t k,
                                       float scale, int64_t ho, int64_t wo, char *err, size_t err_len);
+
+/* Training entry points (PyTorch, model/reference/carafe_lib.py). threads: how many threads to
+ * use, the caller's included (torch.get_num_threads()); < 1 means 1. Same return codes as
+ * stardetr_carafe_run. */
+/* The forward of a variant, its tasks spread over threads. */
+CARAFE_EXPORT int stardetr_carafe_forward(const char *variant, const float *feat, const float *mask, float *out,
+                                          int64_t n, int64_t c, int64_t h, int64_t w, int64_t groups, int64_t k,
+                                          float scale, int64_t ho, int64_t wo, int threads, char *err, size_t err_len);
+/* The backward of a variant (float32): gfeat [N,C,H,W] and gmask [N,G*k*k,Ho,Wo] are written
+ * whole; either may be NULL when that gradient is not wanted. */
+CARAFE_EXPORT int stardetr_carafe_backward(const char *variant, const float *feat, const float *mask,
+                                           const float *gout, float *gfeat, float *gmask, int64_t n, int64_t c,
+                                           int64_t h, int64_t w, int64_t groups, int64_t k, float scale, int64_t ho,
+                                           int64_t wo, int threads, char *err, size_t err_len);
+/* The reference backward in float64 (gradcheck): the same loops as the float32 reference. */
+CARAFE_EXPORT int stardetr_carafe_backward_f64(const double *feat, const double *mask, const double *gout,
+                                               double *gfeat, double *gmask, int64_t n, int64_t c, int64_t h,
+                                               int64_t w, int64_t groups, int64_t k, float scale, int64_t ho,
+                                               int64_t wo, int threads, char *err, size_t err_len);
 
 #ifdef __cplusplus
 }

@@ -21,7 +21,7 @@ CARAFE_HOSTARCH := $(shell go env GOHOSTARCH)
 CARAFE_CC      ?= $(if $(filter-out $(CARAFE_HOSTARCH),$(GOARCH)),$(if $(filter arm64,$(GOARCH)),aarch64-linux-gnu-gcc,gcc),gcc)
 CARAFE_CFLAGS   = -O3 -std=gnu11 -fPIC -fvisibility=hidden -Wall -Wextra -D_FORTIFY_SOURCE=2 -fstack-protector-strong -I$(CARAFE_DIR) -I$(CARAFE_ORT_INC)
 CARAFE_HDRS    := $(wildcard $(CARAFE_DIR)/*.h)
-CARAFE_SRCS    := carafe_core carafe_ref carafe_generic carafe_ort \
+CARAFE_SRCS    := carafe_core carafe_ref carafe_backward carafe_generic carafe_ort \
                   $(if $(filter amd64,$(GOARCH)),carafe_avx2) $(if $(filter arm64,$(GOARCH)),carafe_neon)
 CARAFE_OBJS    := $(CARAFE_SRCS:%=$(CARAFE_OBJ)/%.o)
 # Only the AVX2 translation unit may use AVX2/FMA instructions: carafe_core.c checks the CPU first.
@@ -41,17 +41,23 @@ $(PLUGIN): $(CARAFE_OBJS)
 $(CARAFE_OBJ)/test_carafe: $(CARAFE_DIR)/test_carafe.c $(CARAFE_HDRS) $(PLUGIN)
 	$(CARAFE_CC) -O2 -Wall -Wextra -I$(CARAFE_DIR) -o $@ $< $(PLUGIN) -Wl,-rpath,$(abspath $(BUILD)) -lm
 
+# The backward (training) variants vs the reference backward, the threaded entry points.
+$(CARAFE_OBJ)/test_carafe_backward: $(CARAFE_DIR)/test_carafe_backward.c $(CARAFE_HDRS) $(PLUGIN)
+	$(CARAFE_CC) -O2 -Wall -Wextra -I$(CARAFE_DIR) -o $@ $< $(PLUGIN) -Wl,-rpath,$(abspath $(BUILD)) -lm
+
 # C variants vs the reference, then the reference vs numpy (ctypes). The ONNX Runtime path
 # (Go, onnxruntime_go) runs in test-go: model/carafe/gotest.
-test-carafe: $(CARAFE_OBJ)/test_carafe
+test-carafe: $(CARAFE_OBJ)/test_carafe $(CARAFE_OBJ)/test_carafe_backward
 	$(CARAFE_OBJ)/test_carafe
+	$(CARAFE_OBJ)/test_carafe_backward
 	$(PY) $(CARAFE_DIR)/carafe_numpy_test.py $(abspath $(PLUGIN))
 
 # The arm64 build (NEON variant) cross-compiled and run under qemu: needs gcc-aarch64-linux-gnu
 # and qemu-user-static (not installed by scripts/setup, so not part of `make test`).
 test-carafe-arm64:
-	$(MAKE) --no-print-directory GOARCH=arm64 build/arm64/carafe/test_carafe
+	$(MAKE) --no-print-directory GOARCH=arm64 build/arm64/carafe/test_carafe build/arm64/carafe/test_carafe_backward
 	qemu-aarch64-static -L /usr/aarch64-linux-gnu build/arm64/carafe/test_carafe
+	qemu-aarch64-static -L /usr/aarch64-linux-gnu build/arm64/carafe/test_carafe_backward
 
 $(CARAFE_OBJ)/bench_carafe: $(CARAFE_DIR)/bench_carafe.c $(CARAFE_HDRS) $(PLUGIN) $(SETUP_STAMP)
 	$(CARAFE_CC) -O2 -Wall -Wextra -I$(CARAFE_DIR) -I$(CARAFE_ORT_INC) -o $@ $< $(PLUGIN) $(ORT_LIB) \

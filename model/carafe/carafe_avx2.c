@@ -16,3 +16,12 @@
 #include "carafe_opt.h"
 
 const carafe_variant carafe_variant_avx2 = {"avx2", carafe_avx2_tasks, carafe_avx2_run};
+
+/* The backward for training (carafe_backward.c), over the same vocabulary. */
+#include "carafe_bwd_opt.h"
+
+const carafe_bwd_variant carafe_bwd_variant_avx2 = {
+	"avx2",
+	carafe_avx2_bwd_feat_tasks, carafe_avx2_bwd_feat_scratch, carafe_avx2_bwd_feat_run,
+	carafe_avx2_bwd_mask_tasks, carafe_avx2_bwd_mask_scratch, carafe_avx2_bwd_mask_run,
+};

@@ -18,3 +18,12 @@ static inline void carafe_v4_store(float *p, carafe_v4 v) { memcpy(p, &v, sizeof
 #include "carafe_opt.h"
 
 const carafe_variant carafe_variant_generic = {"generic", carafe_generic_tasks, carafe_generic_run};
+
+/* The backward for training (carafe_backward.c), over the same vocabulary. */
+#include "carafe_bwd_opt.h"
+
+const carafe_bwd_variant carafe_bwd_variant_generic = {
+	"generic",
+	carafe_generic_bwd_feat_tasks, carafe_generic_bwd_feat_scratch, carafe_generic_bwd_feat_run,
+	carafe_generic_bwd_mask_tasks, carafe_generic_bwd_mask_scratch, carafe_generic_bwd_mask_run,
+};

@@ -14,3 +14,12 @@
 #include "carafe_opt.h"
 
 const carafe_variant carafe_variant_neon = {"neon", carafe_neon_tasks, carafe_neon_run};
+
+/* The backward for training (carafe_backward.c), over the same vocabulary. */
+#include "carafe_bwd_opt.h"
+
+const carafe_bwd_variant carafe_bwd_variant_neon = {
+	"neon",
+	carafe_neon_bwd_feat_tasks, carafe_neon_bwd_feat_scratch, carafe_neon_bwd_feat_run,
+	carafe_neon_bwd_mask_tasks, carafe_neon_bwd_mask_scratch, carafe_neon_bwd_mask_run,
+};

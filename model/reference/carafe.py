@@ -10,7 +10,10 @@ import contextvars
 import torch
 import torch.nn.functional as F
 
+from . import carafe_lib
+
 _standard_ops = contextvars.ContextVar("carafe_standard_ops", default=False)
+_decomposition = contextvars.ContextVar("carafe_decomposition", default=False)
 
 
 def check_args(features, masks, kernel_size, group_size, scale_factor):
@@ -56,15 +59,19 @@ def carafe_forward(features, masks, kernel_size, group_size, scale_factor):
 
 
 class CarafeFunction(torch.autograd.Function):
-    """Forward in PyTorch; exported to ONNX as one mmcv::MMCVCARAFE node (mmcv's CARAFEFunction contract).
+    """CARAFE as one autograd node, exported to ONNX as one mmcv::MMCVCARAFE node (mmcv's CARAFEFunction contract).
 
-    Training needs the backward too: it differentiates carafe_forward itself (unfold, multiply, add are
-    all differentiable), recomputed from the saved inputs, so the forward, the backward and the export
-    come from this one definition and nothing large is kept between forward and backward.
+    With native=True (carafe() passes it when autograd records the call, i.e. in training) the forward and
+    the backward run libstardetr_carafe's kernels (carafe_lib), which model/carafe tests against their C
+    reference and tests/test_carafe.py against this module's definition. Otherwise, and wherever the
+    kernels cannot run (no library, another dtype or device), the forward is carafe_forward and the backward
+    differentiates carafe_forward itself (unfold, multiply, add are all differentiable), recomputed from the
+    saved inputs, so nothing large is kept between forward and backward. Inference and export never take
+    the native path: their numbers and graphs are the definition's.
     """
 
     @staticmethod
-    def symbolic(g, features, masks, kernel_size, group_size, scale_factor):
+    def symbolic(g, features, masks, kernel_size, group_size, scale_factor, native=False):
         return g.op(
             "mmcv::MMCVCARAFE",
             features,
@@ -75,23 +82,42 @@ class CarafeFunction(torch.autograd.Function):
         )
 
     @staticmethod
-    def forward(ctx, features, masks, kernel_size, group_size, scale_factor):
+    def forward(ctx, features, masks, kernel_size, group_size, scale_factor, native=False):
+        s = check_args(features, masks, kernel_size, group_size, scale_factor)
+        ctx.args = (kernel_size, group_size, s)
+        ctx.native = native
+        out = carafe_lib.forward(features, masks, kernel_size, group_size, s) if native else None
         ctx.save_for_backward(features, masks)
-        ctx.args = (kernel_size, group_size, scale_factor)
-        return carafe_forward(features, masks, kernel_size, group_size, scale_factor)
+        return out if out is not None else carafe_forward(features, masks, kernel_size, group_size, scale_factor)
 
     @staticmethod
     def backward(ctx, grad_out):
         features, masks = ctx.saved_tensors
+        need_f, need_m = ctx.needs_input_grad[0], ctx.needs_input_grad[1]
+        if ctx.native and (need_f or need_m):
+            grads = carafe_lib.backward(features, masks, grad_out, need_f, need_m, *ctx.args)
+            if grads is not None:
+                return grads[0], grads[1], None, None, None, None
         with torch.enable_grad():
-            f = features.detach().requires_grad_(ctx.needs_input_grad[0])
-            m = masks.detach().requires_grad_(ctx.needs_input_grad[1])
+            f = features.detach().requires_grad_(need_f)
+            m = masks.detach().requires_grad_(need_m)
             out = carafe_forward(f, m, *ctx.args)
             wrt = [t for t in (f, m) if t.requires_grad]
             grads = iter(torch.autograd.grad(out, wrt, grad_out) if wrt else ())
-        gf = next(grads) if ctx.needs_input_grad[0] else None
-        gm = next(grads) if ctx.needs_input_grad[1] else None
-        return gf, gm, None, None, None
+        gf = next(grads) if need_f else None
+        gm = next(grads) if need_m else None
+        return gf, gm, None, None, None, None
+
+
+@contextlib.contextmanager
+def decomposition():
+    """Inside it, carafe() in training uses autograd through carafe_forward even where the native kernels
+    could run: the comparison of the two paths (tests, make bench-train)."""
+    token = _decomposition.set(True)
+    try:
+        yield
+    finally:
+        _decomposition.reset(token)
 
 
 @contextlib.contextmanager
@@ -109,4 +135,7 @@ def standard_ops():
 def carafe(features, masks, kernel_size, group_size, scale_factor):
     if _standard_ops.get():
         return carafe_forward(features, masks, kernel_size, group_size, scale_factor)
-    return CarafeFunction.apply(features, masks, kernel_size, group_size, scale_factor)
+    # Native kernels where autograd records the call (training), unless decomposition() asks otherwise.
+    native = (torch.is_grad_enabled() and (features.requires_grad or masks.requires_grad)
+              and not _decomposition.get() and not torch.onnx.is_in_onnx_export())
+    return CarafeFunction.apply(features, masks, kernel_size, group_size, scale_factor, native)

@@ -40,7 +40,7 @@ $(MODELS)/tiny-dynamic.onnx $(MODELS)/tiny-dynamic.npz &: $(REF_SRC)
 	$(REF_RUN) --arch tiny --nc 2 --names person,car --imgsz 128 --seed 0 --dynamic --golden-batch 2 \
 		--out $(MODELS)/tiny-dynamic.onnx --golden $(MODELS)/tiny-dynamic.npz
 
-test-reference: models
+test-reference: models plugin
 	OMP_NUM_THREADS=2 OMP_WAIT_POLICY=PASSIVE STARDETR_MODELS=$(abspath $(MODELS)) \
 		$(PY) -m unittest discover -s $(REF_DIR)/tests -t . $(if $(V),-v,)
 

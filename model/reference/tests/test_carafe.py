@@ -1,14 +1,20 @@
-"""CARAFE's vectorised PyTorch forward against an independent loop, and its ONNX node."""
+"""CARAFE's vectorised PyTorch forward against an independent loop, its ONNX node, and the native training
+kernels (libstardetr_carafe through carafe_lib: $STARDETR_PLUGIN, `make plugin`) against autograd of the
+definition."""
+import contextlib
 import io
 import itertools
+import os
 import unittest
 import warnings
+from unittest import mock
 
 import numpy as np
 import onnx
 import torch
 
-from model.reference.carafe import carafe, carafe_forward
+from model.reference import carafe_lib
+from model.reference.carafe import carafe, carafe_forward, decomposition
 
 
 def carafe_loop(feat, mask, k, g, s):
@@ -93,6 +99,140 @@ class CarafeBackwardTest(unittest.TestCase):
             if 0 <= y < 3 and 0 <= x < 3:
                 want[0, :, y, x] += mask[0, i * 3 + j, ph, pw].item()
         np.testing.assert_allclose(feat.grad.numpy(), want, rtol=1e-12, atol=1e-12)
+
+
+def native_shapes():
+    """carafe_test.h's generator at smaller sizes: G in {1,2,4} x k in {1,3,5,7} x s in {1,2,3}, N=2, channels
+    per group not a multiple of any vector width, odd H != W (kernel larger than the image included)."""
+    cpgs, hws = (3, 5, 2, 7), ((7, 11), (5, 3), (9, 6), (1, 6), (4, 9))
+    shapes = []
+    for combo, (g, k, s) in enumerate(itertools.product((1, 2, 4), (1, 3, 5, 7), (1, 2, 3))):
+        h, w = hws[combo % 5]
+        shapes.append((2, g * cpgs[combo % 4], h, w, g, k, s))
+    return shapes
+
+
+def inputs(n, c, h, w, g, k, s, dtype, seed, contiguous=True):
+    """Features, masks and an upstream gradient; non-contiguous ones are permuted and strided views."""
+    gen = torch.Generator().manual_seed(seed)
+    if contiguous:
+        f = torch.randn(n, c, h, w, dtype=dtype, generator=gen)
+        m = torch.randn(n, g * k * k, h * s, w * s, dtype=dtype, generator=gen)
+    else:
+        f = torch.randn(n, h, c, w, dtype=dtype, generator=gen).permute(0, 2, 1, 3)
+        m = torch.randn(n, g * k * k, h * s, 2 * w * s, dtype=dtype, generator=gen)[..., ::2]
+    go = torch.randn(n, c, h * s, w * s, dtype=dtype, generator=gen)
+    return f.requires_grad_(), m.requires_grad_(), go
+
+
+def grads(f, m, go, k, g, s, native):
+    """Output and gradients of features and masks through the native path or the decomposition."""
+    f, m = f.detach().requires_grad_(), m.detach().requires_grad_()
+    with contextlib.nullcontext() if native else decomposition():
+        out = carafe(f, m, k, g, s)
+    out.backward(go)
+    return out.detach(), f.grad, m.grad
+
+
+class CarafeNativeTest(unittest.TestCase):
+    """The native path (what training runs) against autograd through carafe_forward."""
+
+    @classmethod
+    def setUpClass(cls):
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # a missing library raises its RuntimeWarning here, naming it and the fix
+            carafe_lib._load("cpu")
+
+    def setUp(self):
+        # Count the native calls: a test of the native path must not pass through the fallback.
+        self.calls = {"forward": 0, "backward": 0}
+        for name in ("forward", "backward"):
+            real = getattr(carafe_lib, name)
+
+            def counted(*a, _real=real, _name=name):
+                r = _real(*a)
+                self.calls[_name] += r is not None
+                return r
+            patcher = mock.patch.object(carafe_lib, name, counted)
+            patcher.start()
+            self.addCleanup(patcher.stop)
+
+    def test_float64_backward_equals_autograd_of_the_definition(self):
+        for i, (n, c, h, w, g, k, s) in enumerate(native_shapes()):
+            for contiguous in (True, False):
+                with self.subTest(n=n, c=c, h=h, w=w, g=g, k=k, s=s, contiguous=contiguous):
+                    f, m, go = inputs(n, c, h, w, g, k, s, torch.float64, i, contiguous)
+                    before = self.calls["backward"]
+                    _, gf, gm = grads(f, m, go, k, g, s, True)
+                    self.assertEqual(self.calls["backward"], before + 1)
+                    _, wf, wm = grads(f, m, go, k, g, s, False)
+                    np.testing.assert_allclose(gf.numpy(), wf.numpy(), rtol=1e-12, atol=1e-12)
+                    np.testing.assert_allclose(gm.numpy(), wm.numpy(), rtol=1e-12, atol=1e-12)
+
+    def test_gradcheck_float64(self):
+        # Finite differences of the definition against the native backward, in fast mode (random projections
+        # of the Jacobian: a full Jacobian of k=7 s=3 takes half a minute even at 2x3 pixels). The full-mode
+        # gradchecks of CarafeBackwardTest run the native backward too.
+        for i, (n, c, h, w, g, k, s) in enumerate(native_shapes()):
+            for contiguous in (True, False):
+                with self.subTest(n=n, c=c, h=h, w=w, g=g, k=k, s=s, contiguous=contiguous):
+                    f, m, _ = inputs(n, c, h, w, g, k, s, torch.float64, 100 + i, contiguous)
+                    before = self.calls["backward"]
+                    self.assertTrue(torch.autograd.gradcheck(lambda a, b: carafe(a, b, k, g, s), (f, m), fast_mode=True))
+                    self.assertGreater(self.calls["backward"], before)
+
+    def test_float32_native_equals_decomposition(self):
+        shapes = native_shapes() + [(2, 64, 12, 10, 1, 3, 1), (2, 96, 6, 5, 1, 5, 2), (1, 25, 6, 6, 1, 5, 2)]
+        for i, (n, c, h, w, g, k, s) in enumerate(shapes):
+            for contiguous in (True, False):
+                with self.subTest(n=n, c=c, h=h, w=w, g=g, k=k, s=s, contiguous=contiguous):
+                    f, m, go = inputs(n, c, h, w, g, k, s, torch.float32, 200 + i, contiguous)
+                    before = dict(self.calls)
+                    got = grads(f, m, go, k, g, s, True)
+                    self.assertEqual((self.calls["forward"], self.calls["backward"]),
+                                     (before["forward"] + 1, before["backward"] + 1))
+                    want = grads(f, m, go, k, g, s, False)
+                    # float32 sums in another order: the error is relative to the sum of |terms|, bounded
+                    # here by the same gradients of |inputs|.
+                    fa, ma, ga = f.detach().abs(), m.detach().abs(), go.abs()
+                    bound = grads(fa, ma, ga, k, g, s, False)
+                    for name, a, b, mag in zip(("out", "grad features", "grad masks"), got, want, bound):
+                        err = ((a - b).abs() / (1 + mag)).max().item() if a.numel() else 0.0
+                        self.assertLess(err, 1e-5, name)
+
+    def test_grad_of_one_input_only(self):
+        f, m, go = inputs(2, 6, 5, 7, 2, 3, 2, torch.float32, 7)
+        for wrt in ("features", "masks"):
+            with self.subTest(wrt=wrt):
+                a = f.detach().requires_grad_(wrt == "features")
+                b = m.detach().requires_grad_(wrt == "masks")
+                carafe(a, b, 3, 2, 2).backward(go)
+                _, wf, wm = grads(f, m, go, 3, 2, 2, False)
+                got, want, other = (a.grad, wf, b.grad) if wrt == "features" else (b.grad, wm, a.grad)
+                self.assertIsNone(other)
+                np.testing.assert_allclose(got.numpy(), want.numpy(), rtol=1e-5, atol=1e-5)
+
+    def test_inference_and_export_stay_on_the_definition(self):
+        f, m, _ = inputs(1, 4, 3, 5, 1, 3, 2, torch.float32, 3)
+        with torch.no_grad():
+            out = carafe(f, m, 3, 1, 2)
+        self.assertEqual(self.calls, {"forward": 0, "backward": 0})
+        self.assertTrue(torch.equal(out, carafe_forward(f.detach(), m.detach(), 3, 1, 2)))
+
+    def test_missing_library_falls_back_with_one_warning(self):
+        f, m, go = inputs(2, 6, 5, 7, 2, 3, 2, torch.float32, 11)
+        with mock.patch.dict(os.environ, {"STARDETR_PLUGIN": "/nonexistent/libstardetr_carafe.so"}), \
+                mock.patch.dict(carafe_lib._libs, clear=True), warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            got = [grads(f, m, go, 3, 2, 2, True) for _ in range(2)]
+        self.assertEqual(self.calls, {"forward": 0, "backward": 0})
+        msgs = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+        self.assertEqual(len(msgs), 1, msgs)
+        self.assertIn("/nonexistent/libstardetr_carafe.so", msgs[0])
+        self.assertIn("make plugin", msgs[0])
+        want = grads(f, m, go, 3, 2, 2, False)
+        for a, b in zip(got[1], want):
+            self.assertTrue(torch.equal(a, b))
 
 
 class CarafeExportTest(unittest.TestCase):
