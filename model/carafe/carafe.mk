@@ -9,7 +9,7 @@
 #       and CUDA-provider ops (float32, float16) in the same mmcv domain. Needs nvcc and libcudart; load
 #       it instead of the CPU library on a GPU device. Here it is compile-checked only (no GPU).
 # The ORT C header is the one onnxruntime_go ships (go.mod pins the version).
-.PHONY: plugin test-carafe test-carafe-arm64 bench-carafe cuda-check cuda-plugin cuda-test-build
+.PHONY: plugin test-carafe test-carafe-arm64 bench-carafe cuda-check cuda-plugin cuda-test-build cuda-train-lib
 
 CARAFE_DIR     := model/carafe
 CARAFE_OBJ     := $(BUILD)/carafe
@@ -97,7 +97,13 @@ $(CARAFE_CUDA_OBJ)/carafe_ort.o: $(CARAFE_DIR)/carafe_ort.c $(CARAFE_HDRS)
 	@mkdir -p $(dir $@)
 	$(CARAFE_CC) $(CARAFE_CFLAGS) -DSTARDETR_CARAFE_CUDA -c $< -o $@
 
-$(CARAFE_CUDA_LIB): $(filter-out $(CARAFE_OBJ)/carafe_ort.o,$(CARAFE_OBJS)) $(CARAFE_CUDA_OBJ)/carafe_ort.o $(CARAFE_CUDA_OBJ)/carafe_cuda.o
+# The backward for PyTorch training (model/reference/carafe_lib.py); not used by ONNX Runtime.
+$(CARAFE_CUDA_OBJ)/carafe_cuda_backward.o: $(CARAFE_DIR)/carafe_cuda_backward.cu $(CARAFE_HDRS)
+	@mkdir -p $(dir $@)
+	$(CARAFE_NVCC) -Xcompiler -fPIC,-fvisibility=hidden -I$(CARAFE_DIR) -c $< -o $@
+
+$(CARAFE_CUDA_LIB): $(filter-out $(CARAFE_OBJ)/carafe_ort.o,$(CARAFE_OBJS)) $(CARAFE_CUDA_OBJ)/carafe_ort.o $(CARAFE_CUDA_OBJ)/carafe_cuda.o \
+		$(CARAFE_CUDA_OBJ)/carafe_cuda_backward.o
 	$(CARAFE_NVCC) -shared -Xlinker -soname,libstardetr_carafe_cuda.so -o $@ $^ $(CARAFE_CUDA_LDIR) -lm
 
 # The GPU test (scripts/gpu check) links the kernel with the C reference and dimension checks
@@ -112,23 +118,49 @@ $(CARAFE_CUDA_TEST): $(CARAFE_DIR)/test_carafe_cuda.cu $(CARAFE_CUDA_OBJ)/carafe
 	$(CARAFE_NVCC) -I$(CARAFE_DIR) -o $@ $< $(CARAFE_CUDA_OBJ)/carafe_cuda.o $(CARAFE_CUDA_CPU) $(CARAFE_CUDA_LDIR) \
 		$(if $(wildcard $(CUDA_HOME)/lib64),-Xlinker -rpath=$(CUDA_HOME)/lib64) -lm
 
-cuda-test-build: $(CARAFE_CUDA_TEST)
+CARAFE_CUDA_BWD_TEST := $(CARAFE_CUDA_OBJ)/test_carafe_cuda_backward
+$(CARAFE_CUDA_BWD_TEST): $(CARAFE_DIR)/test_carafe_cuda_backward.cu $(CARAFE_CUDA_OBJ)/carafe_cuda_backward.o \
+		$(CARAFE_CUDA_OBJ)/carafe_cuda.o $(CARAFE_CUDA_CPU) $(CARAFE_HDRS)
+	$(CARAFE_NVCC) -I$(CARAFE_DIR) -o $@ $< $(CARAFE_CUDA_OBJ)/carafe_cuda_backward.o $(CARAFE_CUDA_OBJ)/carafe_cuda.o \
+		$(CARAFE_CUDA_CPU) $(CARAFE_CUDA_LDIR) $(if $(wildcard $(CUDA_HOME)/lib64),-Xlinker -rpath=$(CUDA_HOME)/lib64) -lm
+
+cuda-test-build: $(CARAFE_CUDA_TEST) $(CARAFE_CUDA_BWD_TEST)
+
+# PyTorch training on a GPU machine that has nvcc but neither Go nor ONNX Runtime (scripts/gpu check builds
+# it): the CPU kernels and both CUDA kernels, no ONNX Runtime op. model/reference/carafe_lib.py finds it
+# next to the CPU library when libstardetr_carafe_cuda.so is not there.
+CARAFE_CUDA_TRAIN_LIB := $(BUILD)/libstardetr_carafe_train_cuda.so
+CARAFE_CUDA_PIC := $(patsubst %,$(CARAFE_CUDA_OBJ)/pic/%.o,$(filter-out carafe_ort,$(CARAFE_SRCS)))
+
+$(CARAFE_CUDA_OBJ)/pic/%.o: $(CARAFE_DIR)/%.c $(CARAFE_HDRS)
+	@mkdir -p $(dir $@)
+	$(CARAFE_CC) -O3 -std=gnu11 -fPIC -fvisibility=hidden -Wall -Wextra -I$(CARAFE_DIR) $(CARAFE_FLAGS_$*) -c $< -o $@
+
+$(CARAFE_CUDA_TRAIN_LIB): $(CARAFE_CUDA_PIC) $(CARAFE_CUDA_OBJ)/carafe_cuda.o $(CARAFE_CUDA_OBJ)/carafe_cuda_backward.o
+	$(CARAFE_NVCC) -shared -Xlinker -soname,libstardetr_carafe_train_cuda.so -o $@ $^ $(CARAFE_CUDA_LDIR) -lm
+
+cuda-train-lib: $(CARAFE_CUDA_TRAIN_LIB)
 
 # Compile check (no GPU here): the plugin and the GPU test build, the plugin exports
 # RegisterCustomOps, carries SASS for sm_87 and sm_90 and PTX, and needs the shared CUDA runtime.
 cuda-check:
 	$(CARAFE_DIR)/cuda-toolkit.sh
-	$(MAKE) --no-print-directory cuda-plugin cuda-test-build
+	$(MAKE) --no-print-directory cuda-plugin cuda-test-build cuda-train-lib
 	@set -e; lib=$(CARAFE_CUDA_LIB); \
 	nm -D --defined-only $$lib | grep -q ' RegisterCustomOps$$' || { echo "cuda-check: $$lib does not export RegisterCustomOps"; exit 1; }; \
-	for f in $$lib $(CARAFE_CUDA_TEST); do \
+	for l in $$lib $(CARAFE_CUDA_TRAIN_LIB); do \
+		for sym in stardetr_carafe_cuda_train_forward stardetr_carafe_cuda_backward stardetr_carafe_backward; do \
+			nm -D --defined-only $$l | grep -q " $$sym$$" || { echo "cuda-check: $$l does not export $$sym (PyTorch training)"; exit 1; }; \
+		done; \
+	done; \
+	for f in $$lib $(CARAFE_CUDA_TEST) $(CARAFE_CUDA_BWD_TEST) $(CARAFE_CUDA_TRAIN_LIB); do \
 		elf=$$(cuobjdump --list-elf $$f); ptx=$$(cuobjdump --list-ptx $$f); \
 		for a in sm_87 sm_90; do echo "$$elf" | grep -q "$$a" || { echo "cuda-check: $$f has no $$a code"; exit 1; }; done; \
 		for a in sm_70 sm_90; do echo "$$ptx" | grep -q "$$a" || { echo "cuda-check: $$f has no $$a PTX"; exit 1; }; done; \
 		readelf -d $$f | grep -q 'NEEDED.*libcudart\.so' || { echo "cuda-check: $$f does not link libcudart.so"; exit 1; }; \
 		! nm $$f | grep -q ' cudart::' || { echo "cuda-check: $$f contains a static CUDA runtime"; exit 1; }; \
 	done; \
-	echo "cuda-check: $$lib and $(CARAFE_CUDA_TEST) built: SASS sm_87 + sm_90, PTX compute_70 + compute_90, shared libcudart (compile check only: no GPU here)"
+	echo "cuda-check: $$lib, $(CARAFE_CUDA_TRAIN_LIB), $(CARAFE_CUDA_TEST) and $(CARAFE_CUDA_BWD_TEST) built: SASS sm_87 + sm_90, PTX compute_70 + compute_90, shared libcudart (compile check only: no GPU here)"
 
 # ---- TensorRT plugin MMCVCARAFE, its TensorRT-free core, the CUDA kernel's host emulation ----
 # (carafe_trt.cpp, carafe_trt_core.{h,cc}, carafe_cuda_body.h, carafe_cuda_emu.h; README, "The

@@ -61,7 +61,7 @@ static void poison(case_data *t)
 				for (int64_t pw = 0; pw < t->wo; pw++)
 					if (!in_image(t, ph, t->h, mc / k % k) || !in_image(t, pw, t->w, mc % k))
 						t->mask[(n * t->g * k * k + mc) * howo + ph * t->wo + pw] = NAN;
-	if (howo)
+	if (howo && t->c)
 		for (int64_t n = 0; n < t->n; n++)
 			t->gout[(n * t->c + t->c - 1) * howo + t->wo - 1] = NAN;
 }

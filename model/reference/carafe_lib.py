@@ -1,8 +1,9 @@
 """CARAFE's training kernels from libstardetr_carafe (model/carafe), called through ctypes by CarafeFunction.
 
 The library is the one the ONNX Runtime plugin is: $STARDETR_PLUGIN, else build/<goarch>/libstardetr_carafe.so
-(`make plugin`). CUDA tensors use libstardetr_carafe_cuda.so (`make cuda-plugin`): $STARDETR_CUDA_PLUGIN, else
-$STARDETR_PLUGIN when it is the CUDA build, else next to the CPU library. What cannot run natively (no
+(`make plugin`). CUDA tensors use libstardetr_carafe_cuda.so (`make cuda-plugin`) or libstardetr_carafe_train_cuda.so
+(`make cuda-train-lib`): $STARDETR_CUDA_PLUGIN, else $STARDETR_PLUGIN when it is a CUDA build, else the one next to
+the CPU library. What cannot run natively (no
 library, a dtype or device it lacks) returns None, and CarafeFunction falls back to autograd through the
 PyTorch definition; each missing library is reported once, as a RuntimeWarning naming the path and the fix.
 
@@ -50,7 +51,10 @@ def library_path(kind="cpu"):
         return os.environ["STARDETR_CUDA_PLUGIN"]
     if "cuda" in cpu.name:
         return str(cpu)
-    return str(cpu.with_name("libstardetr_carafe_cuda.so"))
+    # The ONNX Runtime plugin's CUDA build (make cuda-plugin), else the training-only one (make cuda-train-lib,
+    # which scripts/gpu check builds on a GPU machine without Go).
+    full, train = cpu.with_name("libstardetr_carafe_cuda.so"), cpu.with_name("libstardetr_carafe_train_cuda.so")
+    return str(full if full.exists() or not train.exists() else train)
 
 
 def _load(kind):
@@ -64,7 +68,7 @@ def _load(kind):
                 fn = getattr(lib, name)  # AttributeError: a library from before the training kernels
                 fn.argtypes, fn.restype = argtypes, ctypes.c_int
         except (OSError, AttributeError) as e:
-            fix = "make plugin" if kind == "cpu" else "make cuda-plugin"
+            fix = "make plugin" if kind == "cpu" else "make cuda-train-lib"
             warnings.warn(f"CARAFE: {path}: {e}; training falls back to autograd through the PyTorch definition "
                           f"(slower): run `{fix}` or set STARDETR_{'' if kind == 'cpu' else 'CUDA_'}PLUGIN", RuntimeWarning)
             lib = None
