@@ -72,7 +72,10 @@ func TestLiveViewMotionToggle(t *testing.T) {
 	if !found {
 		t.Fatalf("no screenshot of /?motion=1 within 40 s shows a magenta motion box (last: %d magenta pixels)", countMagenta(shot))
 	}
-	// The motion box surrounds the detection box (both drawn around the moving red box).
+	// The motion box lies at the detection box (both drawn around the moving red box). They may
+	// only touch: the motion box is where this frame differs from the running background, and
+	// on a loaded machine (load 20, two failures seen) the capture goroutine sees the box far
+	// enough ahead of the average that only its trail differs by more than the threshold.
 	det, ok := detectionBox(shot)
 	if ok {
 		var mb image.Rectangle
@@ -84,8 +87,8 @@ func TestLiveViewMotionToggle(t *testing.T) {
 				}
 			}
 		}
-		if !det.Overlaps(mb) {
-			t.Errorf("motion box %v does not overlap the detection box %v", mb, det)
+		if !det.Inset(-2).Overlaps(mb) {
+			t.Errorf("motion box %v neither overlaps nor touches the detection box %v", mb, det)
 		}
 	}
 	for range 3 {
