@@ -73,9 +73,8 @@ func TestLiveViewMotionToggle(t *testing.T) {
 		t.Fatalf("no screenshot of /?motion=1 within 40 s shows a magenta motion box (last: %d magenta pixels)", countMagenta(shot))
 	}
 	// The motion box lies at the detection box (both drawn around the moving red box). They may
-	// only touch: the motion box is where this frame differs from the running background, and
-	// on a loaded machine (load 20, two failures seen) the capture goroutine sees the box far
-	// enough ahead of the average that only its trail differs by more than the threshold.
+	// only touch: seen twice at load 20, motion (139,237)-(170,300) beside the detection
+	// (171,237)-(214,300), the cause not yet found (the motion detector's view of a fast box).
 	det, ok := detectionBox(shot)
 	if ok {
 		var mb image.Rectangle
