@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 
 	"github.com/stardetr/stardetr/model"
@@ -38,7 +41,15 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	// The model is loaded even when other sections are wrong, so that one run lists everything.
 	if err := cfg.Model.Validate(); err == nil {
 		quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-		det, err := model.Open(ctx, cfg.Model, cfg.StateDir, quiet)
+		// ONNX Runtime's profile of Open's runs says which provider ran each node, and so how many
+		// TensorRT engines the session built (providerReport).
+		mcfg := cfg.Model
+		profDir, err := os.MkdirTemp("", "stardetr-check-")
+		if err == nil {
+			defer os.RemoveAll(profDir)
+			mcfg.ProfilePrefix = filepath.Join(profDir, "ort")
+		}
+		det, err := model.Open(ctx, mcfg, cfg.StateDir, quiet)
 		if err != nil {
 			problems = append(problems, "model: "+err.Error())
 		} else {
@@ -59,6 +70,8 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 			}
 			if err := det.Close(); err != nil {
 				problems = append(problems, "model: close: "+err.Error())
+			} else if mcfg.ProfilePrefix != "" {
+				fmt.Fprint(stdout, providerReport(i, mcfg.ProfilePrefix))
 			}
 		}
 	}
@@ -71,4 +84,41 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	fmt.Fprintf(stdout, "config %s: ok (%d cameras)\n", *path, len(cfg.Cameras))
 	return 0
+}
+
+// providerReport reads the ONNX Runtime profile of the checked session (its warm-up runs) and
+// says how many nodes ran on each execution provider and, on TensorRT, how many TensorRT
+// engines the session built: ONNX Runtime's TensorRT provider runs each engine as one fused
+// node of op type TRTKernel_graph_* (one for the whole model when TensorRT's ONNX parser takes
+// every node, CARAFE included through model.tensorrt.plugin).
+func providerReport(i model.Info, prefix string) string {
+	files, _ := filepath.Glob(prefix + "*.json")
+	if len(files) != 1 {
+		return fmt.Sprintf("model: nodes per provider: unknown (ONNX Runtime wrote %d profiles)\n", len(files))
+	}
+	p, err := model.ReadProfile(files[0])
+	if err != nil {
+		return fmt.Sprintf("model: nodes per provider: unknown (%v)\n", err)
+	}
+	names := make([]string, 0, len(p.Providers))
+	for n := range p.Providers {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	parts := make([]string, len(names))
+	for k, n := range names {
+		parts[k] = fmt.Sprintf("%s %d", n, p.Providers[n])
+	}
+	out := fmt.Sprintf("model: nodes per provider in the warm-up run: %s\n", strings.Join(parts, ", "))
+	if i.Provider != model.ProviderTensorRT {
+		return out
+	}
+	out += fmt.Sprintf("model: TensorRT engines: %d (one per subgraph TensorRT took; built, or loaded from model.tensorrt.cache_dir)", p.TensorRTEngines)
+	if i.HasCARAFE && i.TensorRTPlugin == "" {
+		out += " (no TensorRT CARAFE plugin: the CARAFE nodes run on CUDA between engines; see model.tensorrt.plugin)"
+	}
+	if i.TensorRTPlugin != "" {
+		out += ", TensorRT plugin " + i.TensorRTPlugin
+	}
+	return out + "\n"
 }

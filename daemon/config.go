@@ -213,6 +213,7 @@ func (c *Config) resolvePaths(dir string) {
 	abs(&c.Model.Plugin)
 	abs(&c.Model.ONNXRuntime)
 	abs(&c.Model.TensorRT.CacheDir)
+	abs(&c.Model.TensorRT.Plugin)
 	abs(&c.MQTT.PasswordFile)
 	abs(&c.MQTT.TLS.CA)
 	abs(&c.MQTT.TLS.Cert)

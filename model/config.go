@@ -77,6 +77,13 @@ type TensorRTConfig struct {
 	// CacheDir holds the engine and timing caches so that a restart does not rebuild the
 	// engine; empty: <state_dir>/tensorrt.
 	CacheDir string `mapstructure:"cache_dir"`
+	// Plugin is the TensorRT plugin library MMCVCARAFE (libstardetr_carafe_trt.so), handed to the
+	// TensorRT provider as trt_extra_plugin_lib_paths for a model with CARAFE nodes, so that
+	// TensorRT takes the whole model, CARAFE included, as one engine. Empty: searched
+	// (internal/libsearch: $STARDETR_TRT_PLUGIN, next to the binary, the source tree's build
+	// folder, /usr/lib/stardetr, where the Jetson package installs it); when none is found
+	// TensorRT builds engines around the CARAFE nodes, which run on CUDA.
+	Plugin string `mapstructure:"plugin"`
 }
 
 // Provider names accepted in Config.Providers.

@@ -4,7 +4,9 @@ package model
 // before ONNX Runtime is initialised, so that a wrong library is reported by what it is
 // rather than by how it fails. Ownership: every handle opened here is closed here, except an
 // ONNX Runtime library that passed the probe, which stays loaded for the process (the
-// binding dlopens the same file next, and ONNX Runtime is not built to be unloaded).
+// binding dlopens the same file next, and ONNX Runtime is not built to be unloaded), and a
+// TensorRT plugin that loaded (loadTRTPlugin): it registered itself with TensorRT when it
+// loaded, and unloading it would leave TensorRT holding its creator.
 
 /*
 #cgo LDFLAGS: -ldl
@@ -76,10 +78,22 @@ static int sd_plugin_version(const char *path, char *ver, size_t vlen, char *err
 	dlclose(h);
 	return 0;
 }
+
+// sd_load_keep: 0 the library loaded (and stays loaded: never closed); 1 dlopen failed.
+static int sd_load_keep(const char *path, char *err, size_t elen) {
+	dlerror();
+	void *h = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+	if (h == NULL) {
+		sd_copy(err, elen, dlerror());
+		return 1;
+	}
+	return 0;
+}
 */
 import "C"
 
 import (
+	"errors"
 	"unsafe"
 )
 
@@ -115,4 +129,16 @@ func pluginVersion(path string) (version string, detail string, ok bool) {
 		return "", C.GoString(&msg[0]), false
 	}
 	return C.GoString(&ver[0]), "", true
+}
+
+// loadTRTPlugin opens a TensorRT plugin library the way ONNX Runtime's TensorRT provider does
+// (dlopen, RTLD_NOW) and keeps it loaded; the error is the dynamic loader's message.
+func loadTRTPlugin(path string) error {
+	cpath := C.CString(path)
+	defer C.free(unsafe.Pointer(cpath))
+	var msg [512]C.char
+	if C.sd_load_keep(cpath, &msg[0], C.size_t(len(msg))) != 0 {
+		return errors.New(C.GoString(&msg[0]))
+	}
+	return nil
 }

@@ -22,7 +22,18 @@ type Profile struct {
 	// Kernel is the summed kernel time per run; Ops breaks it down by op type, largest first.
 	Kernel time.Duration
 	Ops    []OpTime
+	// Providers is the number of nodes that ran on each execution provider (ONNX Runtime's
+	// names: CPUExecutionProvider, CUDAExecutionProvider, TensorrtExecutionProvider).
+	Providers map[string]int
+	// TensorRTEngines is the number of TensorRT engines the session ran: ONNX Runtime's TensorRT
+	// provider runs each subgraph TensorRT took as one fused node of op type
+	// "TRTKernel_graph_<graph>_<hash>_<n>" with one engine; its other nodes (memory copies) are
+	// not engines.
+	TensorRTEngines int
 }
+
+// TensorRTProviderName is ONNX Runtime's name of its TensorRT execution provider.
+const TensorRTProviderName = "TensorrtExecutionProvider"
 
 // OpTime is the kernel time per run of one op type and how many nodes of it ran.
 type OpTime struct {
@@ -48,9 +59,10 @@ type profileEvent struct {
 	Name string `json:"name"`
 	Dur  int64  `json:"dur"`
 	Args struct {
-		Op     string               `json:"op_name"`
-		Inputs []map[string][]int64 `json:"input_type_shape"`
-		Output []map[string][]int64 `json:"output_type_shape"`
+		Op       string               `json:"op_name"`
+		Provider string               `json:"provider"`
+		Inputs   []map[string][]int64 `json:"input_type_shape"`
+		Output   []map[string][]int64 `json:"output_type_shape"`
 	} `json:"args"`
 }
 
@@ -74,9 +86,11 @@ func ReadProfile(path string) (*Profile, error) {
 	if runs == 0 {
 		return nil, fmt.Errorf("ONNX Runtime profile %s: no model_run events", path)
 	}
-	p := &Profile{Runs: runs}
+	p := &Profile{Runs: runs, Providers: map[string]int{}}
 	byOp := map[string]*OpTime{}
 	nodes := map[string]map[string]bool{}
+	byProvider := map[string]map[string]bool{}
+	engines := map[string]bool{}
 	for _, e := range events {
 		if e.Cat != "Node" || !strings.HasSuffix(e.Name, "_kernel_time") || e.Args.Op == "" {
 			continue
@@ -88,6 +102,15 @@ func ReadProfile(path string) (*Profile, error) {
 		}
 		o.Time += time.Duration(e.Dur) * time.Microsecond
 		nodes[e.Args.Op][e.Name] = true
+		if e.Args.Provider != "" {
+			if byProvider[e.Args.Provider] == nil {
+				byProvider[e.Args.Provider] = map[string]bool{}
+			}
+			byProvider[e.Args.Provider][e.Name] = true
+		}
+		if e.Args.Provider == TensorRTProviderName && strings.HasPrefix(e.Args.Op, "TRTKernel") {
+			engines[e.Name] = true
+		}
 		f, ok := nodeFLOPs(e.Args.Op, shapes(e.Args.Inputs), shapes(e.Args.Output))
 		p.FLOPs += f
 		if !ok {
@@ -97,6 +120,10 @@ func ReadProfile(path string) (*Profile, error) {
 	if len(byOp) == 0 {
 		return nil, fmt.Errorf("ONNX Runtime profile %s: no kernel events", path)
 	}
+	for prov, names := range byProvider {
+		p.Providers[prov] = len(names)
+	}
+	p.TensorRTEngines = len(engines)
 	for op, o := range byOp {
 		o.Nodes = len(nodes[op])
 		o.Time /= time.Duration(runs)

@@ -162,7 +162,7 @@ func (d *Detector) sessionOptions(cfg *Config, stateDir, plugin string, chain []
 		case ProviderCUDA:
 			err = appendCUDA(opts)
 		case ProviderTensorRT:
-			err = appendTensorRT(opts, cfg, stateDir, plugin != "")
+			err = appendTensorRT(opts, cfg, stateDir, plugin != "", d.trtPlugin, d.rt.Library())
 		default:
 			err = fmt.Errorf("unknown provider")
 		}
@@ -201,8 +201,11 @@ func appendCUDA(opts *ort.SessionOptions) error {
 }
 
 // appendTensorRT configures fp16 and the engine and timing caches (so that a restart loads the
-// engine instead of rebuilding it) and leaves the CARAFE node to the provider after it (CUDA).
-func appendTensorRT(opts *ort.SessionOptions, cfg *Config, stateDir string, carafe bool) error {
+// engine instead of rebuilding it). A model with CARAFE nodes gets the TensorRT plugin
+// (trtPlugin, checked first: CheckTensorRTPlugin), so that TensorRT's ONNX parser takes those
+// nodes too and builds one engine; without one, the CARAFE nodes are left to the provider after
+// it (CUDA, the plugin library's CUDA op) and TensorRT builds engines around them.
+func appendTensorRT(opts *ort.SessionOptions, cfg *Config, stateDir string, carafe bool, trtPlugin, ortLib string) error {
 	to, err := ort.NewTensorRTProviderOptions()
 	if err != nil {
 		return err
@@ -225,7 +228,13 @@ func appendTensorRT(opts *ort.SessionOptions, cfg *Config, stateDir string, cara
 		o["trt_timing_cache_enable"] = "1"
 		o["trt_timing_cache_path"] = dir
 	}
-	if carafe {
+	switch {
+	case carafe && trtPlugin != "":
+		if err := CheckTensorRTPlugin(trtPlugin, ortLib); err != nil {
+			return err
+		}
+		o["trt_extra_plugin_lib_paths"] = trtPlugin
+	case carafe:
 		o["trt_op_types_to_exclude"] = "MMCVCARAFE"
 	}
 	if err := to.Update(o); err != nil {

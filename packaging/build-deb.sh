@@ -5,6 +5,7 @@
 #   BIN          the release binary for ARCH (PIE, stripped)
 #   PLUGIN       the CARAFE plugin for ARCH
 #   ORT_LIB      the CPU ONNX Runtime library for ARCH
+#   CUDA_PLUGIN, TRT_PLUGIN  optional: the CUDA CARAFE plugin and the TensorRT plugin (Jetson)
 #   NFPM         the nfpm binary;  DIST  output folder;  STAGE  staging folder
 # Depends is computed from what the ELF files need, and the build fails when the binary needs a
 # library that Depends does not name (so the package cannot install and then fail to start).
@@ -34,6 +35,13 @@ install -D -m 0644 "$ORT_LIB" "$r/usr/lib/stardetr/libonnxruntime.so.1"
 if [ -n "${CUDA_PLUGIN:-}" ]; then
   [ -f "$CUDA_PLUGIN" ] || die "$CUDA_PLUGIN is missing: run make cuda-plugin (PKG_CUDA_PLUGIN=1)"
   install -D -m 0644 "$CUDA_PLUGIN" "$r/usr/lib/stardetr/libstardetr_carafe_cuda.so"
+fi
+# The TensorRT plugin (MMCVCARAFE), where `make cuda-plugin` found TensorRT: model.tensorrt.plugin
+# finds it at /usr/lib/stardetr/libstardetr_carafe_trt.so.
+if [ -n "${TRT_PLUGIN:-}" ]; then
+  [ -f "$TRT_PLUGIN" ] || die "$TRT_PLUGIN is missing: run make cuda-plugin where TensorRT is installed (PKG_CUDA_PLUGIN=1)"
+  readelf -h "$TRT_PLUGIN" | grep -q "Machine: *.*$machine" || die "$TRT_PLUGIN is not an $arch ($machine) ELF file"
+  install -D -m 0644 "$TRT_PLUGIN" "$r/usr/lib/stardetr/libstardetr_carafe_trt.so"
 fi
 "$strip" --strip-unneeded --remove-section=.comment "$r/usr/lib/stardetr/"*.so*
 "$strip" --remove-section=.comment "$r/usr/bin/stardetr"
@@ -67,7 +75,9 @@ depends=("libc6 (>= $glibc)" "libgcc-s1" "libstdc++6" "adduser")
 # build the Debian 12 names are derived from the soname.
 owner() {
   [ "$(dpkg --print-architecture)" = "$arch" ] || return 0
-  dpkg-query -S "*/$1" 2>/dev/null | sed -n 's/^\([^:,]*\)\(:[a-z0-9]*\)\{0,1\}: .*/\1/p' | head -1
+  # No owner (a library from a tarball, e.g. TensorRT under /usr/local): empty, and the caller
+  # says so (with pipefail, dpkg-query's failure would otherwise end the script silently).
+  { dpkg-query -S "*/$1" 2>/dev/null || true; } | sed -n 's/^\([^:,]*\)\(:[a-z0-9]*\)\{0,1\}: .*/\1/p' | head -1
 }
 for lib in $needed; do
   case $lib in

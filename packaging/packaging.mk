@@ -48,9 +48,13 @@ ARM64_DEPS   := arm64-sysroot
 DEB_ARCHES   := amd64 arm64
 endif
 CROSS_ENV_amd64 := CGO_ENABLED=1 GOOS=linux GOARCH=amd64 CC=gcc CXX=g++
-# Set PKG_CUDA_PLUGIN=1 to also package build/<arch>/libstardetr_carafe_cuda.so (`make
-# cuda-plugin` on a Jetson); the package then depends on the CUDA runtime it links.
+# Set PKG_CUDA_PLUGIN=1 to also build (`make cuda-plugin`, on the machine's own architecture)
+# and package build/<arch>/libstardetr_carafe_cuda.so and, where TensorRT's headers and
+# libnvinfer are found (TENSORRT_INCLUDE, TENSORRT_LIB: model/carafe/carafe.mk), the TensorRT
+# plugin build/<arch>/libstardetr_carafe_trt.so; the package then depends on the CUDA runtime
+# and the libnvinfer they link.
 PKG_CUDA_PLUGIN ?=
+PKG_TRT_PLUGIN = $(if $(PKG_CUDA_PLUGIN),$(if $(and $(TENSORRT_INCLUDE),$(TENSORRT_LIB)),build/$(1)/libstardetr_carafe_trt.so))
 
 $(CROSS_STAMP): scripts/cross-setup
 	scripts/cross-setup
@@ -94,10 +98,12 @@ deb: $(DEB_ARCHES:%=deb-%)
 
 deb-amd64 deb-arm64: deb-%: $(NFPM) plugin-% FORCE
 	@$(MAKE) --no-print-directory $(REL_BIN_$*)
+	$(if $(and $(PKG_CUDA_PLUGIN),$(filter $*,$(GOHOSTARCH))),@$(MAKE) --no-print-directory cuda-plugin)
 	PKG_VERSION='$(PKG_VERSION)' PKG_MAINTAINER='$(PKG_MAINTAINER)' BIN=$(REL_BIN_$*) \
 	PLUGIN=build/$*/libstardetr_carafe.so ORT_LIB=$(ORT_DIR)/$(if $(filter arm64,$*),arm64,x64)/libonnxruntime.so.1 \
 	NFPM=$(NFPM) DIST=$(DIST) STAGE=build/pkg/$* \
-	CUDA_PLUGIN=$(if $(PKG_CUDA_PLUGIN),build/$*/libstardetr_carafe_cuda.so) packaging/build-deb.sh $*
+	CUDA_PLUGIN=$(if $(PKG_CUDA_PLUGIN),build/$*/libstardetr_carafe_cuda.so) TRT_PLUGIN=$(call PKG_TRT_PLUGIN,$*) \
+	packaging/build-deb.sh $*
 
 # Static checks of both packages: safe anywhere (nothing is installed).
 test-packaging: deb

@@ -18,6 +18,9 @@ import (
 const (
 	ORTLibName    = "libonnxruntime.so.1"
 	PluginLibName = "libstardetr_carafe.so"
+	// TRTPluginLibName is the TensorRT plugin MMCVCARAFE (`make cuda-plugin` where TensorRT is
+	// installed; the Jetson package).
+	TRTPluginLibName = "libstardetr_carafe_trt.so"
 	// SystemLibDir is where the package installs both libraries.
 	SystemLibDir = "/usr/lib/stardetr"
 )
@@ -70,6 +73,19 @@ func (l Locator) Plugin(configured string) (string, error) {
 	return l.find("CARAFE plugin", configured, "STARDETR_PLUGIN", PluginLibName, func(root string) []string {
 		return []string{filepath.Join(root, "build", runtime.GOARCH, PluginLibName)}
 	}, "run `make plugin` in the source tree, install the stardetr package, or set model.plugin / --plugin / STARDETR_PLUGIN")
+}
+
+// TRTPlugin returns the TensorRT plugin library to hand to ONNX Runtime's TensorRT provider;
+// configured wins when set (and must exist). Unlike the other two it is optional: "" and no
+// error when it is not configured and found nowhere.
+func (l Locator) TRTPlugin(configured string) (string, error) {
+	p, err := l.find("TensorRT CARAFE plugin", configured, "STARDETR_TRT_PLUGIN", TRTPluginLibName, func(root string) []string {
+		return []string{filepath.Join(root, "build", runtime.GOARCH, TRTPluginLibName)}
+	}, "build it where TensorRT is installed (`make cuda-plugin`), install the Jetson package built with `make deb PKG_CUDA_PLUGIN=1`, or set model.tensorrt.plugin / STARDETR_TRT_PLUGIN")
+	if err != nil && configured == "" {
+		return "", nil
+	}
+	return p, err
 }
 
 func (l Locator) find(what, configured, env, name string, repo func(root string) []string, hint string) (string, error) {

@@ -91,3 +91,34 @@ func TestLocatorOrder(t *testing.T) {
 		t.Errorf("plugin: got %q; want %q", got, p)
 	}
 }
+
+func TestTRTPluginIsOptional(t *testing.T) {
+	root := t.TempDir()
+	touch(t, filepath.Join(root, "go.mod"))
+	exe := touch(t, filepath.Join(root, "bin", "stardetr"))
+	system := filepath.Join(root, "usr-lib")
+	env := map[string]string{}
+	loc := libsearch.Locator{Executable: exe, Getenv: func(k string) string { return env[k] }, SystemDir: system}
+
+	// Not configured and nowhere: no plugin, no error (TensorRT then runs without it).
+	if got, err := loc.TRTPlugin(""); got != "" || err != nil {
+		t.Fatalf("nothing present: got %q, %v; want \"\", nil", got, err)
+	}
+	// The package's place, then the source tree's build folder, then the environment.
+	sys := touch(t, filepath.Join(system, libsearch.TRTPluginLibName))
+	if got, err := loc.TRTPlugin(""); got != sys || err != nil {
+		t.Errorf("packaged: got %q, %v; want %q", got, err, sys)
+	}
+	built := touch(t, filepath.Join(root, "build", runtime.GOARCH, libsearch.TRTPluginLibName))
+	if got, _ := loc.TRTPlugin(""); got != built {
+		t.Errorf("built: got %q; want %q", got, built)
+	}
+	envLib := touch(t, filepath.Join(root, "env", "trt.so"))
+	env["STARDETR_TRT_PLUGIN"] = envLib
+	if got, _ := loc.TRTPlugin(""); got != envLib {
+		t.Errorf("$STARDETR_TRT_PLUGIN: got %q; want %q", got, envLib)
+	}
+	// Configured and missing: an error naming the path and the key.
+	_, err := loc.TRTPlugin(filepath.Join(root, "nope.so"))
+	testenv.WantError(t, err, "TensorRT CARAFE plugin not found", "nope.so (configured)", "model.tensorrt.plugin", "make cuda-plugin")
+}

@@ -13,11 +13,13 @@
 
 CARAFE_DIR     := model/carafe
 CARAFE_OBJ     := $(BUILD)/carafe
-CARAFE_ORT_INC := $(shell go list -m -f '{{.Dir}}' github.com/yalue/onnxruntime_go 2>/dev/null)
+# Expanded when a recipe first needs it (then kept): on a fresh machine the module is downloaded by
+# scripts/setup, which runs after this file is parsed.
+CARAFE_ORT_INC = $(eval CARAFE_ORT_INC := $$(shell go list -m -f '{{.Dir}}' github.com/yalue/onnxruntime_go 2>/dev/null))$(CARAFE_ORT_INC)
 # Cross-compiling for arm64 from x86-64 uses Debian's gcc-aarch64-linux-gnu.
 CARAFE_HOSTARCH := $(shell go env GOHOSTARCH)
 CARAFE_CC      ?= $(if $(filter-out $(CARAFE_HOSTARCH),$(GOARCH)),$(if $(filter arm64,$(GOARCH)),aarch64-linux-gnu-gcc,gcc),gcc)
-CARAFE_CFLAGS  := -O3 -std=gnu11 -fPIC -fvisibility=hidden -Wall -Wextra -D_FORTIFY_SOURCE=2 -fstack-protector-strong -I$(CARAFE_DIR) -I$(CARAFE_ORT_INC)
+CARAFE_CFLAGS   = -O3 -std=gnu11 -fPIC -fvisibility=hidden -Wall -Wextra -D_FORTIFY_SOURCE=2 -fstack-protector-strong -I$(CARAFE_DIR) -I$(CARAFE_ORT_INC)
 CARAFE_HDRS    := $(wildcard $(CARAFE_DIR)/*.h)
 CARAFE_SRCS    := carafe_core carafe_ref carafe_generic carafe_ort \
                   $(if $(filter amd64,$(GOARCH)),carafe_avx2) $(if $(filter arm64,$(GOARCH)),carafe_neon)
@@ -27,7 +29,7 @@ CARAFE_FLAGS_carafe_avx2 := -mavx2 -mfma
 
 plugin: $(PLUGIN)
 
-$(CARAFE_OBJ)/%.o: $(CARAFE_DIR)/%.c $(CARAFE_HDRS)
+$(CARAFE_OBJ)/%.o: $(CARAFE_DIR)/%.c $(CARAFE_HDRS) | $(SETUP_STAMP)
 	@mkdir -p $(dir $@)
 	@test -f "$(CARAFE_ORT_INC)/onnxruntime_c_api.h" || { echo "carafe: onnxruntime_c_api.h not found (go list -m github.com/yalue/onnxruntime_go gave '$(CARAFE_ORT_INC)'): run 'go mod download'"; exit 1; }
 	$(CARAFE_CC) $(CARAFE_CFLAGS) $(CARAFE_FLAGS_$*) -c $< -o $@
@@ -121,3 +123,72 @@ cuda-check:
 		! nm $$f | grep -q ' cudart::' || { echo "cuda-check: $$f contains a static CUDA runtime"; exit 1; }; \
 	done; \
 	echo "cuda-check: $$lib and $(CARAFE_CUDA_TEST) built: SASS sm_87 + sm_90, PTX compute_70 + compute_90, shared libcudart (compile check only: no GPU here)"
+
+# ---- TensorRT plugin MMCVCARAFE, its TensorRT-free core, the CUDA kernel's host emulation ----
+# (carafe_trt.cpp, carafe_trt_core.{h,cc}, carafe_cuda_body.h, carafe_cuda_emu.h; README, "The
+# CARAFE plugin" and "NVIDIA Jetson".)
+#   make test-carafe-host   (part of `make test`; g++ only) the core's tests and the CUDA kernel
+#                           executed on the CPU against the reference
+#   make trt-check          compile check of the adapter against TENSORRT_INCLUDE (one directory
+#                           or several), linked as the real plugin and loaded against a stub
+#                           libnvinfer (model/carafe/trt-check.sh); needs nvcc (make cuda-check)
+#   make cuda-plugin        also builds $(CARAFE_TRT_LIB) where TensorRT's headers and
+#                           libnvinfer are found, else says which is missing
+.PHONY: test-carafe-host trt-check carafe-trt-plugin
+
+CARAFE_CXX      ?= $(if $(filter-out $(CARAFE_HOSTARCH),$(GOARCH)),$(if $(filter arm64,$(GOARCH)),aarch64-linux-gnu-g++,g++),g++)
+CARAFE_CXXFLAGS := -O2 -std=c++14 -fPIC -fvisibility=hidden -Wall -Wextra -I$(CARAFE_DIR)
+CARAFE_TRT_OBJ  := $(BUILD)/carafe-trt
+CARAFE_TRT_LIB  := $(BUILD)/libstardetr_carafe_trt.so
+CARAFE_TRIPLE   := $(if $(filter arm64,$(GOARCH)),aarch64-linux-gnu,x86_64-linux-gnu)
+# Where JetPack (and NVIDIA's .debs) put TensorRT; override with TENSORRT_INCLUDE / TENSORRT_LIB.
+TENSORRT_INCLUDE ?= $(firstword $(foreach d,/usr/include/$(CARAFE_TRIPLE) /usr/include /usr/local/tensorrt/include,$(if $(wildcard $(d)/NvInfer.h),$(d))))
+TENSORRT_LIB     ?= $(firstword $(foreach d,/usr/lib/$(CARAFE_TRIPLE) /usr/local/tensorrt/lib /usr/lib,$(if $(wildcard $(d)/libnvinfer.so),$(d))))
+
+$(CARAFE_TRT_OBJ)/carafe_trt_core.o: $(CARAFE_DIR)/carafe_trt_core.cc $(CARAFE_HDRS)
+	@mkdir -p $(dir $@)
+	$(CARAFE_CXX) $(CARAFE_CXXFLAGS) -c $< -o $@
+
+# The host tests link the C reference and dimension checks directly (no ONNX Runtime header, so
+# no Go: scripts/gpu check builds them on a bare GPU machine too).
+$(CARAFE_TRT_OBJ)/test_carafe_trt_core: $(CARAFE_DIR)/test_carafe_trt_core.cc $(CARAFE_TRT_OBJ)/carafe_trt_core.o $(CARAFE_CUDA_CPU) $(CARAFE_HDRS)
+	$(CARAFE_CXX) -O2 -std=c++14 -Wall -Wextra -I$(CARAFE_DIR) -o $@ $< $(CARAFE_TRT_OBJ)/carafe_trt_core.o $(CARAFE_CUDA_CPU) -lm
+
+$(CARAFE_TRT_OBJ)/test_carafe_emu: $(CARAFE_DIR)/test_carafe_emu.cc $(CARAFE_CUDA_CPU) $(CARAFE_HDRS)
+	@mkdir -p $(dir $@)
+	$(CARAFE_CXX) -O2 -std=c++14 -Wall -Wextra -I$(CARAFE_DIR) -o $@ $< $(CARAFE_CUDA_CPU) -lm
+
+# After `make setup` (g++ comes with build-essential); scripts/gpu builds the binaries alone.
+test-carafe-host: $(SETUP_STAMP) $(CARAFE_TRT_OBJ)/test_carafe_trt_core $(CARAFE_TRT_OBJ)/test_carafe_emu
+	$(CARAFE_TRT_OBJ)/test_carafe_trt_core
+	$(CARAFE_TRT_OBJ)/test_carafe_emu
+
+test: test-carafe-host
+
+# The C objects of the plugin libraries (position-independent), less the ONNX Runtime glue.
+CARAFE_TRT_C := $(filter-out $(CARAFE_OBJ)/carafe_ort.o,$(CARAFE_OBJS))
+
+trt-check: $(CARAFE_CUDA_OBJ)/carafe_cuda.o $(CARAFE_TRT_OBJ)/carafe_trt_core.o $(CARAFE_TRT_C)
+	@test -n "$(TENSORRT_INCLUDE)" || { echo "trt-check: TensorRT headers (NvInfer.h) not found in /usr/include/$(CARAFE_TRIPLE), /usr/include or /usr/local/tensorrt/include: set TENSORRT_INCLUDE to their directory (several, space-separated, are checked one by one)"; exit 1; }
+	NVCC="$(NVCC)" CXX="$(CARAFE_CXX)" CARAFE_NVCC="$(CARAFE_NVCC)" CUDA_LDIR="$(CARAFE_CUDA_LDIR)" \
+		$(CARAFE_DIR)/trt-check.sh $(CARAFE_TRT_OBJ)/check "$(CARAFE_CUDA_OBJ)/carafe_cuda.o $(CARAFE_TRT_OBJ)/carafe_trt_core.o $(CARAFE_TRT_C)" $(TENSORRT_INCLUDE)
+
+# The real plugin: the adapter compiled against TENSORRT_INCLUDE, linked with libnvinfer.
+$(CARAFE_TRT_OBJ)/carafe_trt.o: $(CARAFE_DIR)/carafe_trt.cpp $(CARAFE_HDRS)
+	@mkdir -p $(dir $@)
+	$(CARAFE_NVCC) -Xcompiler -fPIC,-fvisibility=hidden -I$(CARAFE_DIR) -isystem $(firstword $(TENSORRT_INCLUDE)) -c $< -o $@
+
+$(CARAFE_TRT_LIB): $(CARAFE_DIR)/carafe_trt.map $(CARAFE_TRT_OBJ)/carafe_trt.o $(CARAFE_TRT_OBJ)/carafe_trt_core.o $(CARAFE_CUDA_OBJ)/carafe_cuda.o $(CARAFE_TRT_C)
+	$(CARAFE_NVCC) -shared -Xlinker -soname,libstardetr_carafe_trt.so -Xlinker --no-undefined \
+		-Xlinker --version-script=$(CARAFE_DIR)/carafe_trt.map -o $@ $(filter %.o,$^) $(CARAFE_CUDA_LDIR) -L$(TENSORRT_LIB) -lnvinfer -lm
+
+carafe-trt-plugin:
+	@if [ -z "$(TENSORRT_INCLUDE)" ]; then \
+		echo "cuda-plugin: TensorRT plugin not built: TensorRT headers (NvInfer.h) not found in /usr/include/$(CARAFE_TRIPLE), /usr/include or /usr/local/tensorrt/include (JetPack: apt install libnvinfer-dev; or set TENSORRT_INCLUDE)"; \
+	elif [ -z "$(TENSORRT_LIB)" ]; then \
+		echo "cuda-plugin: TensorRT plugin not built: libnvinfer.so not found in /usr/lib/$(CARAFE_TRIPLE), /usr/local/tensorrt/lib or /usr/lib (JetPack: apt install libnvinfer-dev; or set TENSORRT_LIB)"; \
+	else \
+		$(MAKE) --no-print-directory $(CARAFE_TRT_LIB) && echo "cuda-plugin: built $(CARAFE_TRT_LIB) against TensorRT in $(TENSORRT_INCLUDE), $(TENSORRT_LIB)"; \
+	fi
+
+cuda-plugin: carafe-trt-plugin

@@ -63,6 +63,23 @@ static inline size_t carafe_test_shapes(carafe_shape *out, size_t max)
 	return n;
 }
 
+/* The CUDA kernel's extra shapes (after the CPU ones, for the GPU test and the host emulation):
+ * channel chunks that do not divide C/G, C=G, k=1, k=7, k=9 (the kernel's generic-k path), s=3,
+ * H=W=1, odd H/W. Returns the count (at most max). */
+static inline size_t carafe_test_shapes_cuda(carafe_shape *out, size_t max)
+{
+	static const carafe_shape extra[] = {
+		{1, 96, 20, 20, 2, 5, 2},  {1, 96, 100, 100, 2, 3, 2}, {1, 100, 33, 17, 2, 5, 2}, {1, 8, 9, 11, 8, 3, 2},
+		{1, 16, 9, 7, 1, 1, 2},    {2, 12, 11, 13, 2, 7, 1},   {1, 10, 13, 9, 1, 9, 2},   {1, 6, 5, 7, 2, 9, 3},
+		{2, 9, 7, 5, 3, 5, 3},     {1, 4, 1, 1, 1, 5, 2},      {1, 7, 1, 1, 1, 3, 1},     {1, 33, 17, 9, 3, 5, 2},
+		{3, 20, 15, 21, 4, 3, 2},
+	};
+	size_t n = 0;
+	for (size_t i = 0; i < sizeof extra / sizeof extra[0] && n < max; i++)
+		out[n++] = extra[i];
+	return n;
+}
+
 static inline int64_t carafe_out_size(int64_t x, float s) { return (int64_t)floor((double)x * s); }
 
 /* xorshift64, uniform in [-1, 1): the same sequence on every machine. */

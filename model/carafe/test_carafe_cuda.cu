@@ -9,6 +9,12 @@
 // reference; float16 output within 1e-4 + 1e-3*|ref| of the float32 reference computed on the
 // float16-rounded inputs; NaN and Inf must match exactly. Issue 17's NaN case is checked by value.
 //
+// Side by side with the host emulation (carafe_cuda_emu.h, what `make test` runs without a GPU):
+// for every one of those launches the emulated kernel, with this GPU's multiprocessor count, must
+// give the same output bit for bit (NaN as NaN), and the emulation's float16 conversions must be
+// CUDA's (__float2half, __half2float) bit for bit. Then every difference between the two is a
+// difference between the CPU and the GPU running the same code, not one of the code.
+//
 // Timings (20 warm-up calls, 200 timed, CUDA events): the model's heaviest node (256 channels,
 // 40x40 -> 80x80, k=5, s=2) and its k=3 s=1 node (256 channels, 80x80), float32 and float16, in
 // microseconds and GB/s of the unavoidable bytes (features and masks read once, output written
@@ -26,6 +32,7 @@
 
 #include "carafe.h"
 #include "carafe_cuda.h"
+#include "carafe_cuda_emu.h"
 #include "carafe_test.h"
 
 
@@ -139,6 +146,47 @@ static std::vector<float> make_masks(const carafe_dims &d, bool softmax)
 
 static const char *type_name(bool half) { return half ? "f16" : "f32"; }
 
+static int sm_count; // this GPU's multiprocessors: the emulation plans the same launch
+
+// The emulated kernel against the GPU's output: identical bits, a NaN for a NaN.
+static void same_as_emulated(const carafe_dims &d, bool fh, bool mh, const std::vector<float> &f,
+                             const std::vector<float> &m, const std::vector<float> &gpu, const char *what)
+{
+	std::vector<float> emu(gpu.size(), NAN);
+	char err[320] = "";
+	const int rc = carafe_cuda::emulate_floats(&d, sm_count, fh, mh, f.data(), m.data(), emu.data(), err, sizeof err);
+	size_t diff = 0, first = 0;
+	for (size_t i = 0; i < gpu.size(); i++) {
+		const bool same = (isnan(emu[i]) && isnan(gpu[i])) || memcmp(&emu[i], &gpu[i], sizeof(float)) == 0;
+		if (!same && diff++ == 0)
+			first = i;
+	}
+	check(rc == 0 && diff == 0, "emulated vs GPU kernel, %s: rc=%d %s, %zu of %zu outputs differ (first at %zu: emulated %a, GPU %a)",
+	      what, rc, err, diff, gpu.size(), first, diff ? (double)emu[first] : 0.0, diff ? (double)gpu[first] : 0.0);
+}
+
+// The emulation's float16 conversions against CUDA's own, on every half and around every midpoint.
+static void f16_matches_cuda()
+{
+	size_t bad = 0, n = 0;
+	for (uint32_t h = 0; h < 65536; h++) {
+		__half_raw raw;
+		raw.x = (unsigned short)h;
+		const float want = __half2float(__half(raw)), got = carafe_cuda::f16_to_float((uint16_t)h);
+		bad += !((isnan(want) && isnan(got)) || memcmp(&want, &got, sizeof want) == 0);
+		n++;
+		if (h >= 0x7c00 || (h & 0x8000))
+			continue;
+		const float a = got, b = carafe_cuda::f16_to_float((uint16_t)(h + 1)), mid = (a + b) / 2;
+		for (float x : {a, mid, nextafterf(mid, -INFINITY), nextafterf(mid, INFINITY), -mid}) {
+			const __half_raw w = __half_raw(__float2half(x));
+			bad += w.x != carafe_cuda::float_to_f16(x);
+			n++;
+		}
+	}
+	check(bad == 0, "emulation's float16 conversions vs CUDA's: %zu of %zu differ", bad, n);
+}
+
 // One shape: every mask kind, border poisoning and type pair against the reference.
 static void compare(const carafe_shape &s, bool small)
 {
@@ -185,6 +233,12 @@ static void compare(const carafe_shape &s, bool small)
 				size_t at = 0;
 				const double worst = fh ? carafe_mismatch(got.data(), ref.data(), NULL, no, 1e-4, 1e-3, &at)
 				                        : carafe_mismatch(got.data(), ref.data(), mag.data(), no, 0, 1e-5, &at);
+				char what[200];
+				snprintf(what, sizeof what, "features %s masks %s N=%lld C=%lld %lldx%lld G=%lld k=%lld s=%g masks %s%s",
+				         type_name(fh), type_name(mh), (long long)s.n, (long long)s.c, (long long)s.h, (long long)s.w,
+				         (long long)s.g, (long long)s.k, (double)s.s, softmax ? "softmax" : "uniform",
+				         poison ? " NaN/Inf border" : "");
+				same_as_emulated(d, fh, mh, f, m, got, what);
 				check(rc == 0 && sync == cudaSuccess && worst <= 1,
 				      "features %s masks %s N=%lld C=%lld %lldx%lld G=%lld k=%lld s=%g masks %s%s: rc=%d %s sync=%s "
 				      "worst/tolerance=%g at %zu (got %g, want %g)",
@@ -319,6 +373,8 @@ int main(int argc, char **argv)
 	CUDA_OK(cudaGetDevice(&dev));
 	CUDA_OK(cudaGetDeviceProperties(&prop, dev));
 	printf("GPU %s, sm_%d%d, %d multiprocessors\n", prop.name, prop.major, prop.minor, prop.multiProcessorCount);
+	sm_count = prop.multiProcessorCount;
+	f16_matches_cuda();
 
 	std::vector<carafe_shape> shapes;
 	if (small) {
@@ -326,16 +382,8 @@ int main(int argc, char **argv)
 	} else {
 		carafe_shape cpu[64];
 		shapes.assign(cpu, cpu + carafe_test_shapes(cpu, 64));
-		const carafe_shape extra[] = {
-			{1, 96, 20, 20, 2, 5, 2},  {1, 96, 100, 100, 2, 3, 2}, // channel chunks that do not divide C/G
-			{1, 100, 33, 17, 2, 5, 2}, {1, 8, 9, 11, 8, 3, 2},     // C=G=8
-			{1, 16, 9, 7, 1, 1, 2},    {2, 12, 11, 13, 2, 7, 1},   // k=1, k=7
-			{1, 10, 13, 9, 1, 9, 2},   {1, 6, 5, 7, 2, 9, 3},      // k=9 (the kernel's generic-k path)
-			{2, 9, 7, 5, 3, 5, 3},     {1, 4, 1, 1, 1, 5, 2},      // s=3, H=W=1
-			{1, 7, 1, 1, 1, 3, 1},     {1, 33, 17, 9, 3, 5, 2},    // H=W=1, odd H/W
-			{3, 20, 15, 21, 4, 3, 2},
-		};
-		shapes.insert(shapes.end(), extra, extra + sizeof extra / sizeof extra[0]);
+		carafe_shape extra[32];
+		shapes.insert(shapes.end(), extra, extra + carafe_test_shapes_cuda(extra, 32));
 	}
 	int partial = 0;
 	for (const carafe_shape &s : shapes) {
