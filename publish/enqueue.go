@@ -137,17 +137,18 @@ func (p *Publisher) diskFullRecently(now time.Time) bool {
 // (it dropped messages, or failed to write, sync or read its files, within the last 20 s).
 func (p *Publisher) QueueHealth() string {
 	now := time.Now()
-	if tr := p.trouble.Load(); tr != nil && now.Sub(tr.at) < degradedFor {
-		return "degraded: " + tr.what
-	}
-	t := p.lastDrop.Load()
-	if t == 0 || now.Sub(time.Unix(0, t)) >= degradedFor {
-		return ""
-	}
+	// A full file system first: it is also why the queue's other writes (the head, a sync)
+	// fail while it lasts, and it is what to fix.
 	if p.diskFullRecently(now) {
 		return "degraded: dropping messages: the state_dir file system is full"
 	}
-	return "degraded: dropping the oldest messages: the queue is at mqtt.queue.max_mb"
+	if tr := p.trouble.Load(); tr != nil && now.Sub(tr.at) < degradedFor {
+		return "degraded: " + tr.what
+	}
+	if t := p.lastDrop.Load(); t != 0 && now.Sub(time.Unix(0, t)) < degradedFor {
+		return "degraded: dropping the oldest messages: the queue is at mqtt.queue.max_mb"
+	}
+	return ""
 }
 
 // PublishStats publishes s on …/stats if a broker is connected; otherwise it
