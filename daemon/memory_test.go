@@ -18,7 +18,7 @@ import (
 	"github.com/stardetr/stardetr/internal/testenv"
 )
 
-// The memory benchmarks compare the daemon with a bare ONNX Runtime host (internal/orthost:
+// The memory benchmarks compare the daemon with a bare ONNX Runtime host (cmd/orthost:
 // the same model, plugin, threads and ONNX Runtime options, nothing else) measured side by
 // side in one run. Peak resident set (VmHWM) is what a small board has to fit. Run with
 //
@@ -36,10 +36,10 @@ func benchTools(b *testing.B) (daemonBin, hostBin string) {
 	b.Helper()
 	daemonBin = buildStardetr(b)
 	hostBin = filepath.Join(b.TempDir(), "orthost")
-	cmd := exec.Command("go", "build", "-o", hostBin, "./internal/orthost")
+	cmd := exec.Command("go", "build", "-o", hostBin, "./cmd/orthost")
 	cmd.Dir = testenv.RepoRoot(b)
 	if out, err := cmd.CombinedOutput(); err != nil {
-		b.Fatalf("go build ./internal/orthost: %v\n%s", err, out)
+		b.Fatalf("go build ./cmd/orthost: %v\n%s", err, out)
 	}
 	return daemonBin, hostBin
 }

@@ -6,6 +6,7 @@ package model
 
 import (
 	"context"
+	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -109,118 +110,149 @@ func OpenWith(ctx context.Context, cfg Config, stateDir string, log *slog.Logger
 	if err := ctx.Err(); err != nil {
 		return nil, err
 	}
-	m, sum, size, err := readModel(cfg.Path)
-	if err != nil {
-		if errors.Is(err, fs.ErrNotExist) {
-			return nil, fmt.Errorf("model.path: %s does not exist: set model.path to your ultralytics RT-DETR ONNX export (see the README, \"Your own model\")", cfg.Path)
-		}
-		var perr *parseError
-		if errors.As(err, &perr) {
-			return nil, fmt.Errorf("model %s (%d bytes) is not a readable ONNX model (%v): the file is truncated or of another kind; copy or export it again", cfg.Path, size, perr.err)
-		}
-		return nil, fmt.Errorf("model.path: reading %s: %w", cfg.Path, err)
-	}
-	spec, err := inspectModel(m, &cfg)
-	if err != nil {
-		return nil, fmt.Errorf("model %s: %w", cfg.Path, err)
-	}
-	lib, err := loc.ONNXRuntime(cfg.ONNXRuntime)
+	spec, sum, err := loadSpec(&cfg)
 	if err != nil {
 		return nil, err
 	}
-	plugin := ""
-	if spec.hasMMCV {
-		plugin, err = loc.Plugin(cfg.Plugin)
-		if err != nil {
-			return nil, fmt.Errorf("model %s has %d mmcv::MMCVCARAFE node(s), which need the CARAFE plugin: %w", cfg.Path, spec.carafeNodes, err)
-		}
+	libs, err := findLibraries(&cfg, spec, loc, log)
+	if err != nil {
+		return nil, err
 	}
-	trtPlugin := ""
-	chain := cfg.Providers
-	if len(chain) == 0 {
-		chain = DefaultProviders(lib)
-	}
-	if spec.hasMMCV && slices.Contains(chain, ProviderTensorRT) {
-		if trtPlugin, err = loc.TRTPlugin(cfg.TensorRT.Plugin); err != nil {
-			return nil, fmt.Errorf("model.tensorrt.plugin: %w", err)
-		}
-		if trtPlugin == "" {
-			log.Info("no TensorRT CARAFE plugin found (model.tensorrt.plugin): TensorRT builds engines around the CARAFE nodes, which run on CUDA")
-		}
-	}
-	rt, err := LoadRuntime(lib)
+	rt, err := LoadRuntime(libs.onnxRuntime)
 	if err != nil {
 		return nil, err
 	}
 	if err := rt.acquire(); err != nil {
 		return nil, err
 	}
-	sumHex := hex.EncodeToString(sum[:])
-	d := &Detector{
-		rt:     rt,
-		log:    log,
-		conf:   float32(cfg.Conf),
-		maxDet: cfg.MaxDet,
-		sum:    sumHex,
-		info: Info{
-			Model:       strings.TrimSuffix(filepath.Base(cfg.Path), ".onnx"),
-			Path:        cfg.Path,
-			SHA256:      sumHex[:12],
-			Height:      spec.height,
-			Width:       spec.width,
-			Stride:      spec.stride,
-			HasCARAFE:   spec.hasMMCV,
-			CARAFENodes: spec.carafeNodes,
-			Quantized:   spec.quantized,
-			Plugin:      plugin,
-			ONNXRuntime: rt.Library(),
-			ORTVersion:  rt.Version(),
-			Threads:     cfg.Threads,
-		},
-	}
-	d.trtPlugin, d.info.TensorRTPlugin = trtPlugin, trtPlugin
-	for i := range d.lut {
-		d.lut[i] = float32(i) / 255 // ultralytics divides the float32 image by 255
-	}
+	d := newDetector(rt, &cfg, spec, sum, libs, log)
 	defer func() {
 		if err != nil {
 			d.Close()
 		}
 	}()
-	if err := d.createSession(&cfg, stateDir, plugin); err != nil {
+	if err := d.start(&cfg, spec, stateDir, libs.plugin); err != nil {
 		return nil, err
-	}
-	if err := d.resolveOutput(spec); err != nil {
-		return nil, fmt.Errorf("model %s: %w", cfg.Path, err)
-	}
-	if d.info.Names, err = classNames(d.info.NumClasses, spec.metaNames, cfg.Names); err != nil {
-		return nil, err
-	}
-	if len(cfg.Classes) > 0 {
-		d.keep = make([]bool, d.info.NumClasses)
-		for _, id := range cfg.Classes {
-			if id >= d.info.NumClasses {
-				return nil, fmt.Errorf("model.classes: class id %d but the model has %d classes (ids 0..%d)", id, d.info.NumClasses, d.info.NumClasses-1)
-			}
-			d.keep[id] = true
-		}
-	}
-	if d.def, err = d.NewInput(); err != nil {
-		return nil, err
-	}
-	// The warm-up run proves the session runs (plugin included) before anything is reported
-	// ready, and takes the first-run cost out of the first frame.
-	if err := d.def.Run(); err != nil {
-		return nil, fmt.Errorf("model %s: first run: %w", cfg.Path, err)
-	}
-	if !spec.dynamicBatch {
-		d.info.MaxBatch = 1
 	}
 	d.info.LoadTime = time.Since(start)
 	log.Info("model loaded", "model", d.info.Model, "sha256", d.info.SHA256, "input", fmt.Sprintf("%dx%d", d.info.Width, d.info.Height),
 		"classes", d.info.NumClasses, "provider", d.info.Provider, "carafe", d.info.HasCARAFE, "int8", d.info.Quantized, "onnxruntime", d.info.ORTVersion,
 		"load_time", d.info.LoadTime.Round(time.Millisecond), "weights_mapped_from", d.info.Weights)
 	return d, nil
+}
+
+// loadSpec reads and hashes the model file and inspects it.
+func loadSpec(cfg *Config) (*modelSpec, [sha256.Size]byte, error) {
+	m, sum, size, err := readModel(cfg.Path)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, sum, fmt.Errorf("model.path: %s does not exist: set model.path to your ultralytics RT-DETR ONNX export (see the README, \"Your own model\")", cfg.Path)
+		}
+		var perr *parseError
+		if errors.As(err, &perr) {
+			return nil, sum, fmt.Errorf("model %s (%d bytes) is not a readable ONNX model (%v): the file is truncated or of another kind; copy or export it again", cfg.Path, size, perr.err)
+		}
+		return nil, sum, fmt.Errorf("model.path: reading %s: %w", cfg.Path, err)
+	}
+	spec, err := inspectModel(m, cfg)
+	if err != nil {
+		return nil, sum, fmt.Errorf("model %s: %w", cfg.Path, err)
+	}
+	return spec, sum, nil
+}
+
+// libraries are the shared libraries a model needs ("" where it needs none).
+type libraries struct {
+	onnxRuntime string
+	plugin      string // CARAFE plugin for ONNX Runtime
+	trtPlugin   string // CARAFE plugin for the TensorRT provider
+}
+
+// findLibraries locates ONNX Runtime and, for a model with mmcv nodes, the CARAFE plugins.
+func findLibraries(cfg *Config, spec *modelSpec, loc libsearch.Locator, log *slog.Logger) (libraries, error) {
+	var libs libraries
+	var err error
+	if libs.onnxRuntime, err = loc.ONNXRuntime(cfg.ONNXRuntime); err != nil {
+		return libs, err
+	}
+	if !spec.hasMMCV {
+		return libs, nil
+	}
+	if libs.plugin, err = loc.Plugin(cfg.Plugin); err != nil {
+		return libs, fmt.Errorf("model %s has %d mmcv::MMCVCARAFE node(s), which need the CARAFE plugin: %w", cfg.Path, spec.carafeNodes, err)
+	}
+	chain := cfg.Providers
+	if len(chain) == 0 {
+		chain = DefaultProviders(libs.onnxRuntime)
+	}
+	if slices.Contains(chain, ProviderTensorRT) {
+		if libs.trtPlugin, err = loc.TRTPlugin(cfg.TensorRT.Plugin); err != nil {
+			return libs, fmt.Errorf("model.tensorrt.plugin: %w", err)
+		}
+		if libs.trtPlugin == "" {
+			log.Info("no TensorRT CARAFE plugin found (model.tensorrt.plugin): TensorRT builds engines around the CARAFE nodes, which run on CUDA")
+		}
+	}
+	return libs, nil
+}
+
+// newDetector is the Detector of spec before its session exists.
+func newDetector(rt *Runtime, cfg *Config, spec *modelSpec, sum [sha256.Size]byte, libs libraries, log *slog.Logger) *Detector {
+	sumHex := hex.EncodeToString(sum[:])
+	d := &Detector{
+		rt:        rt,
+		log:       log,
+		conf:      float32(cfg.Conf),
+		maxDet:    cfg.MaxDet,
+		sum:       sumHex,
+		trtPlugin: libs.trtPlugin,
+		info: Info{
+			Model:          strings.TrimSuffix(filepath.Base(cfg.Path), ".onnx"),
+			Path:           cfg.Path,
+			SHA256:         sumHex[:12],
+			Height:         spec.height,
+			Width:          spec.width,
+			Stride:         spec.stride,
+			HasCARAFE:      spec.hasMMCV,
+			CARAFENodes:    spec.carafeNodes,
+			Quantized:      spec.quantized,
+			Plugin:         libs.plugin,
+			ONNXRuntime:    rt.Library(),
+			ORTVersion:     rt.Version(),
+			Threads:        cfg.Threads,
+			TensorRTPlugin: libs.trtPlugin,
+		},
+	}
+	for i := range d.lut {
+		d.lut[i] = float32(i) / 255 // ultralytics divides the float32 image by 255
+	}
+	return d
+}
+
+// start creates the session, completes the spec (output shape, class names and filter) and
+// runs the model once.
+func (d *Detector) start(cfg *Config, spec *modelSpec, stateDir, plugin string) (err error) {
+	if err := d.createSession(cfg, stateDir, plugin); err != nil {
+		return err
+	}
+	if err := d.resolveOutput(spec); err != nil {
+		return fmt.Errorf("model %s: %w", cfg.Path, err)
+	}
+	if d.info.Names, d.keep, err = spec.classes(cfg); err != nil {
+		return err
+	}
+	if d.def, err = d.NewInput(); err != nil {
+		return err
+	}
+	// The warm-up run proves the session runs (plugin included) before anything is reported
+	// ready, and takes the first-run cost out of the first frame.
+	if err := d.def.Run(); err != nil {
+		return fmt.Errorf("model %s: first run: %w", cfg.Path, err)
+	}
+	if !spec.dynamicBatch {
+		d.info.MaxBatch = 1
+	}
+	return nil
 }
 
 // resolveOutput fixes the output shape [1, queries, 4+nc]: from the graph and metadata when
@@ -237,13 +269,8 @@ func (d *Detector) resolveOutput(spec *modelSpec) error {
 			return fmt.Errorf("first run to learn the output shape: %w", err)
 		}
 		defer outs[0].Destroy()
-		shape := outs[0].GetShape()
-		metaNC := spec.nc
-		if err := spec.checkOutputShape(shape, metaNC); err != nil {
+		if err := spec.checkOutputShape(outs[0].GetShape(), spec.nc, true); err != nil {
 			return err
-		}
-		if len(shape) != 3 || shape[1] <= 0 || shape[2] <= 4 {
-			return fmt.Errorf("output %q has shape %v after a run; expected [1,queries,4+nc]", OutputName, shape)
 		}
 	}
 	d.info.Queries, d.info.NumClasses = spec.queries, spec.nc

@@ -16,13 +16,16 @@ const (
 	OutputName = "output0"
 )
 
-// modelSpec is what stardetr runs: resolved from the graph, its metadata and the config.
+// modelSpec is what stardetr runs: resolved from the graph, its metadata and the config in
+// one pass (inspectModel), completed by one run when the graph leaves the output symbolic
+// (Detector.resolveOutput). The output contract is checked in one place, checkOutputShape.
 type modelSpec struct {
 	height, width int
 	dynamicBatch  bool // the input's batch axis is symbolic: Batch can run several frames
 	queries       int  // -1: known after the first run
 	nc            int  // -1: known after the first run
 	metaNames     map[int]string
+	metaNC        int // classes the metadata names (highest id + 1); -1 when it names none
 	stride        int
 	task          string
 	carafeNodes   int
@@ -34,13 +37,38 @@ type modelSpec struct {
 // inspectModel checks that m is an RT-DETR-style detector and resolves its input size.
 // Every error says what was found and what is expected.
 func inspectModel(m *onnxpb.Model, cfg *Config) (*modelSpec, error) {
-	s := &modelSpec{queries: -1, nc: -1}
+	s := &modelSpec{queries: -1, nc: -1, metaNC: -1}
 	if err := s.readMetadata(m.Metadata); err != nil {
 		return nil, err
 	}
 	if s.task != "" && s.task != "detect" {
 		return nil, fmt.Errorf("model task is %q (metadata 'task'); stardetr runs detect models (RT-DETR)", s.task)
 	}
+	s.readNodes(m)
+	in, err := findInput(m.Inputs)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.checkInput(in, cfg); err != nil {
+		return nil, err
+	}
+	out, err := findOutput(m.Outputs)
+	if err != nil {
+		return nil, err
+	}
+	if out.HasShape {
+		if err := s.checkOutputShape(out.Dims, s.metaNC, false); err != nil {
+			return nil, err
+		}
+	}
+	if s.nc < 0 && s.metaNC > 0 {
+		s.nc = s.metaNC
+	}
+	return s, nil
+}
+
+// readNodes records what the graph's nodes need: the CARAFE plugin, int8 kernels.
+func (s *modelSpec) readNodes(m *onnxpb.Model) {
 	_, hasOpset := m.Opsets["mmcv"]
 	s.carafeNodes = m.Domains["mmcv"]
 	s.hasMMCV = s.carafeNodes > 0 || hasOpset
@@ -49,17 +77,19 @@ func inspectModel(m *onnxpb.Model, cfg *Config) (*modelSpec, error) {
 			s.quantized = true
 		}
 	}
+}
 
-	// Input.
+// findInput returns the model's one input, InputName, float32 of rank 4.
+func findInput(inputs []onnxpb.Value) (*onnxpb.Value, error) {
 	var in *onnxpb.Value
-	names := make([]string, 0, len(m.Inputs))
-	for i := range m.Inputs {
-		names = append(names, fmt.Sprintf("%q %s", m.Inputs[i].Name, dimsString(m.Inputs[i])))
-		if m.Inputs[i].Name == InputName {
-			in = &m.Inputs[i]
+	names := make([]string, 0, len(inputs))
+	for i := range inputs {
+		names = append(names, fmt.Sprintf("%q %s", inputs[i].Name, dimsString(inputs[i])))
+		if inputs[i].Name == InputName {
+			in = &inputs[i]
 		}
 	}
-	if in == nil || len(m.Inputs) != 1 {
+	if in == nil || len(inputs) != 1 {
 		return nil, fmt.Errorf("model inputs are [%s]; expected one input %q float32 [N,3,H,W] (ultralytics export)", strings.Join(names, ", "), InputName)
 	}
 	if in.ElemType != 1 {
@@ -68,40 +98,49 @@ func inspectModel(m *onnxpb.Model, cfg *Config) (*modelSpec, error) {
 	if !in.HasShape || len(in.Dims) != 4 {
 		return nil, fmt.Errorf("input %q has shape %s; expected rank 4 [N,3,H,W]", InputName, dimsString(*in))
 	}
+	return in, nil
+}
+
+// checkInput checks the input's batch and channel axes and resolves its size: fixed in the
+// graph, else model.imgsz, else the metadata's imgsz; a multiple of the stride.
+func (s *modelSpec) checkInput(in *onnxpb.Value, cfg *Config) error {
 	if in.Dims[0] > 1 {
-		return nil, fmt.Errorf("input %q has a fixed batch of %d; stardetr runs one frame at a time: export with batch=1 or a dynamic batch", InputName, in.Dims[0])
+		return fmt.Errorf("input %q has a fixed batch of %d; stardetr runs one frame at a time: export with batch=1 or a dynamic batch", InputName, in.Dims[0])
 	}
 	s.dynamicBatch = in.Dims[0] < 0
 	if in.Dims[1] != 3 && in.Dims[1] != -1 {
-		return nil, fmt.Errorf("input %q has %d channels; expected 3 (RGB)", InputName, in.Dims[1])
+		return fmt.Errorf("input %q has %d channels; expected 3 (RGB)", InputName, in.Dims[1])
 	}
 	ch, cw := cfg.imgsz()
 	switch {
 	case in.Dims[2] > 0 && in.Dims[3] > 0:
 		s.height, s.width = int(in.Dims[2]), int(in.Dims[3])
 		if ch != 0 && (ch != s.height || cw != s.width) {
-			return nil, fmt.Errorf("model.imgsz is [%d, %d] but the model's input %q is fixed at %dx%d (HxW): remove model.imgsz or re-export at that size", ch, cw, InputName, s.height, s.width)
+			return fmt.Errorf("model.imgsz is [%d, %d] but the model's input %q is fixed at %dx%d (HxW): remove model.imgsz or re-export at that size", ch, cw, InputName, s.height, s.width)
 		}
 	case in.Dims[2] > 0 || in.Dims[3] > 0:
-		return nil, fmt.Errorf("input %q has shape %s: one spatial axis fixed, one dynamic; expected both fixed or both dynamic", InputName, dimsString(*in))
+		return fmt.Errorf("input %q has shape %s: one spatial axis fixed, one dynamic; expected both fixed or both dynamic", InputName, dimsString(*in))
 	case ch != 0:
 		s.height, s.width = ch, cw
 	case s.metaH > 0:
 		s.height, s.width = s.metaH, s.metaW
 	default:
-		return nil, fmt.Errorf("input %q has dynamic height and width %s and the model has no 'imgsz' metadata: set model.imgsz", InputName, dimsString(*in))
+		return fmt.Errorf("input %q has dynamic height and width %s and the model has no 'imgsz' metadata: set model.imgsz", InputName, dimsString(*in))
 	}
 	if s.stride > 0 && (s.height%s.stride != 0 || s.width%s.stride != 0) {
-		return nil, fmt.Errorf("input size %dx%d (HxW) is not a multiple of the model's stride %d: use a multiple of %d in model.imgsz", s.height, s.width, s.stride, s.stride)
+		return fmt.Errorf("input size %dx%d (HxW) is not a multiple of the model's stride %d: use a multiple of %d in model.imgsz", s.height, s.width, s.stride, s.stride)
 	}
+	return nil
+}
 
-	// Output.
+// findOutput returns the model's output OutputName, float32 or of unknown type.
+func findOutput(outputs []onnxpb.Value) (*onnxpb.Value, error) {
 	var out *onnxpb.Value
-	names = names[:0]
-	for i := range m.Outputs {
-		names = append(names, fmt.Sprintf("%q %s", m.Outputs[i].Name, dimsString(m.Outputs[i])))
-		if m.Outputs[i].Name == OutputName {
-			out = &m.Outputs[i]
+	names := make([]string, 0, len(outputs))
+	for i := range outputs {
+		names = append(names, fmt.Sprintf("%q %s", outputs[i].Name, dimsString(outputs[i])))
+		if outputs[i].Name == OutputName {
+			out = &outputs[i]
 		}
 	}
 	if out == nil {
@@ -110,26 +149,13 @@ func inspectModel(m *onnxpb.Model, cfg *Config) (*modelSpec, error) {
 	if out.ElemType != 0 && out.ElemType != 1 {
 		return nil, fmt.Errorf("output %q is %s; expected float32", OutputName, onnxpb.ElemTypeName(out.ElemType))
 	}
-	metaNC := -1
-	if len(s.metaNames) > 0 {
-		metaNC = 0
-		for id := range s.metaNames {
-			metaNC = max(metaNC, id+1)
-		}
-	}
-	if out.HasShape {
-		if err := s.checkOutputShape(out.Dims, metaNC); err != nil {
-			return nil, err
-		}
-	}
-	if s.nc < 0 && metaNC > 0 {
-		s.nc = metaNC
-	}
-	return s, nil
+	return out, nil
 }
 
-// checkOutputShape validates [N, queries, 4+nc] (symbolic axes allowed) and records what it fixes.
-func (s *modelSpec) checkOutputShape(dims []int64, metaNC int) error {
+// checkOutputShape is the output contract, [N, queries, 4+nc], for the graph's declared shape
+// (symbolic axes allowed) and for the shape of a run's output (ran: every axis known). wantNC
+// is the number of classes known so far (-1 none). It records what the shape fixes.
+func (s *modelSpec) checkOutputShape(dims []int64, wantNC int, ran bool) error {
 	if len(dims) != 3 {
 		return fmt.Errorf("output %q has shape %s (rank %d); expected rank 3 [N,queries,4+nc] (an RT-DETR detector)", OutputName, shapeString(dims), len(dims))
 	}
@@ -141,55 +167,68 @@ func (s *modelSpec) checkOutputShape(dims []int64, metaNC int) error {
 		if last < 5 {
 			return fmt.Errorf("output %q has shape %s: last dimension %d; expected 4 box values + at least 1 class score", OutputName, shapeString(dims), last)
 		}
-		if metaNC > 0 && int(last) != 4+metaNC {
+		if wantNC > 0 && int(last) != 4+wantNC {
 			hint := ""
-			if dims[1] > 0 && int(dims[1]) == 4+metaNC {
+			if dims[1] > 0 && int(dims[1]) == 4+wantNC {
 				hint = ": this looks like a YOLO output [N,4+nc,anchors], not RT-DETR's [N,queries,4+nc]"
 			}
 			return fmt.Errorf("output %q has shape %s but the metadata names %d classes, so the last dimension should be 4+%d=%d%s",
-				OutputName, shapeString(dims), metaNC, metaNC, 4+metaNC, hint)
+				OutputName, shapeString(dims), wantNC, wantNC, 4+wantNC, hint)
 		}
 		s.nc = int(last) - 4
 	}
 	if dims[1] > 0 {
 		s.queries = int(dims[1])
 	}
+	if ran && (dims[1] <= 0 || dims[2] <= 4) {
+		return fmt.Errorf("output %q has shape %v after a run; expected [1,queries,4+nc]", OutputName, dims)
+	}
 	return nil
 }
 
+// readMetadata reads the ultralytics metadata stardetr uses: task, and the Python literals
+// stride, imgsz and names, each parsed once here (errors in that order).
 func (s *modelSpec) readMetadata(md map[string]string) error {
 	if v, ok := md["task"]; ok {
 		s.task = strings.Trim(strings.TrimSpace(v), `'"`)
 	}
-	if v, ok := md["stride"]; ok {
-		n, err := pyliteral.Parse(v)
-		i, isInt := n.(int64)
-		if err != nil || !isInt || i <= 0 || i > 1024 {
-			return fmt.Errorf("model metadata 'stride' is %q; expected a positive integer such as 32", v)
+	for _, key := range [...]string{"stride", "imgsz", "names"} {
+		v, ok := md[key]
+		if !ok {
+			continue
 		}
-		s.stride = int(i)
-	}
-	if v, ok := md["imgsz"]; ok {
-		h, w, err := parseImgsz(v)
+		lit, perr := pyliteral.Parse(v)
+		var err error
+		switch key {
+		case "stride":
+			s.stride, err = metaStride(v, lit, perr)
+		case "imgsz":
+			s.metaH, s.metaW, err = metaImgsz(v, lit, perr)
+		case "names":
+			s.metaNames, err = metaNames(v, lit, perr)
+		}
 		if err != nil {
 			return err
 		}
-		s.metaH, s.metaW = h, w
 	}
-	if v, ok := md["names"]; ok {
-		names, err := parseNames(v)
-		if err != nil {
-			return err
-		}
-		s.metaNames = names
+	for id := range s.metaNames {
+		s.metaNC = max(s.metaNC, id+1)
 	}
 	return nil
 }
 
-// parseImgsz reads metadata like `[640, 640]` or `640`.
-func parseImgsz(v string) (h, w int, err error) {
+// metaStride reads metadata like `32`.
+func metaStride(v string, lit any, perr error) (int, error) {
+	i, isInt := lit.(int64)
+	if perr != nil || !isInt || i <= 0 || i > 1024 {
+		return 0, fmt.Errorf("model metadata 'stride' is %q; expected a positive integer such as 32", v)
+	}
+	return int(i), nil
+}
+
+// metaImgsz reads metadata like `[640, 640]` or `640`.
+func metaImgsz(v string, lit any, perr error) (h, w int, err error) {
 	bad := fmt.Errorf("model metadata 'imgsz' is %q; expected [height, width] or a size, such as [640, 640]", v)
-	lit, perr := pyliteral.Parse(v)
 	if perr != nil {
 		return 0, 0, fmt.Errorf("%w (%v)", bad, perr)
 	}
@@ -215,14 +254,13 @@ func parseImgsz(v string) (h, w int, err error) {
 	return h, w, nil
 }
 
-// parseNames reads metadata like `{0: 'person', 1: 'car'}` (a list of names is accepted too).
-func parseNames(v string) (map[int]string, error) {
+// metaNames reads metadata like `{0: 'person', 1: 'car'}` (a list of names is accepted too).
+func metaNames(v string, lit any, perr error) (map[int]string, error) {
 	bad := func(why string) error {
 		return fmt.Errorf("model metadata 'names' is %s; expected a dict of class id to name such as {0: 'person', 1: 'car'}: %s", quoteShort(v), why)
 	}
-	lit, err := pyliteral.Parse(v)
-	if err != nil {
-		return nil, bad(err.Error())
+	if perr != nil {
+		return nil, bad(perr.Error())
 	}
 	names := map[int]string{}
 	switch x := lit.(type) {
@@ -253,6 +291,24 @@ func parseNames(v string) (map[int]string, error) {
 		return nil, bad("no classes")
 	}
 	return names, nil
+}
+
+// classes resolves, once the output is known, the label of every class id and the
+// model.classes filter (nil keeps all).
+func (s *modelSpec) classes(cfg *Config) (names []string, keep []bool, err error) {
+	if names, err = classNames(s.nc, s.metaNames, cfg.Names); err != nil {
+		return nil, nil, err
+	}
+	if len(cfg.Classes) > 0 {
+		keep = make([]bool, s.nc)
+		for _, id := range cfg.Classes {
+			if id >= s.nc {
+				return nil, nil, fmt.Errorf("model.classes: class id %d but the model has %d classes (ids 0..%d)", id, s.nc, s.nc-1)
+			}
+			keep[id] = true
+		}
+	}
+	return names, keep, nil
 }
 
 // classNames lists the label of every class id below nc: the config's name, else the

@@ -40,6 +40,10 @@ type Config struct {
 	StatsInterval  time.Duration `mapstructure:"stats_interval"`
 	Keepalive      time.Duration `mapstructure:"keepalive"`
 	ConnectTimeout time.Duration `mapstructure:"connect_timeout"`
+
+	// read is what Validate read from the files above; New uses it instead of reading them
+	// again (copies of a validated Config share it).
+	read *credentials
 }
 
 // EmbeddedConfig starts an MQTT broker inside the process.
@@ -92,7 +96,32 @@ func DefaultConfig() Config {
 // Validate checks every key and the files they name (password file, CA, client certificate
 // and key): every problem, each naming its key within the section (confcheck).
 func (c *Config) Validate() error {
+	cr, err := c.validate()
+	c.read = cr
+	return err
+}
+
+// credentials are what validate read from the files the section names, each with the path
+// it came from: a file is read again only when its key names another one.
+type credentials struct {
+	passwordFile string // mqtt.password_file; "" none read
+	password     string
+	caFile       string         // mqtt.tls.ca; "" none read
+	rootCAs      *x509.CertPool // nil: the system's
+	certFile     string         // mqtt.tls.cert; "" none read
+	keyFile      string
+	cert         *tls.Certificate
+}
+
+// validate is Validate, also returning what it read; it reuses what a Validate of this
+// Config (or of the one it was copied from) read.
+func (c *Config) validate() (*credentials, error) {
 	var l confcheck.List
+	prev := c.read
+	if prev == nil {
+		prev = &credentials{}
+	}
+	cr := &credentials{}
 	if len(c.Brokers) == 0 && !c.Embedded.Enabled {
 		l.Add("brokers", "empty: give at least one broker URL such as mqtt://localhost:1883")
 	}
@@ -123,25 +152,42 @@ func (c *Config) Validate() error {
 	if c.Password != "" && c.PasswordFile != "" {
 		l.Add("password", "set either mqtt.password or mqtt.password_file, not both")
 	}
-	if c.PasswordFile != "" {
-		if _, err := secret.Read(c.PasswordFile); err != nil {
+	switch {
+	case c.PasswordFile == "":
+	case prev.passwordFile == c.PasswordFile:
+		cr.passwordFile, cr.password = prev.passwordFile, prev.password
+	default:
+		if pw, err := secret.Read(c.PasswordFile); err != nil {
 			l.Add("password_file", "%v", err)
+		} else {
+			cr.passwordFile, cr.password = c.PasswordFile, pw
 		}
 	}
 	if (c.Username == "") && (c.Password != "" || c.PasswordFile != "") {
 		l.Add("username", "empty while a password is set: set mqtt.username too")
 	}
-	if c.TLS.CA != "" {
-		if _, err := loadCAPool(c.TLS.CA); err != nil {
+	switch {
+	case c.TLS.CA == "":
+	case prev.caFile == c.TLS.CA:
+		cr.caFile, cr.rootCAs = prev.caFile, prev.rootCAs
+	default:
+		if pool, err := loadCAPool(c.TLS.CA); err != nil {
 			l.Add("tls.ca", "%v", err)
+		} else {
+			cr.caFile, cr.rootCAs = c.TLS.CA, pool
 		}
 	}
 	switch {
 	case (c.TLS.Cert == "") != (c.TLS.Key == ""):
 		l.Add("tls.cert", "mqtt.tls.cert and mqtt.tls.key go together: set both or neither")
-	case c.TLS.Cert != "":
-		if _, err := loadClientCert(c.TLS.Cert, c.TLS.Key); err != nil {
+	case c.TLS.Cert == "":
+	case prev.certFile == c.TLS.Cert && prev.keyFile == c.TLS.Key:
+		cr.certFile, cr.keyFile, cr.cert = prev.certFile, prev.keyFile, prev.cert
+	default:
+		if cert, err := loadClientCert(c.TLS.Cert, c.TLS.Key); err != nil {
 			l.Add("tls.key", "%v", err)
+		} else {
+			cr.certFile, cr.keyFile, cr.cert = c.TLS.Cert, c.TLS.Key, &cert
 		}
 	}
 	if c.Queue.MaxMB < minQueueMB || c.Queue.MaxMB > maxQueueMB {
@@ -156,7 +202,7 @@ func (c *Config) Validate() error {
 	if c.ConnectTimeout < minConnectTimeout || c.ConnectTimeout > maxConnectTimeout {
 		l.Add("connect_timeout", "%v is out of range [%v, %v]", c.ConnectTimeout, minConnectTimeout, maxConnectTimeout)
 	}
-	return l.Err()
+	return cr, l.Err()
 }
 
 // brokerURL parses a broker address and fills in the scheme's default port.
@@ -228,8 +274,9 @@ func loadClientCert(certFile, keyFile string) (tls.Certificate, error) {
 	return c, nil
 }
 
-// tlsConfig builds the client TLS configuration; nil when no broker needs TLS.
-func (c Config) tlsConfig() (*tls.Config, error) {
+// tlsConfig builds the client TLS configuration from what validate read; nil when no broker
+// needs TLS.
+func (c Config) tlsConfig(cr *credentials) *tls.Config {
 	need := false
 	for _, b := range c.Brokers {
 		if strings.HasPrefix(b, "mqtts:") || strings.HasPrefix(b, "wss:") {
@@ -237,26 +284,16 @@ func (c Config) tlsConfig() (*tls.Config, error) {
 		}
 	}
 	if !need {
-		return nil, nil
+		return nil
 	}
 	tc := &tls.Config{
 		MinVersion:         tls.VersionTLS12,
 		ServerName:         c.TLS.ServerName,
 		InsecureSkipVerify: c.TLS.InsecureSkipVerify, //nolint:gosec // explicit opt-out, logged as a warning
+		RootCAs:            cr.rootCAs,
 	}
-	if c.TLS.CA != "" {
-		pool, err := loadCAPool(c.TLS.CA)
-		if err != nil {
-			return nil, fmt.Errorf("mqtt.tls.ca: %w", err)
-		}
-		tc.RootCAs = pool
+	if cr.cert != nil {
+		tc.Certificates = []tls.Certificate{*cr.cert}
 	}
-	if c.TLS.Cert != "" {
-		cert, err := loadClientCert(c.TLS.Cert, c.TLS.Key)
-		if err != nil {
-			return nil, fmt.Errorf("mqtt.tls.key: %w", err)
-		}
-		tc.Certificates = []tls.Certificate{cert}
-	}
-	return tc, nil
+	return tc
 }

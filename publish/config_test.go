@@ -199,7 +199,8 @@ func TestConfigKeysDecode(t *testing.T) {
 	}
 	cfg := publish.DefaultConfig()
 	dec, err := mapstructure.NewDecoder(&mapstructure.DecoderConfig{
-		Result: &cfg, ErrorUnused: true, ErrorUnset: true,
+		// AllowUnsetPointer: Config's one pointer field is what Validate read, not a key.
+		Result: &cfg, ErrorUnused: true, ErrorUnset: true, AllowUnsetPointer: true,
 		DecodeHook: mapstructure.StringToTimeDurationHookFunc(),
 	})
 	if err != nil {

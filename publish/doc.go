@@ -10,6 +10,9 @@
 //	p, err := publish.New(cfg, publish.Options{DeviceID: id, StateDir: dir, Logger: log, Stats: statsFn})
 //	err = p.Start(ctx)                        // embedded broker, then connects in the background
 //	err = p.PublishDetections(msg)           // seq assigned and persisted; queued on disk; never waits for the network
+//	raw, err := p.PublishEvent(ev)           // a tracked object's new/update/end; shares the camera's seq; returns the message
+//	err = p.PublishCount(cam, zone, label, n) // retained count, sent on change only
+//	err = p.PublishRetained(topic, payload)  // retained message on any topic (Home Assistant discovery); empty payload deletes it
 //	err = p.PublishStats(s)                  // skipped (counted) while disconnected
 //	m := p.Metrics()                         // counters and connection state; p is also a prometheus.Collector
 //	err = p.Close(ctx)                       // drain while connected, retained "stopped", disconnect; bounded by ctx
@@ -18,7 +21,19 @@
 //
 //	status              retained: "online" on every connect, "offline" (last will), "stopped" (Close)
 //	<camera>/detections one JSON message per PublishDetections (schema/detections.v1.json), QoS mqtt.qos
+//	<camera>/events     one JSON message per PublishEvent (schema/events.v1.json), QoS 1 (EventQoS)
+//	<camera>/<zone>/<label> retained: the number of objects of that label in the zone, as text, QoS 1
 //	stats               JSON every mqtt.stats_interval when Options.Stats is set (schema/stats.v1.json), QoS mqtt.stats_qos
+//
+// Events and counts describe changes, so each one must arrive: they go at QoS 1
+// whatever mqtt.qos is. An event is "new" when a track is confirmed, "update" when
+// its zones change or every track.update_interval, "end" when the track is lost;
+// its id (<camera>-<start unix ms>-<track id>) is unique per device across
+// restarts. A camera's events and detections share one seq, so a gap in either is
+// a lost message. Counts and every other message of PublishRetained are retained,
+// so a subscriber that connects later gets the latest value at once; they travel
+// through the same disk queue as detections (in order, at least once), and an
+// empty payload deletes a retained message.
 //
 // Delivery. Every detection message is appended to a bounded on-disk queue
 // in <state_dir>/mqtt-queue before anything else happens; one sender
@@ -32,8 +47,8 @@
 // gets the same queueing while offline but no guarantee once written.
 //
 // The queue's size is bounded by mqtt.queue.max_mb; when full, the oldest
-// messages are dropped, counted (Metrics.Dropped, stardetr_mqtt_dropped_total)
-// and logged. Appends reach the page cache at once (a process crash loses
+// messages (detections, events or retained ones) are dropped, counted
+// (Metrics.Dropped, stardetr_mqtt_dropped_total) and logged. Appends reach the page cache at once (a process crash loses
 // nothing) and are fsynced every 200 ms (a power loss loses at most that).
 //
 // seq is a per-camera counter starting at 1, +1 per message, kept in

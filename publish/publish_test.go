@@ -9,6 +9,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -292,6 +293,53 @@ func TestPassword(t *testing.T) {
 		p := newPublisher(t, cfg, t.TempDir(), true)
 		waitConnected(t, p)
 	})
+	// A secret handed over through a pipe can be read once: New connects with what the
+	// config's Validate read instead of reading the file again (which would block on the pipe).
+	t.Run("read once", func(t *testing.T) {
+		t.Parallel()
+		cfg := publish.DefaultConfig()
+		cfg.Brokers = []string{b.URL("mqtt")}
+		cfg.Username, cfg.PasswordFile = "camera", onceFile(t, "s3cret\n")
+		p := newPublisher(t, cfg, t.TempDir(), true) // Validate, then New
+		waitConnected(t, p)
+	})
+}
+
+// onceFile is a named pipe that yields content to its first reader only: the writer removes
+// it before the reader sees the end, so a second read finds no file instead of blocking.
+func onceFile(t *testing.T, content string) string {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "once")
+	if err := syscall.Mkfifo(path, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	// The writer's open blocks until a reader opens the pipe; a non-blocking open for reading
+	// in the cleanup releases it if no reader came.
+	written := make(chan error, 1)
+	go func() {
+		f, err := os.OpenFile(path, os.O_WRONLY, 0)
+		if err != nil {
+			written <- err
+			return
+		}
+		_, err = f.WriteString(content)
+		if rerr := os.Remove(path); err == nil {
+			err = rerr
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+		written <- err
+	}()
+	t.Cleanup(func() {
+		if r, err := os.OpenFile(path, os.O_RDONLY|syscall.O_NONBLOCK, 0); err == nil {
+			defer r.Close()
+		}
+		if err := <-written; err != nil {
+			t.Errorf("writing %s: %v", path, err)
+		}
+	})
+	return path
 }
 
 // With the broker away, a small queue overflows: the oldest messages go,

@@ -16,7 +16,6 @@ import (
 	mochi "github.com/mochi-mqtt/server/v2"
 
 	"github.com/stardetr/stardetr/internal/confcheck"
-	"github.com/stardetr/stardetr/internal/secret"
 	"github.com/stardetr/stardetr/publish/internal/diskqueue"
 )
 
@@ -98,7 +97,8 @@ type Publisher struct {
 // publisher that accepts messages but does not connect until Start. A
 // publisher returned by New must be closed with Close.
 func New(cfg Config, opts Options) (*Publisher, error) {
-	if err := confcheck.In("mqtt", cfg.Validate()); err != nil {
+	cr, err := cfg.validate()
+	if err := confcheck.In("mqtt", err); err != nil {
 		return nil, err
 	}
 	if err := checkTopicLevel("device id", opts.DeviceID); err != nil {
@@ -128,18 +128,13 @@ func New(cfg Config, opts Options) (*Publisher, error) {
 		u, _ := brokerURL(b) // validated above
 		p.brokers = append(p.brokers, u.String())
 	}
-	var err error
-	if p.tls, err = cfg.tlsConfig(); err != nil {
-		return nil, err
-	}
+	p.tls = cfg.tlsConfig(cr)
 	if p.tls != nil && p.tls.InsecureSkipVerify {
 		p.log.Warn("TLS certificate verification is OFF (mqtt.tls.insecure_skip_verify): anyone on the path can read and forge messages")
 	}
 	p.passwd = cfg.Password
 	if cfg.PasswordFile != "" {
-		if p.passwd, err = secret.Read(cfg.PasswordFile); err != nil {
-			return nil, fmt.Errorf("mqtt.password_file: %w", err)
-		}
+		p.passwd = cr.password
 	}
 	qdir := filepath.Join(opts.StateDir, queueDir)
 	if st, err := os.Stat(qdir); err == nil && !st.IsDir() {
@@ -163,7 +158,7 @@ func New(cfg Config, opts Options) (*Publisher, error) {
 	rec := p.queue.Recovered()
 	if rec.Records > 0 || rec.TruncatedBytes > 0 || rec.BadHead {
 		p.log.Info("loaded queued messages from the previous run", "messages", rec.Records,
-			"torn_bytes_cut", rec.TruncatedBytes, "head_unreadable", rec.BadHead, "legacy_segments", rec.LegacySegments, "dir", qdir)
+			"torn_bytes_cut", rec.TruncatedBytes, "head_unreadable", rec.BadHead, "dir", qdir)
 	}
 	for _, d := range rec.Damaged {
 		p.corrupt.Add(uint64(d.Records))

@@ -10,10 +10,7 @@
 // id, length and payload][payload], little-endian. The magic lets a reader find
 // the next record after a damaged one, and the id in the header keeps every
 // later record's id right, so that one bad record costs that record only (and
-// the head, which is an id, still means what it meant). Segments written before
-// this framing hold [4-byte length][4-byte CRC-32C of payload][payload]; Open
-// still reads them (a damaged one loses its tail, as it always did) and never
-// appends to them, so an upgrade loses no queued record.
+// the head, which is an id, still means what it meant).
 //
 // Durability: Append writes to the page cache (a process crash loses nothing);
 // Sync fsyncs the active segment and persists the head. The owner calls Sync
@@ -52,7 +49,6 @@ import (
 
 const (
 	headerSize   = 20 // magic, id, length, CRC
-	legacyHeader = 8  // length, CRC: segments written before the framing had a magic
 	segSuffix    = ".seg"
 	headFile     = "head"
 	minSegment   = 64 << 10
@@ -100,7 +96,6 @@ type Recovery struct {
 	TruncatedBytes int64    // bytes of a torn record cut from segment tails (a crash mid-write)
 	BadHead        bool     // the head file was unreadable; everything on disk is live again
 	Damaged        []Damage // segments with corrupt records followed by good ones
-	LegacySegments int      // segments in the framing without magic (read, never appended to)
 }
 
 // Damage is what one segment lost to corrupt records.
@@ -111,17 +106,9 @@ type Damage struct {
 }
 
 type segment struct {
-	first  uint64 // id of its first record
-	path   string
-	rd     *os.File // read handle, opened lazily
-	legacy bool     // written without magic and id: 8-byte headers
-}
-
-func (s *segment) header() int64 {
-	if s.legacy {
-		return legacyHeader
-	}
-	return headerSize
+	first uint64 // id of its first record
+	path  string
+	rd    *os.File // read handle, opened lazily
 }
 
 type entry struct {
@@ -237,15 +224,7 @@ func (q *Queue) scan(s *segment) (uint64, error) {
 	if err != nil {
 		return 0, fmt.Errorf("diskqueue: read %s: %w", s.path, err)
 	}
-	var end int64
-	var next uint64
-	if !bytes.HasPrefix(b, magic[:]) && legacyRecord(b, q.maxBytes) >= 0 {
-		s.legacy = true
-		q.recovered.LegacySegments++
-		next, end = q.scanLegacy(s, b)
-	} else {
-		next, end = q.scanFramed(s, b)
-	}
+	next, end := q.scanFramed(s, b)
 	if end < int64(len(b)) {
 		q.recovered.TruncatedBytes += int64(len(b)) - end
 		if err := os.Truncate(s.path, end); err != nil {
@@ -337,41 +316,6 @@ func appendRecord(dst []byte, id uint64, data []byte) []byte {
 	sum := crc32.Update(crc32.Checksum(dst[len(dst)-12:], castagnoli), castagnoli, data)
 	dst = binary.LittleEndian.AppendUint32(dst, sum)
 	return append(dst, data...)
-}
-
-// legacyRecord returns the payload length of the pre-magic record at the start of b, or -1.
-func legacyRecord(b []byte, maxBytes int64) int {
-	if len(b) < legacyHeader {
-		return -1
-	}
-	n := int64(binary.LittleEndian.Uint32(b[0:4]))
-	if n > maxBytes || n > int64(len(b)-legacyHeader) {
-		return -1
-	}
-	if crc32.Checksum(b[legacyHeader:legacyHeader+n], castagnoli) != binary.LittleEndian.Uint32(b[4:8]) {
-		return -1
-	}
-	return int(n)
-}
-
-// scanLegacy indexes a segment written before records had a magic: without one there is no
-// way to find the next record, so everything from the first bad one is a torn tail.
-func (q *Queue) scanLegacy(s *segment, b []byte) (next uint64, end int64) {
-	id := s.first
-	off := 0
-	for off < len(b) {
-		n := legacyRecord(b[off:], q.maxBytes)
-		if n < 0 {
-			break
-		}
-		if id >= q.head {
-			q.entries = append(q.entries, entry{id: id, seg: s, off: int64(off), n: int32(n)})
-			q.live += legacyHeader + int64(n)
-		}
-		id++
-		off += legacyHeader + n
-	}
-	return id, int64(off)
 }
 
 func readHead(path string) (uint64, error) {
@@ -590,7 +534,7 @@ func (q *Queue) compactOldest() (dropped int, ok bool) {
 	}
 	base := q.entries[0].off
 	last := q.entries[k-1]
-	end := last.off + old.header() + int64(last.n)
+	end := last.off + headerSize + int64(last.n)
 	b, err := os.ReadFile(old.path)
 	if err != nil || int64(len(b)) < end {
 		return 0, false
@@ -603,7 +547,7 @@ func (q *Queue) compactOldest() (dropped int, ok bool) {
 	if err := os.Remove(old.path); err != nil {
 		return 0, false
 	}
-	ns := &segment{first: q.entries[0].id, path: filepath.Join(q.dir, fmt.Sprintf("%020d%s", q.entries[0].id, segSuffix)), legacy: old.legacy}
+	ns := &segment{first: q.entries[0].id, path: filepath.Join(q.dir, fmt.Sprintf("%020d%s", q.entries[0].id, segSuffix))}
 	if err := writeSynced(ns.path, tail); err != nil {
 		// Space was freed all the same; the records that were in it are gone.
 		_ = os.Remove(ns.path)
@@ -667,7 +611,7 @@ func (q *Queue) dropAll() int {
 // dropFront drops the oldest live record; callers hold mu and count it.
 func (q *Queue) dropFront() {
 	e := q.entries[0]
-	q.live -= e.seg.header() + int64(e.n)
+	q.live -= headerSize + int64(e.n)
 	q.popFront()
 	q.head = e.id + 1
 }
@@ -719,7 +663,7 @@ func (q *Queue) ReadFrom(id uint64, buf []byte) (Record, bool, error) {
 		}
 		e.seg.rd = f
 	}
-	hdr := int(e.seg.header())
+	hdr := headerSize
 	if cap(buf) < int(e.n)+hdr {
 		buf = make([]byte, int(e.n)+hdr)
 	}
@@ -727,14 +671,8 @@ func (q *Queue) ReadFrom(id uint64, buf []byte) (Record, bool, error) {
 	if _, err := e.seg.rd.ReadAt(buf, e.off); err != nil {
 		return Record{}, false, fmt.Errorf("diskqueue: read record %d from %s: %w", e.id, e.seg.path, err)
 	}
-	var ok bool
-	if e.seg.legacy {
-		ok = legacyRecord(buf, q.maxBytes) == int(e.n)
-	} else {
-		rid, n, good := DecodeHeader(buf, q.maxBytes)
-		ok = good && rid == e.id && n == int(e.n)
-	}
-	if !ok {
+	rid, n, ok := DecodeHeader(buf, q.maxBytes)
+	if !ok || rid != e.id || n != int(e.n) {
 		q.live -= int64(hdr) + int64(e.n)
 		q.entries = append(q.entries[:i], q.entries[i+1:]...)
 		q.corrupt++
@@ -751,7 +689,7 @@ func (q *Queue) Ack(id uint64) {
 		return // dropped meanwhile
 	}
 	for len(q.entries) > 0 && q.entries[0].id <= id {
-		q.live -= q.entries[0].seg.header() + int64(q.entries[0].n)
+		q.live -= headerSize + int64(q.entries[0].n)
 		q.popFront()
 	}
 	q.head = id + 1

@@ -9,9 +9,9 @@ import (
 	"github.com/stardetr/stardetr/publish/internal/diskqueue"
 )
 
-// FuzzSegment opens a queue whose only segment holds arbitrary bytes (framed, legacy or
-// garbage) and reads it all: Open either fails with an error or yields records in id order,
-// each of which reads back; nothing panics. Seeds: testdata/fuzz/FuzzSegment.
+// FuzzSegment opens a queue whose only segment holds arbitrary bytes (framed or garbage)
+// and reads it all: Open either fails with an error or yields records in id order, each of
+// which reads back; nothing panics. Seeds: testdata/fuzz/FuzzSegment.
 // Run: go test -run '^$' -fuzz FuzzSegment ./publish/internal/diskqueue/
 func FuzzSegment(f *testing.F) {
 	f.Fuzz(func(t *testing.T, data []byte) {

@@ -1,9 +1,7 @@
 package diskqueue_test
 
 import (
-	"encoding/binary"
 	"errors"
-	"hash/crc32"
 	"os"
 	"path/filepath"
 	"sort"
@@ -130,56 +128,6 @@ func TestRecordCorruptedWhileOpenIsSkipped(t *testing.T) {
 	}
 	if len(got) != 9 || len(corrupt) != 1 || corrupt[0] != 3 || q.Stats().Corrupt != 1 {
 		t.Fatalf("delivered %q, corrupt ids %v, stats %+v: want 9 records and id 3 corrupt", got, corrupt, q.Stats())
-	}
-}
-
-// legacySegment writes records in the framing used before the magic: [len][crc][payload].
-func legacySegment(t *testing.T, path string, from, to int) {
-	t.Helper()
-	var b []byte
-	for i := from; i < to; i++ {
-		p := payload(i)
-		b = binary.LittleEndian.AppendUint32(b, uint32(len(p)))
-		b = binary.LittleEndian.AppendUint32(b, crc32.Checksum(p, crc32.MakeTable(crc32.Castagnoli)))
-		b = append(b, p...)
-	}
-	if err := os.WriteFile(path, b, 0o640); err != nil {
-		t.Fatal(err)
-	}
-}
-
-// An upgrade keeps what the previous version queued: segments without magic are read (from
-// the persisted head on), new records go to new segments, and a reopen reads both.
-func TestLegacySegmentsAreRead(t *testing.T) {
-	t.Parallel()
-	dir := t.TempDir()
-	legacySegment(t, filepath.Join(dir, "00000000000000000000.seg"), 0, 50)
-	if err := os.WriteFile(filepath.Join(dir, "head"), []byte("10\n"), 0o640); err != nil {
-		t.Fatal(err)
-	}
-	q, err := diskqueue.Open(dir, 1<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if rec := q.Recovered(); rec.Records != 40 || rec.LegacySegments != 1 {
-		t.Fatalf("recovery %+v, want 40 records from 1 legacy segment", rec)
-	}
-	for i := 50; i < 55; i++ {
-		if _, err := q.Append(payload(i)); err != nil {
-			t.Fatal(err)
-		}
-	}
-	if err := q.Close(); err != nil {
-		t.Fatal(err)
-	}
-	q, err = diskqueue.Open(dir, 1<<20)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer q.Close()
-	got := drain(t, q)
-	if len(got) != 45 || got[0] != string(payload(10)) || got[44] != string(payload(54)) {
-		t.Fatalf("after upgrade got %d records %q..%q, want 45 from message-000010 to message-000054", len(got), got[0], got[len(got)-1])
 	}
 }
 

@@ -5,7 +5,7 @@
 // plus a small Go runtime. The daemon's memory benchmark (daemon/memory_test.go) runs it side
 // by side with the daemon.
 //
-//	go run ./internal/orthost -ort LIB -model M.onnx -plugin P.so -threads 2 -runs 5
+//	go run ./cmd/orthost -ort LIB -model M.onnx -plugin P.so -threads 2 -runs 5
 //
 // Output, one line on stdout: "hwm_kb N rss_kb N anon_kb N ms_per_run F" (peak and current
 // resident set, current anonymous memory, mean time of the runs after the first). With -save F
