@@ -81,11 +81,15 @@ func TestLiveViewChromium(t *testing.T) {
 	// a second or more later that shows it too.
 	shot := func(after time.Time) (image.Image, image.Rectangle) {
 		deadline := time.Now().Add(30 * time.Second)
+		// Each try gives the stream's first frame twice as long to arrive as the one before
+		// (3 s, 6 s, 12 s): at load 20, 3 s was not enough for any of ten tries.
+		wait := 3 * time.Second
 		for time.Now().Before(deadline) {
 			if d := time.Until(after); d > 0 {
 				time.Sleep(d) // pacing the pictures, not waiting for a result
 			}
-			img := screenshot(t, base+"/")
+			img := testenv.ScreenshotAfter(t, base+"/", wait)
+			wait = min(2*wait, 12*time.Second)
 			if box, ok := detectionBox(img); ok {
 				return img, box
 			}
