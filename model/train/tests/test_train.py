@@ -256,7 +256,7 @@ class ForkCheckpointTest(unittest.TestCase):
         self.assertEqual(p.returncode, 2, p.stderr)
         err = p.stderr.strip().splitlines()
         self.assertEqual(len(err), 1, p.stderr)
-        self.assertIn(f"checkpoint {bad} is not the seed model", err[0])
+        self.assertIn(f"checkpoint {bad} is not the model rtdetr-StarNet-FreqFusion with nc=2", err[0])
         self.assertIn("wrong shapes: model.0.stem.0.conv.weight [16, 3, 3, 3] (model [32, 3, 3, 3])", err[0])
         self.assertIn("unexpected keys:", err[0])
         self.assertIn("missing keys:", err[0])
