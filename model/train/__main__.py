@@ -173,7 +173,7 @@ def main(argv=None):
         start = model_yaml
         if a.weights:
             try:
-                seed_model, info = load_seed_model(a.weights)
+                seed_model, info = load_seed_model(a.weights, yaml_path=SEED_YAML if a.model == "seed" else model_yaml)
             except CheckpointError as e:
                 return fail(e)
             if seed_model.nc != d["nc"]:
