@@ -175,6 +175,10 @@ func TestQueueSurvivesPublisherRestart(t *testing.T) {
 		}
 	}
 	sub.WaitFor(t, 20*time.Second, "first 10", func(m []testenv.Received) bool { return len(seqs(t, m, "cam")) >= 10 })
+	// A subscriber can have a message before its publisher has the broker's PUBACK: a message
+	// leaves the queue only on its PUBACK, so the outage starts once all 10 are acknowledged
+	// (else the unacknowledged ones stay queued, correctly, and the count below is off).
+	testenv.WaitFor(t, 20*time.Second, "the first 10 acknowledged", func() bool { return p1.Metrics().QueueDepth == 0 })
 	b.Stop()
 	for i := range 50 {
 		if err := p1.PublishDetections(frame("cam", uint64(10+i), 1)); err != nil {
