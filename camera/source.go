@@ -113,7 +113,7 @@ func NewSource(cfg Config, log *slog.Logger) (*Source, error) {
 	s := &Source{
 		cfg:        cfg,
 		kind:       cfg.Kind(),
-		log:        log.With("camera", cfg.Name),
+		log:        log.With("component", "camera", "camera", cfg.Name),
 		steps:      backoff.Default,
 		resetAfter: backoff.ResetAfter,
 	}

@@ -61,18 +61,18 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if cfg.Path == "" {
 		fmt.Fprintln(stderr, "stardetr bench: --model is required")
 		fs.Usage()
-		return 2
+		return exitUsage
 	}
 	if *runs < 1 || *profileRuns < 0 || *fmaUnits < 0 {
 		fmt.Fprintln(stderr, "stardetr bench: --runs must be at least 1, --profile-runs and --fma-units at least 0")
-		return 2
+		return exitUsage
 	}
 	var frame gocv.Mat
 	if *imagePath != "" {
 		var err error
 		if frame, err = readImage(*imagePath, *maxPixels); err != nil {
 			fmt.Fprintln(stderr, "stardetr bench:", err)
-			return 1
+			return exitFailure
 		}
 	} else {
 		frame = syntheticFrame(1280, 720)
@@ -81,7 +81,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	res, err := Bench(ctx, *cfg, frame, *runs, *profileRuns, cliLogger(stderr))
 	if err != nil {
 		fmt.Fprintln(stderr, "stardetr bench:", err)
-		return 1
+		return exitFailure
 	}
 	ms := func(d time.Duration) string { return fmt.Sprintf("%8.2f ms", float64(d)/1e6) }
 	threads := "ONNX Runtime's default"
@@ -129,7 +129,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		}
 		fmt.Fprintf(stdout, "top ops      %s\n", strings.Join(top, ", "))
 	}
-	return 0
+	return exitOK
 }
 
 // Bench opens the model and times Detect (with its stages) against a bare Run() of the same

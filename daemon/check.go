@@ -19,21 +19,21 @@ import (
 // the journal instead of a crash loop.
 func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	path := fs.String("config", DefaultConfigPath, "configuration file (YAML)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseCommand(fs, args, stderr, "[--config F]"); !ok {
+		return code
 	}
 	// SIGINT and SIGTERM end ctx: check stops after the step it is in (each is bounded: zone
 	// polygons are capped, the model's load is the longest) and exits 1 saying so.
 	stop := func(doing string) int {
 		fmt.Fprintf(stderr, "stardetr check: %v\n", interrupted(ctx, doing))
-		return 1
+		return exitFailure
 	}
 	cfg, err := LoadConfig(*path)
 	if err != nil {
+		// A file that cannot be read or parsed is not a config with problems: nothing to check.
 		fmt.Fprintf(stderr, "stardetr check: %v\n", err)
-		return 1
+		return exitUsage
 	}
 	if ctx.Err() != nil {
 		return stop("reading " + *path)
@@ -95,10 +95,10 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 		for _, p := range problems {
 			fmt.Fprintf(stderr, "  - %s\n", p)
 		}
-		return 1
+		return exitFailure
 	}
 	fmt.Fprintf(stdout, "config %s: ok (%d cameras)\n", *path, len(cfg.Cameras))
-	return 0
+	return exitOK
 }
 
 // providerReport reads the ONNX Runtime profile of the checked session (its warm-up runs) and

@@ -44,7 +44,7 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			err = interrupted(ctx, doing)
 		}
 		fmt.Fprintln(stderr, "stardetr eval:", err)
-		return 1
+		return exitFailure
 	}
 	// The dataset first, all of it: a bad label or image should not wait for a model to load
 	// or for half a run. Images are checked by their header (a regular file, a known format,
@@ -102,14 +102,14 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return fail(err)
 		}
 		fmt.Fprintln(stdout, string(b))
-		return 0
+		return exitOK
 	}
 	fmt.Fprintf(stdout, "%22s%11s%11s%11s%11s%11s%11s\n", "Class", "Images", "Instances", "P", "R", "mAP50", "mAP50-95")
 	fmt.Fprintf(stdout, "%22s%11d%11d%11.3g%11.3g%11.3g%11.3g\n", "all", res.Images, res.Instances, res.P, res.R, res.MAP50, res.MAP5095)
 	for _, c := range res.Classes {
 		fmt.Fprintf(stdout, "%22s%11d%11d%11.3g%11.3g%11.3g%11.3g\n", c.Name, c.Images, c.Instances, c.P, c.R, c.MAP50, c.MAP5095)
 	}
-	return 0
+	return exitOK
 }
 
 // evaluate runs the detector over the images and scores its detections.
