@@ -37,7 +37,7 @@ func (s *service) reload() {
 			"changed_keys", strings.Join(keys, ", "))
 	}
 	s.cfg.Cameras = cfg.Cameras
-	s.applyRetained()
+	s.updateRetained()
 	s.log.Info("configuration reloaded", "cameras", len(cams))
 }
 

@@ -91,7 +91,7 @@ func startService(ctx context.Context, cfg Config, configPath string, log *slog.
 	if err = s.buildPipeline(info, cams, &undo); err != nil {
 		return nil, err
 	}
-	s.applyRetained()
+	s.updateRetained()
 	// The publisher starts once the pipeline exists: its stats callback reads the pipeline.
 	if err = s.pub.Start(ctx); err != nil {
 		return nil, err
