@@ -228,7 +228,7 @@ func (s *Source) Run(ctx context.Context, sink func(*Frame)) error {
 		wait := bo.Next()
 		next := time.Now().Add(wait)
 		s.setPhase(session, PhaseRetrying, res.err, next)
-		s.log.Warn("camera failed, retrying", "error", res.err, "retry_in", wait.Round(time.Millisecond))
+		s.log.Warn("camera failed, retrying", "err", res.err, "retry_in", wait.Round(time.Millisecond))
 		retry.Reset(wait)
 		select {
 		case <-ctx.Done():

@@ -210,7 +210,7 @@ func TestZonesValidate(t *testing.T) {
 	}{
 		{track.Zone{Name: "a", Polygon: sq[:2], Inertia: 1}, "zones[0].polygon: has 2 points"},
 		{track.Zone{Name: "a", Polygon: [][]float64{{0, 0}, {1, 1}, {1, 0}, {0, 1}}, Inertia: 1}, "zones[0].polygon: edge 0-1 crosses edge 2-3"},
-		{track.Zone{Name: "a", Polygon: [][]float64{{0, 0}, {1.5, 0}, {1, 1}}, Inertia: 1}, "zones[0].polygon[1][0]: 1.5 is outside 0..1"},
+		{track.Zone{Name: "a", Polygon: [][]float64{{0, 0}, {1.5, 0}, {1, 1}}, Inertia: 1}, "zones[0].polygon[1][0]: 1.5 is out of range: 0 to 1"},
 		{track.Zone{Name: "a", Polygon: [][]float64{{0, 0}, {0.5, 0.5}, {1, 1}}, Inertia: 1}, "encloses no area"},
 		{track.Zone{Name: "a/b", Polygon: sq, Inertia: 1}, `zones[0].name: "a/b"`},
 		{track.Zone{Name: "a+", Polygon: sq, Inertia: 1}, `zones[0].name: "a+"`},
