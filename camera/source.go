@@ -188,10 +188,7 @@ func (s *Source) Run(ctx context.Context, sink func(*Frame)) error {
 	defer pool.Close()
 	h := fnv.New64a()
 	h.Write([]byte(s.cfg.Name))
-	bo := backoff.New(s.steps, h.Sum64()^uint64(time.Now().UnixNano()))
-	retry := time.NewTimer(time.Hour)
-	retry.Stop()
-	defer retry.Stop()
+	bo := backoff.New(s.steps, s.resetAfter, h.Sum64()^uint64(time.Now().UnixNano()))
 
 	for retried := false; ; {
 		s.mu.Lock()
@@ -222,21 +219,18 @@ func (s *Source) Run(ctx context.Context, sink func(*Frame)) error {
 		case res.eof:
 			res.err = errors.New("video file ended before its first frame (empty or unreadable)")
 		}
-		if res.frames > 0 && res.last.Sub(res.first) >= s.resetAfter {
-			bo.Reset()
+		var streamed time.Duration // how long the session worked: first to last frame
+		if res.frames > 0 {
+			streamed = res.last.Sub(res.first)
 		}
-		wait := bo.Next()
-		next := time.Now().Add(wait)
-		s.setPhase(session, PhaseRetrying, res.err, next)
+		wait, _ := bo.After(streamed)
+		s.setPhase(session, PhaseRetrying, res.err, time.Now().Add(wait))
 		s.log.Warn("camera failed, retrying", "err", res.err, "retry_in", wait.Round(time.Millisecond))
-		retry.Reset(wait)
-		select {
-		case <-ctx.Done():
+		if !backoff.Wait(ctx, wait) {
 			s.finish(nil)
 			return nil
-		case <-retry.C:
-			retried = true
 		}
+		retried = true
 	}
 }
 

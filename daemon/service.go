@@ -56,7 +56,7 @@ type service struct {
 // startService returns the running service or an error; on error everything it had started
 // is undone, last first. Each step is a method below, in the order it runs.
 func startService(ctx context.Context, cfg Config, configPath string, log *slog.Logger) (_ *service, err error) {
-	s := &service{cfg: cfg, configPath: configPath, log: log, notify: notifier{log: log}, fatal: make(chan error, 1)}
+	s := &service{cfg: cfg, configPath: configPath, log: log, notify: notifier{log: log.With("component", "systemd")}, fatal: make(chan error, 1)}
 	var undo undoStack
 	defer func() {
 		if err != nil {
@@ -316,7 +316,7 @@ func (s *service) pingWatchdog() {
 	if s.pipe.Progressing(s.cfg.Watchdog.FrameTimeout) {
 		s.notify.watchdog()
 	} else {
-		s.log.Error("pipeline stuck: a frame has been processing for longer than watchdog.frame_timeout; withholding the systemd watchdog ping",
+		s.notify.log.Error("pipeline stuck: a frame has been processing for longer than watchdog.frame_timeout; withholding the systemd watchdog ping",
 			"frame_timeout", s.cfg.Watchdog.FrameTimeout)
 	}
 }

@@ -65,4 +65,6 @@
 // and an in-memory store: the disk queue is the store of record, and the
 // publisher's own connection loop retries every broker in order with
 // stepped, jittered delays (Options.RetryDelays, default internal/backoff's: 1 s, 1 s, 2 s, 5 s, 10 s, 20 s, 30 s).
+// A connection that was up 10 s (backoff.ResetAfter) starts the schedule over and
+// reconnects after its first step, as a camera does (internal/backoff says why).
 package publish
