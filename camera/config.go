@@ -145,7 +145,7 @@ func (c *Config) Validate() error {
 	}
 	switch {
 	case math.IsNaN(c.FPS) || math.IsInf(c.FPS, 0) || c.FPS < 0 || c.FPS > 1000:
-		l.Add("fps", "%v: must be between 0 and 1000 (0 = the source's own rate)", c.FPS)
+		l.Add("fps", "%v is out of range: 0 to 1000 (0 = the source's own rate)", c.FPS)
 	case c.FPS != 0 && kind != KindV4L2 && kind != KindFile && kind != "":
 		l.Add("fps", "applies to V4L2 devices and files only; a %s source delivers its own rate", kind)
 	case kind == KindV4L2 && c.FPS > 0 && c.StallTimeout > 0 && time.Duration(float64(time.Second)/c.FPS) >= c.StallTimeout:
@@ -161,7 +161,7 @@ func (c *Config) Validate() error {
 		def time.Duration
 	}{{"stall_timeout", c.StallTimeout, DefaultStallTimeout}, {"open_timeout", c.OpenTimeout, DefaultOpenTimeout}} {
 		if d.v < 100*time.Millisecond || d.v > time.Hour {
-			l.Add(d.key, "%v: must be between 100ms and 1h (default %v)", d.v, d.def)
+			l.Add(d.key, "%v is out of range: 100ms to 1h (default %v)", d.v, d.def)
 		}
 	}
 	return l.Err()

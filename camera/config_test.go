@@ -84,8 +84,8 @@ func TestValidateRejects(t *testing.T) {
 		{"bare /dev/", func(c *camera.Config) { c.URL = "/dev/" }, `cameras[1].url: "/dev/": names no device`},
 		{"empty gst", func(c *camera.Config) { c.URL = "gst: " }, "cameras[1].url: \"gst: \": the pipeline after gst: is empty"},
 		{"gst without appsink", func(c *camera.Config) { c.URL = "gst:videotestsrc ! autovideosink" }, "must end in appsink"},
-		{"negative fps", func(c *camera.Config) { c.URL, c.FPS = "/dev/video0", -1 }, "cameras[1].fps: -1: must be between 0 and 1000"},
-		{"NaN fps", func(c *camera.Config) { c.URL, c.FPS = "/dev/video0", math.NaN() }, "cameras[1].fps: NaN: must be between 0 and 1000"},
+		{"negative fps", func(c *camera.Config) { c.URL, c.FPS = "/dev/video0", -1 }, "cameras[1].fps: -1 is out of range: 0 to 1000"},
+		{"NaN fps", func(c *camera.Config) { c.URL, c.FPS = "/dev/video0", math.NaN() }, "cameras[1].fps: NaN is out of range: 0 to 1000"},
 		{"fps slower than the stall timeout", func(c *camera.Config) { c.URL, c.FPS = "/dev/video0", 0.1 },
 			"cameras[1].fps: 0.1 means a frame every 10s, not less than stall_timeout 5s: raise stall_timeout"},
 		{"fps on a stream", func(c *camera.Config) { c.URL, c.FPS = "rtsp://cam/x", 10 }, "cameras[1].fps: applies to V4L2 devices and files only"},
@@ -95,8 +95,8 @@ func TestValidateRejects(t *testing.T) {
 		{"fourcc on rtsp", func(c *camera.Config) { c.URL, c.FourCC = "rtsp://cam/x", "MJPG" }, "cameras[1].fourcc: applies to V4L2 devices"},
 		{"fourcc too long", func(c *camera.Config) { c.URL, c.FourCC = "/dev/video0", "MJPEG" }, `cameras[1].fourcc: "MJPEG": must be 4 letters or digits`},
 		{"bad pace", func(c *camera.Config) { c.URL, c.Pace = testClip, "slow" }, `cameras[1].pace: "slow": must be "realtime" or "fast"`},
-		{"negative stall", func(c *camera.Config) { c.URL, c.StallTimeout = "rtsp://cam/x", -time.Second }, "cameras[1].stall_timeout: -1s: must be between 100ms and 1h"},
-		{"tiny open timeout", func(c *camera.Config) { c.URL, c.OpenTimeout = "rtsp://cam/x", time.Millisecond }, "cameras[1].open_timeout: 1ms: must be between 100ms and 1h"},
+		{"negative stall", func(c *camera.Config) { c.URL, c.StallTimeout = "rtsp://cam/x", -time.Second }, "cameras[1].stall_timeout: -1s is out of range: 100ms to 1h"},
+		{"tiny open timeout", func(c *camera.Config) { c.URL, c.OpenTimeout = "rtsp://cam/x", time.Millisecond }, "cameras[1].open_timeout: 1ms is out of range: 100ms to 1h"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {

@@ -113,7 +113,7 @@ func NewSource(cfg Config, log *slog.Logger) (*Source, error) {
 	s := &Source{
 		cfg:        cfg,
 		kind:       cfg.Kind(),
-		log:        log.With("camera", cfg.Name),
+		log:        log.With("component", "camera", "camera", cfg.Name),
 		steps:      backoff.Default,
 		resetAfter: backoff.ResetAfter,
 	}
@@ -188,10 +188,7 @@ func (s *Source) Run(ctx context.Context, sink func(*Frame)) error {
 	defer pool.Close()
 	h := fnv.New64a()
 	h.Write([]byte(s.cfg.Name))
-	bo := backoff.New(s.steps, h.Sum64()^uint64(time.Now().UnixNano()))
-	retry := time.NewTimer(time.Hour)
-	retry.Stop()
-	defer retry.Stop()
+	bo := backoff.New(s.steps, s.resetAfter, h.Sum64()^uint64(time.Now().UnixNano()))
 
 	for retried := false; ; {
 		s.mu.Lock()
@@ -222,21 +219,18 @@ func (s *Source) Run(ctx context.Context, sink func(*Frame)) error {
 		case res.eof:
 			res.err = errors.New("video file ended before its first frame (empty or unreadable)")
 		}
-		if res.frames > 0 && res.last.Sub(res.first) >= s.resetAfter {
-			bo.Reset()
+		var streamed time.Duration // how long the session worked: first to last frame
+		if res.frames > 0 {
+			streamed = res.last.Sub(res.first)
 		}
-		wait := bo.Next()
-		next := time.Now().Add(wait)
-		s.setPhase(session, PhaseRetrying, res.err, next)
-		s.log.Warn("camera failed, retrying", "error", res.err, "retry_in", wait.Round(time.Millisecond))
-		retry.Reset(wait)
-		select {
-		case <-ctx.Done():
+		wait, _ := bo.After(streamed)
+		s.setPhase(session, PhaseRetrying, res.err, time.Now().Add(wait))
+		s.log.Warn("camera failed, retrying", "err", res.err, "retry_in", wait.Round(time.Millisecond))
+		if !backoff.Wait(ctx, wait) {
 			s.finish(nil)
 			return nil
-		case <-retry.C:
-			retried = true
 		}
+		retried = true
 	}
 }
 
@@ -338,26 +332,13 @@ func (s *Source) read(session uint64, stop <-chan struct{}, pool *FramePool, sin
 		return r
 	}
 	progress.Store(time.Now().UnixNano())
-	s.update(session, func(st *State) {
-		st.Width, st.Height, st.FPS, st.FourCC = info.Width, info.Height, info.FPS, info.FourCC
-	})
-	s.log.Info("camera opened", "backend", info.Backend, "width", info.Width, "height", info.Height, "fps", info.FPS, "fourcc", info.FourCC)
-	if s.kind == KindV4L2 {
-		s.warnV4L2Mismatch(info)
-	}
+	s.opened(session, info)
 
 	scratch := gocv.NewMat()
 	defer scratch.Close()
 	pace := s.newPacer(info.FPS)
 	defer pace.stop()
-	var sincePass uint64 // frames since the file (re)started; a failed read right after a seek is EOF
-	// bad counts failed reads in a row. OpenCV's FFmpeg reader fails a read whose packet does
-	// not decode, but the demuxer has moved past that packet: the next read gets the next
-	// frame. So a few failed reads are tried through and, when a frame follows, counted as
-	// skipped frames; only maxBadReads in a row, or a read that waited for the read timeout,
-	// end the session.
-	bad := 0
-	lastGood := time.Now()
+	rd := reading{lastGood: time.Now()}
 	for !stopped() {
 		f := pool.Get()
 		dst := &scratch
@@ -370,43 +351,14 @@ func (s *Source) read(session uint64, stop <-chan struct{}, pool *FramePool, sin
 			if f != nil {
 				f.Release()
 			}
-			if ok || stopped() {
+			if ok || stopped() || !s.failedRead(vc, &rd, &r, now) {
 				return r
 			}
-			bad++
-			if s.skipsBadReads() && bad <= maxBadReads && now.Sub(lastGood) < s.cfg.StallTimeout {
-				continue
-			}
-			if s.kind == KindFile {
-				if s.cfg.Loop && sincePass > 0 {
-					vc.Set(gocv.VideoCapturePosFrames, 0)
-					sincePass, bad = 0, 0
-					continue
-				}
-				r.eof = true
-				return r
-			}
-			r.err = s.readError(r, bad, now.Sub(lastGood))
-			return r
+			continue
 		}
-		if bad > 0 {
-			s.corrupt.Add(uint64(bad))
-			s.log.Debug("skipped frames that failed to decode", "frames", bad, "undecodable_total", s.corrupt.Load())
-			bad = 0
-		}
-		lastGood = now
-		seq := s.frames.Add(1)
-		sincePass++
-		r.frames++
-		progress.Store(now.UnixNano())
-		if r.first.IsZero() {
-			r.first = now
-			s.setPhase(session, PhaseStreaming, nil, time.Time{})
-			s.log.Info("camera streaming")
-		}
-		r.last = now
+		seq := s.goodRead(session, &rd, &r, now, progress)
 		if f == nil {
-			s.drops.Add(1)
+			s.drops.Add(1) // the consumer holds every pooled frame: this one is read into scratch and dropped
 		} else {
 			f.Seq, f.Time = seq, now
 			sink(f)
@@ -416,6 +368,74 @@ func (s *Source) read(session uint64, stop <-chan struct{}, pool *FramePool, sin
 		}
 	}
 	return r
+}
+
+// opened records and logs what the capture opened.
+func (s *Source) opened(session uint64, info captureInfo) {
+	s.update(session, func(st *State) {
+		st.Width, st.Height, st.FPS, st.FourCC = info.Width, info.Height, info.FPS, info.FourCC
+	})
+	s.log.Info("camera opened", "backend", info.Backend, "width", info.Width, "height", info.Height, "fps", info.FPS, "fourcc", info.FourCC)
+	if s.kind == KindV4L2 {
+		s.warnV4L2Mismatch(info)
+	}
+}
+
+// reading is the state of one session's read loop.
+type reading struct {
+	// bad counts failed reads in a row. OpenCV's FFmpeg reader fails a read whose packet does
+	// not decode, but the demuxer has moved past that packet: the next read gets the next
+	// frame. So a few failed reads are tried through and, when a frame follows, counted as
+	// skipped frames; only maxBadReads in a row, or a read that waited for the read timeout,
+	// end the session.
+	bad      int
+	lastGood time.Time
+	// sincePass counts the frames since the file (re)started; a failed read right after a
+	// seek is the end of the file.
+	sincePass uint64
+}
+
+// failedRead handles a read that failed at now. It reports whether to read again (a failed
+// read to try through, or a looping file rewound); when not, it has set how the session ended
+// in r (the end of the file, or the error).
+func (s *Source) failedRead(vc *gocv.VideoCapture, rd *reading, r *attemptResult, now time.Time) bool {
+	rd.bad++
+	if s.skipsBadReads() && rd.bad <= maxBadReads && now.Sub(rd.lastGood) < s.cfg.StallTimeout {
+		return true
+	}
+	if s.kind == KindFile {
+		if s.cfg.Loop && rd.sincePass > 0 {
+			vc.Set(gocv.VideoCapturePosFrames, 0)
+			rd.sincePass, rd.bad = 0, 0
+			return true
+		}
+		r.eof = true
+		return false
+	}
+	r.err = s.readError(*r, rd.bad, now.Sub(rd.lastGood))
+	return false
+}
+
+// goodRead counts a frame read at now (and the failed reads it followed as skipped), marks
+// the session streaming on its first frame, and returns the frame's sequence number.
+func (s *Source) goodRead(session uint64, rd *reading, r *attemptResult, now time.Time, progress *atomic.Int64) uint64 {
+	if rd.bad > 0 {
+		s.corrupt.Add(uint64(rd.bad))
+		s.log.Debug("skipped frames that failed to decode", "frames", rd.bad, "undecodable_total", s.corrupt.Load())
+		rd.bad = 0
+	}
+	rd.lastGood = now
+	seq := s.frames.Add(1)
+	rd.sincePass++
+	r.frames++
+	progress.Store(now.UnixNano())
+	if r.first.IsZero() {
+		r.first = now
+		s.setPhase(session, PhaseStreaming, nil, time.Time{})
+		s.log.Info("camera streaming")
+	}
+	r.last = now
+	return seq
 }
 
 // maxBadReads is how many failed reads in a row are tried through (see read) before the

@@ -61,18 +61,18 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	if cfg.Path == "" {
 		fmt.Fprintln(stderr, "stardetr bench: --model is required")
 		fs.Usage()
-		return 2
+		return exitUsage
 	}
 	if *runs < 1 || *profileRuns < 0 || *fmaUnits < 0 {
 		fmt.Fprintln(stderr, "stardetr bench: --runs must be at least 1, --profile-runs and --fma-units at least 0")
-		return 2
+		return exitUsage
 	}
 	var frame gocv.Mat
 	if *imagePath != "" {
 		var err error
 		if frame, err = readImage(*imagePath, *maxPixels); err != nil {
 			fmt.Fprintln(stderr, "stardetr bench:", err)
-			return 1
+			return exitFailure
 		}
 	} else {
 		frame = syntheticFrame(1280, 720)
@@ -81,7 +81,7 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	res, err := Bench(ctx, *cfg, frame, *runs, *profileRuns, cliLogger(stderr))
 	if err != nil {
 		fmt.Fprintln(stderr, "stardetr bench:", err)
-		return 1
+		return exitFailure
 	}
 	ms := func(d time.Duration) string { return fmt.Sprintf("%8.2f ms", float64(d)/1e6) }
 	threads := "ONNX Runtime's default"
@@ -102,34 +102,42 @@ func cmdBench(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	fmt.Fprintf(stdout, "detect / bare Run(): %.3f (min), %.3f (median)\n",
 		float64(res.Detect.Min)/float64(res.Bare.Min), float64(res.Detect.Median)/float64(res.Bare.Median))
-	if p := res.Profile; p != nil {
-		cores := res.Threads
-		if cores <= 0 {
-			cores = runtime.NumCPU()
-		}
-		units, assumed := *fmaUnits, *fmaUnits == 0
-		if assumed {
-			units = 2 // Intel Xeon Scalable and AMD Zen 5 cores have two 512-bit FMA pipes
-		}
-		peak := hostCPUPeak(cores, units, assumed)
-		achieved := p.FLOPs / res.Bare.Median.Seconds()
-		fmt.Fprintf(stdout, "arithmetic   %.2f GFLOPs per frame (Conv, MatMul, Gemm; 2 per multiply-accumulate)\n", p.FLOPs/1e9)
-		if p.Uncounted > 0 {
-			fmt.Fprintf(stdout, "             without %d nodes whose weights ONNX Runtime prepacked and left out of its profile (INT8 convolutions): see the float32 model\n", p.Uncounted)
-		}
-		fmt.Fprintf(stdout, "achieved     %.1f GFLOP/s at the median bare Run()\n", achieved/1e9)
-		fmt.Fprintf(stdout, "fp32 peak    %s\n", peak)
-		if peak.FLOPs > 0 {
-			fmt.Fprintf(stdout, "share        %.0f%% of the fp32 peak\n", 100*achieved/peak.FLOPs)
-		}
-		fmt.Fprintf(stdout, "CARAFE       %.1f%% of the model's kernel time (%d runs profiled)\n", 100*p.Share("MMCVCARAFE"), p.Runs)
-		var top []string
-		for _, o := range p.Ops[:min(6, len(p.Ops))] {
-			top = append(top, fmt.Sprintf("%s %.0f%%", o.Op, 100*float64(o.Time)/float64(p.Kernel)))
-		}
-		fmt.Fprintf(stdout, "top ops      %s\n", strings.Join(top, ", "))
+	if res.Profile != nil {
+		printProfile(stdout, res, *fmaUnits)
 	}
-	return 0
+	return exitOK
+}
+
+// printProfile prints what the profiled session says: the model's arithmetic, the rate the
+// bare Run() achieved against the CPU's fp32 peak, CARAFE's share and the top op types.
+// fmaUnits 0: assumed.
+func printProfile(stdout io.Writer, res BenchResult, fmaUnits int) {
+	p := res.Profile
+	cores := res.Threads
+	if cores <= 0 {
+		cores = runtime.NumCPU()
+	}
+	units, assumed := fmaUnits, fmaUnits == 0
+	if assumed {
+		units = 2 // Intel Xeon Scalable and AMD Zen 5 cores have two 512-bit FMA pipes
+	}
+	peak := hostCPUPeak(cores, units, assumed)
+	achieved := p.FLOPs / res.Bare.Median.Seconds()
+	fmt.Fprintf(stdout, "arithmetic   %.2f GFLOPs per frame (Conv, MatMul, Gemm; 2 per multiply-accumulate)\n", p.FLOPs/1e9)
+	if p.Uncounted > 0 {
+		fmt.Fprintf(stdout, "             without %d nodes whose weights ONNX Runtime prepacked and left out of its profile (INT8 convolutions): see the float32 model\n", p.Uncounted)
+	}
+	fmt.Fprintf(stdout, "achieved     %.1f GFLOP/s at the median bare Run()\n", achieved/1e9)
+	fmt.Fprintf(stdout, "fp32 peak    %s\n", peak)
+	if peak.FLOPs > 0 {
+		fmt.Fprintf(stdout, "share        %.0f%% of the fp32 peak\n", 100*achieved/peak.FLOPs)
+	}
+	fmt.Fprintf(stdout, "CARAFE       %.1f%% of the model's kernel time (%d runs profiled)\n", 100*p.Share("MMCVCARAFE"), p.Runs)
+	var top []string
+	for _, o := range p.Ops[:min(6, len(p.Ops))] {
+		top = append(top, fmt.Sprintf("%s %.0f%%", o.Op, 100*float64(o.Time)/float64(p.Kernel)))
+	}
+	fmt.Fprintf(stdout, "top ops      %s\n", strings.Join(top, ", "))
 }
 
 // Bench opens the model and times Detect (with its stages) against a bare Run() of the same

@@ -19,21 +19,21 @@ import (
 // the journal instead of a crash loop.
 func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	fs := flag.NewFlagSet("check", flag.ContinueOnError)
-	fs.SetOutput(stderr)
 	path := fs.String("config", DefaultConfigPath, "configuration file (YAML)")
-	if err := fs.Parse(args); err != nil {
-		return 2
+	if code, ok := parseCommand(fs, args, stderr, "[--config F]"); !ok {
+		return code
 	}
 	// SIGINT and SIGTERM end ctx: check stops after the step it is in (each is bounded: zone
 	// polygons are capped, the model's load is the longest) and exits 1 saying so.
 	stop := func(doing string) int {
 		fmt.Fprintf(stderr, "stardetr check: %v\n", interrupted(ctx, doing))
-		return 1
+		return exitFailure
 	}
 	cfg, err := LoadConfig(*path)
 	if err != nil {
+		// A file that cannot be read or parsed is not a config with problems: nothing to check.
 		fmt.Fprintf(stderr, "stardetr check: %v\n", err)
-		return 1
+		return exitUsage
 	}
 	if ctx.Err() != nil {
 		return stop("reading " + *path)
@@ -51,54 +51,64 @@ func cmdCheck(ctx context.Context, args []string, stdout, stderr io.Writer) int 
 	}
 	problems = append(problems, stateProblems...)
 	// The model is loaded even when other sections are wrong, so that one run lists everything.
-	if err := cfg.Model.Validate(); err == nil {
-		quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
-		// ONNX Runtime's profile of Open's runs says which provider ran each node, and so how many
-		// TensorRT engines the session built (providerReport).
-		mcfg := cfg.Model
-		profDir, err := os.MkdirTemp("", "stardetr-check-")
-		if err == nil {
-			defer os.RemoveAll(profDir)
-			mcfg.ProfilePrefix = filepath.Join(profDir, "ort")
-		}
-		det, err := model.Open(ctx, mcfg, cfg.StateDir, quiet)
-		if err != nil && ctx.Err() != nil {
+	if cfg.Model.Validate() == nil {
+		modelProblems, err := checkModel(ctx, &cfg, stdout)
+		if err != nil {
 			return stop("loading the model")
 		}
-		if err != nil {
-			problems = append(problems, "model: "+err.Error())
-		} else {
-			i := det.Info()
-			fmt.Fprintf(stdout, "model: %s (sha256 %s), input %dx%d, %d classes, provider %s, CARAFE nodes %d, ONNX Runtime %s, loaded in %s\n",
-				i.Path, i.SHA256, i.Width, i.Height, i.NumClasses, i.Provider, i.CARAFENodes, i.ORTVersion, i.LoadTime.Round(1e6))
-			for _, s := range i.Skipped {
-				fmt.Fprintf(stdout, "model: provider skipped: %s\n", s)
-			}
-			fmt.Fprintf(stdout, "cpu: int8 dot product: %s\n", hostInt8Dot())
-			if b, err := det.NewBatch(cfg.Model.Batch); err != nil {
-				problems = append(problems, "model.batch: "+err.Error())
-			} else {
-				b.Close()
-			}
-			if err := checkModelLabels(&cfg, i.Names); err != nil {
-				problems = append(problems, strings.Split(err.Error(), "\n")...)
-			}
-			if err := det.Close(); err != nil {
-				problems = append(problems, "model: close: "+err.Error())
-			} else if mcfg.ProfilePrefix != "" {
-				fmt.Fprint(stdout, providerReport(i, mcfg.ProfilePrefix))
-			}
-		}
+		problems = append(problems, modelProblems...)
 	}
 	if len(problems) > 0 {
 		fmt.Fprintf(stderr, "stardetr check: %s has %d problem(s):\n", *path, len(problems))
 		for _, p := range problems {
 			fmt.Fprintf(stderr, "  - %s\n", p)
 		}
-		return 1
+		return exitFailure
 	}
 	fmt.Fprintf(stdout, "config %s: ok (%d cameras)\n", *path, len(cfg.Cameras))
-	return 0
+	return exitOK
+}
+
+// checkModel loads the config's model as the service would, prints what it found (model,
+// providers, int8 support, nodes per provider) and returns the problems: the model's load, the
+// batch, the class names the config uses. err is set only when ctx ended during the load.
+func checkModel(ctx context.Context, cfg *Config, stdout io.Writer) (problems []string, err error) {
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	// ONNX Runtime's profile of Open's runs says which provider ran each node, and so how many
+	// TensorRT engines the session built (providerReport).
+	mcfg := cfg.Model
+	if profDir, err := os.MkdirTemp("", "stardetr-check-"); err == nil {
+		defer os.RemoveAll(profDir)
+		mcfg.ProfilePrefix = filepath.Join(profDir, "ort")
+	}
+	det, err := model.Open(ctx, mcfg, cfg.StateDir, quiet)
+	if err != nil && ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	if err != nil {
+		return []string{"model: " + err.Error()}, nil
+	}
+	i := det.Info()
+	fmt.Fprintf(stdout, "model: %s (sha256 %s), input %dx%d, %d classes, provider %s, CARAFE nodes %d, ONNX Runtime %s, loaded in %s\n",
+		i.Path, i.SHA256, i.Width, i.Height, i.NumClasses, i.Provider, i.CARAFENodes, i.ORTVersion, i.LoadTime.Round(1e6))
+	for _, s := range i.Skipped {
+		fmt.Fprintf(stdout, "model: provider skipped: %s\n", s)
+	}
+	fmt.Fprintf(stdout, "cpu: int8 dot product: %s\n", hostInt8Dot())
+	if b, err := det.NewBatch(cfg.Model.Batch); err != nil {
+		problems = append(problems, "model.batch: "+err.Error())
+	} else {
+		b.Close()
+	}
+	if err := checkModelLabels(cfg, i.Names); err != nil {
+		problems = append(problems, strings.Split(err.Error(), "\n")...)
+	}
+	if err := det.Close(); err != nil {
+		problems = append(problems, "model: close: "+err.Error())
+	} else if mcfg.ProfilePrefix != "" {
+		fmt.Fprint(stdout, providerReport(i, mcfg.ProfilePrefix))
+	}
+	return problems, nil
 }
 
 // providerReport reads the ONNX Runtime profile of the checked session (its warm-up runs) and

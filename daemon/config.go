@@ -3,6 +3,7 @@ package daemon
 import (
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"reflect"
@@ -43,7 +44,7 @@ type Config struct {
 	Cameras []CameraConfig `mapstructure:"cameras"`
 	// MQTT is the broker connection and the offline queue.
 	MQTT publish.Config `mapstructure:"mqtt"`
-	// HTTP serves /healthz, /metrics and /snapshot/<camera>.jpg.
+	// HTTP serves the live view and the API: the endpoints of the route table in http.go.
 	HTTP HTTPConfig `mapstructure:"http"`
 	// Watchdog bounds one frame's processing: past it the pipeline counts as stuck, the
 	// systemd watchdog pings stop and /healthz fails.
@@ -68,19 +69,6 @@ type CameraConfig struct {
 	Motion motion.Config `mapstructure:"motion"`
 	// Objects drops detections by label before tracking and publishing.
 	Objects pipeline.Objects `mapstructure:"objects"`
-}
-
-// HTTPConfig is the `http:` section.
-type HTTPConfig struct {
-	// Listen is host:port; empty disables the HTTP server.
-	Listen string `mapstructure:"listen"`
-	// Auth is required when Listen is not a loopback address.
-	Auth HTTPAuthConfig `mapstructure:"auth"`
-	// MaxViewers bounds the live streams (/stream/<camera>.mjpeg) open at once per camera.
-	MaxViewers int `mapstructure:"max_viewers"`
-	// MaxConnections bounds the HTTP connections open at once, live streams included; more
-	// are closed as soon as they are accepted (stardetr_http_connections_refused_total).
-	MaxConnections int `mapstructure:"max_connections"`
 }
 
 // WatchdogConfig is the `watchdog:` section.
@@ -154,6 +142,37 @@ func LoadConfig(path string) (Config, error) {
 	}
 	cfg.resolvePaths(filepath.Dir(path))
 	return cfg, nil
+}
+
+// loadAndValidate loads the file, lets the command line override it, and validates.
+func loadAndValidate(path string, override func(*Config)) (Config, error) {
+	cfg, err := LoadConfig(path)
+	if err != nil {
+		return cfg, err
+	}
+	if override != nil {
+		override(&cfg)
+	}
+	if err := cfg.Validate(); err != nil {
+		return cfg, fmt.Errorf("config %s is invalid:\n  %s", path, strings.ReplaceAll(err.Error(), "\n", "\n  "))
+	}
+	return cfg, nil
+}
+
+// parseLogLevel reads a log_level (or --log-level) value; Validate and newLogger both use it,
+// so that the levels the config accepts are the ones the logger knows.
+func parseLogLevel(s string) (slog.Level, error) {
+	switch s {
+	case "debug":
+		return slog.LevelDebug, nil
+	case "info":
+		return slog.LevelInfo, nil
+	case "warn":
+		return slog.LevelWarn, nil
+	case "error":
+		return slog.LevelError, nil
+	}
+	return 0, fmt.Errorf("%q is not a level: use debug, info, warn or error", s)
 }
 
 // scalarKeys lists the dotted keys of every field an environment variable can hold: scalars,
@@ -243,10 +262,8 @@ func (c *Config) Validate() error {
 	if c.StateDir == "" {
 		l.Add("state_dir", "required: a writable folder for the queue and caches")
 	}
-	switch c.LogLevel {
-	case "debug", "info", "warn", "error":
-	default:
-		l.Add("log_level", "%q is not a level: use debug, info, warn or error", c.LogLevel)
+	if _, err := parseLogLevel(c.LogLevel); err != nil {
+		l.Add("log_level", "%v", err)
 	}
 	l.Include("model", c.Model.Validate())
 	if len(c.Cameras) == 0 {

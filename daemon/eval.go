@@ -44,7 +44,7 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			err = interrupted(ctx, doing)
 		}
 		fmt.Fprintln(stderr, "stardetr eval:", err)
-		return 1
+		return exitFailure
 	}
 	// The dataset first, all of it: a bad label or image should not wait for a model to load
 	// or for half a run. Images are checked by their header (a regular file, a known format,
@@ -57,25 +57,9 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 	if err != nil {
 		return fail(fmt.Errorf("dataset %s: val: %w", *data, err))
 	}
-	images := make([]evalImage, len(paths))
-	instances := 0
-	for i, p := range paths {
-		if ctx.Err() != nil {
-			return fail(interrupted(ctx, fmt.Sprintf("reading the dataset (image %d of %d)", i+1, len(paths))))
-		}
-		if _, err := imgsize.Check(p, *maxPixels); err != nil {
-			var tooLarge *imgsize.TooLargeError
-			if errors.As(err, &tooLarge) {
-				err = fmt.Errorf("%w, or raise --max-pixels", err)
-			}
-			return fail(err)
-		}
-		labels, err := yoloval.ReadLabels(yoloval.LabelPath(p), len(ds.Names))
-		if err != nil {
-			return fail(err)
-		}
-		images[i] = evalImage{p, labels}
-		instances += len(labels)
+	images, instances, err := readValImages(ctx, paths, len(ds.Names), *maxPixels)
+	if err != nil {
+		return fail(err)
 	}
 	// RT-DETR's val keeps all of its queries above conf: the cap is the decoder's query count.
 	cfg.MaxDet = 10000
@@ -102,14 +86,45 @@ func cmdEval(ctx context.Context, args []string, stdout, stderr io.Writer) int {
 			return fail(err)
 		}
 		fmt.Fprintln(stdout, string(b))
-		return 0
+		return exitOK
 	}
+	printEval(stdout, res)
+	return exitOK
+}
+
+// readValImages checks every val image by its header (a regular file, a known format, at
+// most maxPixels) and reads its labels; it returns them with the number of labelled instances.
+func readValImages(ctx context.Context, paths []string, classes int, maxPixels int64) ([]evalImage, int, error) {
+	images := make([]evalImage, len(paths))
+	instances := 0
+	for i, p := range paths {
+		if ctx.Err() != nil {
+			return nil, 0, interrupted(ctx, fmt.Sprintf("reading the dataset (image %d of %d)", i+1, len(paths)))
+		}
+		if _, err := imgsize.Check(p, maxPixels); err != nil {
+			var tooLarge *imgsize.TooLargeError
+			if errors.As(err, &tooLarge) {
+				err = fmt.Errorf("%w, or raise --max-pixels", err)
+			}
+			return nil, 0, err
+		}
+		labels, err := yoloval.ReadLabels(yoloval.LabelPath(p), classes)
+		if err != nil {
+			return nil, 0, err
+		}
+		images[i] = evalImage{p, labels}
+		instances += len(labels)
+	}
+	return images, instances, nil
+}
+
+// printEval prints the results as ultralytics' val table does.
+func printEval(stdout io.Writer, res yoloval.Results) {
 	fmt.Fprintf(stdout, "%22s%11s%11s%11s%11s%11s%11s\n", "Class", "Images", "Instances", "P", "R", "mAP50", "mAP50-95")
 	fmt.Fprintf(stdout, "%22s%11d%11d%11.3g%11.3g%11.3g%11.3g\n", "all", res.Images, res.Instances, res.P, res.R, res.MAP50, res.MAP5095)
 	for _, c := range res.Classes {
 		fmt.Fprintf(stdout, "%22s%11d%11d%11.3g%11.3g%11.3g%11.3g\n", c.Name, c.Images, c.Instances, c.P, c.R, c.MAP50, c.MAP5095)
 	}
-	return 0
 }
 
 // evaluate runs the detector over the images and scores its detections.

@@ -12,9 +12,9 @@ import (
 	"sync"
 	"time"
 
+	"github.com/stardetr/stardetr/detection"
 	"github.com/stardetr/stardetr/internal/confcheck"
 	"github.com/stardetr/stardetr/pipeline"
-	"github.com/stardetr/stardetr/publish"
 	"github.com/stardetr/stardetr/track"
 )
 
@@ -103,25 +103,21 @@ func (s *messageSink) PublishTracked(t *pipeline.Tracked) error {
 		}
 	}
 	for _, ev := range t.Events {
-		pe := publish.Event{Camera: t.Camera, Type: ev.Type, ID: eventID(t.Camera, ev.ID), TrackID: ev.TrackID,
-			ClassID: ev.ClassID, Label: ev.Label, Score: float64(ev.Score), Zones: ev.Zones, EnteredZones: ev.EnteredZones,
-			Start: ev.Start, End: ev.End, Frames: ev.Frames, Stationary: ev.Stationary}
-		for i, v := range ev.Box {
-			pe.Box[i] = float64(v)
+		ev.ID = eventID(t.Camera, ev.ID)
+		snapshot := ""
+		if s.snaps != nil && s.snaps.has(ev.ID) {
+			snapshot = snapshotPath(ev.ID)
 		}
-		if s.snaps != nil && s.snaps.has(pe.ID) {
-			pe.Snapshot = snapshotPath(pe.ID)
-		}
-		msg, err := s.pub.PublishEvent(pe)
+		msg, err := s.pub.PublishEvent(t.Camera, ev, snapshot)
 		if err != nil {
 			errs = append(errs, err)
 		} else if s.recent != nil && msg != nil { // nil: dropped, counted by the publisher
-			s.recent.add(pe.ID, t.Camera, msg)
+			s.recent.add(ev.ID, t.Camera, msg)
 		}
-		if ev.Type == track.EventEnd && s.snaps != nil {
-			s.snaps.ended(pe.ID)
+		if ev.Type == detection.EventEnd && s.snaps != nil {
+			s.snaps.ended(ev.ID)
 		}
-		s.log.Info("event", "camera", t.Camera, "type", ev.Type, "id", pe.ID, "label", ev.Label, "zones", strings.Join(ev.Zones, ","))
+		s.log.Info("event", "camera", t.Camera, "type", ev.Type, "id", ev.ID, "label", ev.Label, "zones", strings.Join(ev.Zones, ","))
 	}
 	for _, c := range t.Counts {
 		if err := s.pub.PublishCount(t.Camera, c.Zone, c.Label, c.N); err != nil {
@@ -168,14 +164,6 @@ func (r *recentEvents) latest(camera string, limit int) []json.RawMessage {
 		}
 	}
 	return out
-}
-
-// applyRetained publishes the running configuration's retained topics and deletes those of
-// removed cameras and zones; a failure is logged, not fatal: detections still flow.
-func (s *service) applyRetained() {
-	if err := publishRetained(&s.cfg, s.deviceID, s.det.Info().Model, s.labels, s.pub); err != nil {
-		s.log.Error("retained topics (counts, Home Assistant discovery)", "err", err)
-	}
 }
 
 // eventSnapshot serves /events/<id>/snapshot.jpg.

@@ -71,7 +71,7 @@ func TestTrackingConfigErrors(t *testing.T) {
 		"cameras[0].track.low: 0.3 is above high 0.2",
 		"cameras[0].zones[0].polygon: edge 0-1 crosses edge 2-3",
 		`cameras[0].zones[1].name: "do/or"`,
-		"cameras[0].zones[1].polygon[2][1]: 1.2 is outside 0..1",
+		"cameras[0].zones[1].polygon[2][1]: 1.2 is out of range: 0 to 1",
 		"events.update_interval: -1s is negative",
 		"events.max_per_second: 0 is out of range: 1 to 10000 events per second and camera",
 		"events.snapshot_max_per_second: NaN is out of range: 0.1 to 1000",

@@ -132,14 +132,22 @@ func retainedTopics(cfg *Config, device, model string, labels []string, pub *pub
 	return out, nil
 }
 
+// updateRetained publishes the running configuration's retained topics and deletes those of
+// removed cameras and zones; a failure is logged, not fatal: detections still flow.
+func (s *service) updateRetained() {
+	if err := publishRetained(&s.cfg, s.deviceID, s.det.Info().Model, s.labels, s.pub); err != nil {
+		s.log.Error("retained topics (counts, Home Assistant discovery)", "err", err)
+	}
+}
+
 // publishRetained brings the broker's retained topics in line with the configuration (see
-// applyRetained).
+// syncRetained).
 func publishRetained(cfg *Config, device, model string, labels []string, pub *publish.Publisher) error {
 	msgs, err := retainedTopics(cfg, device, model, labels, pub)
 	if err != nil {
 		return err
 	}
-	return applyRetained(cfg.StateDir, msgs, pub)
+	return syncRetained(cfg.StateDir, msgs, pub)
 }
 
 const retainedFile = "retained-topics.json"
@@ -149,11 +157,11 @@ type retainedFileFormat struct {
 	Topics  []string `json:"topics"`
 }
 
-// applyRetained publishes the discovery entries of the configuration and deletes (empty
+// syncRetained publishes the discovery entries of the configuration and deletes (empty
 // retained payload) every retained topic a previous configuration owned that this one does
 // not: cameras, zones or labels removed by a reload or while stardetr was stopped. The owned
 // topics are remembered in <state_dir>/retained-topics.json.
-func applyRetained(stateDir string, msgs []retainedMessage, pub *publish.Publisher) error {
+func syncRetained(stateDir string, msgs []retainedMessage, pub *publish.Publisher) error {
 	path := filepath.Join(stateDir, retainedFile)
 	var old retainedFileFormat
 	if b, err := os.ReadFile(path); err == nil {

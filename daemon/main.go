@@ -2,6 +2,19 @@
 // camera sources, the model, the publisher and the pipeline from it, and owns their lifecycle
 // (signals, systemd notify and watchdog, HTTP endpoints). It is the only package that knows
 // every other one.
+//
+// Its rooms, by file:
+//   - the command line: main.go (the subcommand table, Main), cli.go (flag parsing and the
+//     helpers the subcommands share), exitcodes.go (the exit-code policy), one file per
+//     subcommand: run.go, check.go (with checkstate.go), infer.go, eval.go, bench.go
+//     (with cpupeak.go, int8dot.go), version.go;
+//   - the configuration: config.go (the file, its loading and validation), httpconfig.go,
+//     events.go's and homeassistant.go's sections, topics.go (names that become topics);
+//   - the service: service.go (start, wait, stop), reload.go (SIGHUP), notify.go (systemd),
+//     sink.go (what the pipeline hands on to MQTT);
+//   - HTTP: http.go (the one route table, authentication, the server's limits), live.go (the
+//     live view), events.go and snapshots.go (the events API and event snapshots);
+//   - MQTT's retained topics: homeassistant.go (counts and Home Assistant discovery).
 package daemon
 
 import (
@@ -38,9 +51,9 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	if len(args) == 0 || args[0] == "help" || args[0] == "-h" || args[0] == "--help" {
 		usage(stderr)
 		if len(args) == 0 {
-			return 2
+			return exitUsage
 		}
-		return 0
+		return exitOK
 	}
 	for _, c := range commands() {
 		if c.name == args[0] {
@@ -51,7 +64,7 @@ func Main(args []string, stdout, stderr io.Writer) int {
 	}
 	fmt.Fprintf(stderr, "stardetr: unknown command %q\n\n", args[0])
 	usage(stderr)
-	return 2
+	return exitUsage
 }
 
 func usage(w io.Writer) {

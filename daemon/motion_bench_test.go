@@ -19,6 +19,7 @@ import (
 	"gocv.io/x/gocv"
 
 	"github.com/stardetr/stardetr/camera"
+	"github.com/stardetr/stardetr/detection"
 	"github.com/stardetr/stardetr/internal/testenv"
 	"github.com/stardetr/stardetr/model"
 	"github.com/stardetr/stardetr/motion"
@@ -262,7 +263,7 @@ func runScene(t testing.TB, clip, mode string) sceneRun {
 func newEnd(types []string) string {
 	var out []string
 	for _, ty := range types {
-		if ty != track.EventUpdate {
+		if ty != detection.EventUpdate {
 			out = append(out, ty)
 		}
 	}

@@ -63,7 +63,7 @@ func TestCheckRejectsBadMotionConfig(t *testing.T) {
 		name, camera string
 		want         []string
 	}{
-		{"mask outside 0..1", "motion: {masks: [[[0, 0], [1.2, 0], [1, 1]]]}", []string{"cameras[0].motion.masks[0][1][0]: 1.2 is outside 0..1"}},
+		{"mask outside 0..1", "motion: {masks: [[[0, 0], [1.2, 0], [1, 1]]]}", []string{"cameras[0].motion.masks[0][1][0]: 1.2 is out of range: 0 to 1"}},
 		{"mask of two points", "motion: {masks: [[[0, 0], [1, 1]]]}", []string{"cameras[0].motion.masks[0]: has 2 points: a mask needs at least 3"}},
 		{"keyframe_interval 0", "detect: {mode: motion, keyframe_interval: 0s}", []string{"cameras[0].detect.keyframe_interval: 0s is out of range"}},
 		{"keyframe_interval negative", "detect: {keyframe_interval: -5s}", []string{"cameras[0].detect.keyframe_interval: -5s is out of range"}},

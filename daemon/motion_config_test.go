@@ -64,7 +64,7 @@ cameras:
 // Bad input: each is one error naming its full key (a misspelt key is refused at load).
 func TestMotionConfigBadInput(t *testing.T) {
 	for _, c := range []struct{ camera, want string }{
-		{"motion: {masks: [[[0, 0], [1.5, 0], [1, 1]]]}", "cameras[0].motion.masks[0][1][0]: 1.5 is outside 0..1"},
+		{"motion: {masks: [[[0, 0], [1.5, 0], [1, 1]]]}", "cameras[0].motion.masks[0][1][0]: 1.5 is out of range: 0 to 1"},
 		{"motion: {masks: [[[0, 0], [1, 0]]]}", "cameras[0].motion.masks[0]: has 2 points"},
 		{"detect: {keyframe_interval: 0s}", "cameras[0].detect.keyframe_interval: 0s is out of range"},
 		{"detect: {keyframe_interval: -1s}", "cameras[0].detect.keyframe_interval: -1s is out of range"},

@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -10,14 +9,15 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"os/signal"
 	"path/filepath"
 	"strings"
 	"sync"
+	"syscall"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/stardetr/stardetr/camera"
 	"github.com/stardetr/stardetr/internal/pageout"
@@ -54,18 +54,99 @@ type service struct {
 }
 
 // startService returns the running service or an error; on error everything it had started
-// is undone. The result is unnamed on purpose: the undo closures use s, and a named result
-// would be cleared by `return nil, err` before they run.
+// is undone, last first. Each step is a method below, in the order it runs.
 func startService(ctx context.Context, cfg Config, configPath string, log *slog.Logger) (_ *service, err error) {
-	s := &service{cfg: cfg, configPath: configPath, log: log, notify: notifier{log: log}, fatal: make(chan error, 1)}
-	var undo []func()
+	s := &service{cfg: cfg, configPath: configPath, log: log, notify: notifier{log: log.With("component", "systemd")}, fatal: make(chan error, 1)}
+	var undo undoStack
 	defer func() {
 		if err != nil {
-			for i := len(undo) - 1; i >= 0; i-- {
-				undo[i]()
-			}
+			undo.run()
 		}
 	}()
+	ln, err := s.claim(&undo)
+	if err != nil {
+		return nil, err
+	}
+	info, err := s.openModel(ctx, &undo)
+	if err != nil {
+		return nil, err
+	}
+	started := time.Now()
+	s.pub, err = publish.New(cfg.MQTT, publish.Options{DeviceID: s.deviceID, StateDir: cfg.StateDir, Logger: log,
+		Stats: func() publish.Stats { return statsMessage(s.pipe.Stats(), info.Provider, started) }})
+	if err != nil {
+		return nil, err
+	}
+	pub := s.pub
+	// Close is safe before Start: it persists the counters and closes the queue.
+	undo.push(func() {
+		c, cancel := context.WithTimeout(context.Background(), stopTimeout)
+		defer cancel()
+		_ = pub.Close(c)
+	})
+	cams, err := buildCameras(cfg.Cameras, cfg.Events, s.labels, log)
+	if err != nil {
+		return nil, err
+	}
+	if err = s.buildPipeline(info, cams, &undo); err != nil {
+		return nil, err
+	}
+	s.updateRetained()
+	// The publisher starts once the pipeline exists: its stats callback reads the pipeline.
+	if err = s.pub.Start(ctx); err != nil {
+		return nil, err
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
+		s.pipe.Collector(), s.pub, providerGauge(info.Provider))
+	if s.sink.snaps != nil {
+		reg.MustRegister(s.sink.snaps.collector())
+	}
+	if ln != nil {
+		if err = s.serveHTTP(ln, reg); err != nil {
+			return nil, err
+		}
+	}
+	s.runPipeline()
+	releaseFilePages(log, "after start-up")
+	log.Info("stardetr running", "version", Version, "device", s.deviceID, "cameras", len(cams))
+	return s, nil
+}
+
+// buildCameras makes a source (and, for a tracking camera, a scene that names counts by the
+// model's labels) for every configured camera.
+func buildCameras(cfgs []CameraConfig, ev EventsConfig, labels []string, log *slog.Logger) ([]pipeline.Camera, error) {
+	cams := make([]pipeline.Camera, 0, len(cfgs))
+	for i, c := range cfgs {
+		src, err := camera.NewSource(c.Config, log)
+		if err != nil {
+			return nil, fmt.Errorf("cameras[%d] (%s): %w", i, c.Name, err)
+		}
+		cams = append(cams, pipeline.Camera{Name: c.Name, Key: c, Source: src, Policy: c.Publish,
+			Scene: newScene(c, ev, labels), Events: newEventLimit(c, ev),
+			Detect: c.Detect, Motion: c.Motion, Objects: c.Objects})
+	}
+	return cams, nil
+}
+
+// undoStack holds what startService must undo if a later step fails.
+type undoStack []func()
+
+func (u *undoStack) push(f func()) { *u = append(*u, f) }
+
+// run undoes every step, last first.
+func (u *undoStack) run() {
+	for i := len(*u) - 1; i >= 0; i-- {
+		(*u)[i]()
+	}
+}
+
+// claim takes what another instance or program could hold before anything heavy starts: the
+// state folder's lock, then the HTTP port (nil without http.listen), so that a second
+// instance or a port in use fails in milliseconds, before the model loads.
+func (s *service) claim(undo *undoStack) (net.Listener, error) {
+	cfg := &s.cfg
+	var err error
 	if s.deviceID, err = cfg.deviceID(); err != nil {
 		return nil, err
 	}
@@ -78,115 +159,107 @@ func startService(ctx context.Context, cfg Config, configPath string, log *slog.
 		return nil, err
 	}
 	s.lock = lock
-	undo = append(undo, func() { _ = lock.Release() })
-	// The port is taken before the model loads, so that a port in use fails in milliseconds.
-	var ln net.Listener
-	if cfg.HTTP.Listen != "" {
-		if ln, err = net.Listen("tcp", cfg.HTTP.Listen); err != nil {
-			return nil, fmt.Errorf("http.listen %s: %w: stop what uses the port, pick a free one, or set http.listen to \"\"", cfg.HTTP.Listen, err)
-		}
-		undo = append(undo, func() { _ = ln.Close() })
+	undo.push(func() { _ = lock.Release() })
+	if cfg.HTTP.Listen == "" {
+		return nil, nil
 	}
+	ln, err := net.Listen("tcp", cfg.HTTP.Listen)
+	if err != nil {
+		return nil, fmt.Errorf("http.listen %s: %w: stop what uses the port, pick a free one, or set http.listen to \"\"", cfg.HTTP.Listen, err)
+	}
+	undo.push(func() { _ = ln.Close() })
+	return ln, nil
+}
 
+// openModel loads the detector and checks the config's class names against the model's.
+func (s *service) openModel(ctx context.Context, undo *undoStack) (model.Info, error) {
 	// The libraries' pages that loading touched go back before the model is built, so that
 	// they do not add to the peak it reaches, and again once running (internal/pageout).
-	releaseFilePages(log, "before loading the model")
-	s.det, err = model.Open(ctx, cfg.Model, cfg.StateDir, log.With("component", "model"))
+	releaseFilePages(s.log, "before loading the model")
+	det, err := model.Open(ctx, s.cfg.Model, s.cfg.StateDir, s.log.With("component", "model"))
 	if err != nil {
-		return nil, err
+		return model.Info{}, err
 	}
-	det := s.det
-	undo = append(undo, func() { _ = det.Close() })
-	info := s.det.Info()
+	s.det = det
+	undo.push(func() { _ = det.Close() })
+	info := det.Info()
 	s.labels = info.Names
-	if err = checkModelLabels(&cfg, s.labels); err != nil {
-		return nil, err
-	}
+	return info, checkModelLabels(&s.cfg, s.labels)
+}
 
-	started := time.Now()
-	s.pub, err = publish.New(cfg.MQTT, publish.Options{DeviceID: s.deviceID, StateDir: cfg.StateDir, Logger: log,
-		Stats: func() publish.Stats { return statsMessage(s.pipe.Stats(), info.Provider, started) }})
+// buildPipeline makes the input slots, the message sink (with the event snapshot store) and
+// the pipeline over cams.
+func (s *service) buildPipeline(info model.Info, cams []pipeline.Camera, undo *undoStack) error {
+	cfg := &s.cfg
+	slots, err := s.inputSlots(undo)
 	if err != nil {
-		return nil, err
+		return err
 	}
-	// Close is safe before Start: it persists the counters and closes the queue.
-	undo = append(undo, func() {
-		c, cancel := context.WithTimeout(context.Background(), stopTimeout)
-		defer cancel()
-		_ = s.pub.Close(c)
-	})
+	s.sink = &messageSink{pub: s.pub, model: info, log: s.log, recent: &recentEvents{n: cfg.Events.Recent}}
+	if cfg.Events.SnapshotMaxMB > 0 {
+		if s.sink.snaps, err = openEventSnapshots(filepath.Join(cfg.StateDir, "events"), int64(cfg.Events.SnapshotMaxMB)<<20,
+			cfg.Events.SnapshotMaxPerSecond, s.log.With("component", "snapshots")); err != nil {
+			return err
+		}
+		undo.push(s.sink.snaps.Close)
+	}
+	s.pipe = pipeline.New(slots, s.sink, pipeline.Options{BatchWait: cfg.Model.BatchWait}, s.log.With("component", "pipeline"))
+	return s.pipe.Update(cams)
+}
 
-	cams, err := buildCameras(cfg.Cameras, cfg.Events, s.labels, log)
-	if err != nil {
-		return nil, err
-	}
-	// Two input slots: the next frames are preprocessed while the model runs on the current
-	// ones. Each holds up to model.batch frames, one per camera. With model.batch 1 the first
-	// is the detector's own input (the one its warm-up ran on), so that the daemon holds two
-	// input tensors, not three (README, "Memory").
+// inputSlots makes two input slots: the next frames are preprocessed while the model runs on
+// the current ones. Each holds up to model.batch frames, one per camera. With model.batch 1
+// the first is the detector's own input (the one its warm-up ran on), so that the daemon holds
+// two input tensors, not three (README, "Memory").
+func (s *service) inputSlots(undo *undoStack) ([]pipeline.Slot, error) {
+	batch := s.cfg.Model.Batch
 	slots := make([]pipeline.Slot, 2)
 	for i := range slots {
-		if cfg.Model.Batch == 1 && i == 0 {
+		if batch == 1 && i == 0 {
 			slots[i] = pipeline.OneFrame(s.det.DefaultInput()) // closed with the detector
 			continue
 		}
 		var closer io.Closer
-		if cfg.Model.Batch == 1 {
-			in, ierr := s.det.NewInput()
-			if ierr != nil {
-				return nil, fmt.Errorf("model input: %w", ierr)
+		if batch == 1 {
+			in, err := s.det.NewInput()
+			if err != nil {
+				return nil, fmt.Errorf("model input: %w", err)
 			}
 			slots[i], closer = pipeline.OneFrame(in), in
 		} else {
-			b, berr := s.det.NewBatch(cfg.Model.Batch)
-			if berr != nil {
-				return nil, fmt.Errorf("model.batch: %w", berr)
+			b, err := s.det.NewBatch(batch)
+			if err != nil {
+				return nil, fmt.Errorf("model.batch: %w", err)
 			}
 			slots[i], closer = b, b
 		}
-		undo = append(undo, func() { _ = closer.Close() })
+		undo.push(func() { _ = closer.Close() })
 		s.slots = append(s.slots, closer)
 	}
-	s.sink = &messageSink{pub: s.pub, model: info, log: log, recent: &recentEvents{n: cfg.Events.Recent}}
-	if cfg.Events.SnapshotMaxMB > 0 {
-		if s.sink.snaps, err = openEventSnapshots(filepath.Join(cfg.StateDir, "events"), int64(cfg.Events.SnapshotMaxMB)<<20,
-			cfg.Events.SnapshotMaxPerSecond, log); err != nil {
-			return nil, err
-		}
-		undo = append(undo, s.sink.snaps.Close)
-	}
-	s.pipe = pipeline.New(slots, s.sink, pipeline.Options{BatchWait: cfg.Model.BatchWait}, log.With("component", "pipeline"))
-	if err = s.pipe.Update(cams); err != nil {
-		return nil, err
-	}
-	s.applyRetained()
-	// The publisher starts once the pipeline exists: its stats callback reads the pipeline.
-	if err = s.pub.Start(ctx); err != nil {
-		return nil, err
-	}
+	return slots, nil
+}
 
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		s.pipe.Collector(), s.pub, providerGauge(info.Provider))
-	if s.sink.snaps != nil {
-		reg.MustRegister(s.sink.snaps.collector())
+// serveHTTP starts the HTTP server (http.go) on ln.
+func (s *service) serveHTTP(ln net.Listener, reg *prometheus.Registry) error {
+	h, err := s.handler(reg)
+	if err != nil {
+		return err
 	}
-	if ln != nil {
-		h, herr := s.handler(reg)
-		if herr != nil {
-			return nil, herr
+	s.srv = newHTTPServer(ln, h, defaultHTTPLimits(s.cfg.HTTP.MaxConnections), s.log)
+	reg.MustRegister(s.srv)
+	s.srv.RegisterOnShutdown(s.live.cancel) // live streams end with the server
+	go func() {
+		if err := s.srv.Serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			s.fatal <- fmt.Errorf("http server: %w", err)
 		}
-		s.srv = newHTTPServer(ln, h, defaultHTTPLimits(cfg.HTTP.MaxConnections), log)
-		reg.MustRegister(s.srv)
-		s.srv.RegisterOnShutdown(s.live.cancel) // live streams end with the server
-		go func() {
-			if err := s.srv.Serve(); err != nil && !errors.Is(err, http.ErrServerClosed) {
-				s.fatal <- fmt.Errorf("http server: %w", err)
-			}
-		}()
-		log.Info("http listening", "addr", ln.Addr().String(), "endpoints", "/healthz /metrics /snapshot/<camera>.jpg")
-	}
+	}()
+	s.log.Info("http listening", "addr", ln.Addr().String(), "endpoints", endpointList(s.routes(reg)))
+	return nil
+}
 
+// runPipeline starts the pipeline's goroutine and the service's periodic loops (systemd
+// watchdog and status), then tells systemd the service is ready. Nothing after it can fail.
+func (s *service) runPipeline() {
 	pctx, cancelPipe := context.WithCancel(context.Background())
 	s.cancelPipe = cancelPipe
 	s.pipeDone = make(chan struct{})
@@ -201,9 +274,6 @@ func startService(ctx context.Context, cfg Config, configPath string, log *slog.
 	s.loop(lctx, watchdogInterval(), s.pingWatchdog)
 	s.loop(lctx, 5*time.Second, s.reportStatus)
 	s.notify.ready()
-	releaseFilePages(log, "after start-up")
-	log.Info("stardetr running", "version", Version, "device", s.deviceID, "cameras", len(cams))
-	return s, nil
 }
 
 // releaseFilePages gives back the pages of the executable and libraries that start-up touched
@@ -246,7 +316,7 @@ func (s *service) pingWatchdog() {
 	if s.pipe.Progressing(s.cfg.Watchdog.FrameTimeout) {
 		s.notify.watchdog()
 	} else {
-		s.log.Error("pipeline stuck: a frame has been processing for longer than watchdog.frame_timeout; withholding the systemd watchdog ping",
+		s.notify.log.Error("pipeline stuck: a frame has been processing for longer than watchdog.frame_timeout; withholding the systemd watchdog ping",
 			"frame_timeout", s.cfg.Watchdog.FrameTimeout)
 	}
 }
@@ -260,19 +330,38 @@ func (s *service) reportStatus() {
 	s.notify.status("%s", strings.Join(parts, ", "))
 }
 
+// wait runs until ctx ends (SIGTERM/SIGINT), reloading on SIGHUP, then stops cleanly.
+func (s *service) wait(ctx context.Context) int {
+	hup := make(chan os.Signal, 1)
+	signal.Notify(hup, syscall.SIGHUP)
+	defer signal.Stop(hup)
+	for {
+		select {
+		case <-ctx.Done():
+			return s.stop()
+		case err := <-s.fatal:
+			s.log.Error("stopping on a fatal error", "err", err)
+			s.stop()
+			return exitFailure
+		case <-hup:
+			s.reload()
+		}
+	}
+}
+
 // stop ends the service: stop capture, finish the frame in flight, flush or persist the
 // queued messages, publish "stopped", close the model. It returns the exit code.
 func (s *service) stop() int {
 	s.notify.stopping()
 	s.log.Info("stopping")
-	code := 0
+	code := exitOK
 	deadline := time.Now().Add(stopTimeout)
 	s.cancelPipe()
 	select {
 	case <-s.pipeDone:
 	case <-time.After(time.Until(deadline) / 2):
 		s.log.Error("pipeline did not stop in time: the frame in flight is abandoned")
-		code = 1
+		code = exitFailure
 	}
 	s.cancelLoop()
 	s.loops.Wait()
@@ -287,7 +376,7 @@ func (s *service) stop() int {
 	c, cancel := context.WithDeadline(context.Background(), deadline)
 	if err := s.pub.Close(c); err != nil {
 		s.log.Error("mqtt close", "err", err)
-		code = 1
+		code = exitFailure
 	}
 	cancel()
 	if code == 0 {
@@ -305,101 +394,6 @@ func (s *service) stop() int {
 	}
 	s.log.Info("stopped", "code", code)
 	return code
-}
-
-func (s *service) routes(reg *prometheus.Registry) http.Handler {
-	mux := http.NewServeMux()
-	mux.Handle("GET /metrics", promhttp.HandlerFor(reg, promhttp.HandlerOpts{}))
-	mux.HandleFunc("GET /healthz", s.healthz)
-	mux.HandleFunc("GET /snapshot/{file}", s.snapshot)
-	mux.HandleFunc("GET /events/{id}/snapshot.jpg", s.eventSnapshot)
-	mux.HandleFunc("GET /api/events", s.apiEvents)
-	return mux
-}
-
-type health struct {
-	OK      bool           `json:"ok"`
-	Model   string         `json:"model"`
-	Queue   string         `json:"queue"`
-	Cameras []cameraHealth `json:"cameras"`
-}
-
-type cameraHealth struct {
-	Name      string  `json:"name"`
-	OK        bool    `json:"ok"`
-	State     string  `json:"state"`
-	Since     string  `json:"since"`
-	LastError string  `json:"last_error,omitempty"`
-	FPS       float64 `json:"fps"`
-	// The detect mode, the model's runs per second over the last 10 s, whether the newest
-	// frame shows motion, and the frames motion gating kept from the model.
-	Mode      string  `json:"mode"`
-	DetectFPS float64 `json:"detections_per_s"`
-	Motion    bool    `json:"motion"`
-	Skipped   uint64  `json:"frames_skipped"`
-}
-
-// healthz answers 200 only when every camera streams or retries within its budget, the
-// model runs and the MQTT queue keeps every message; the body says which part is not.
-func (s *service) healthz(w http.ResponseWriter, r *http.Request) {
-	h := s.health()
-	w.Header().Set("Content-Type", "application/json")
-	if !h.OK {
-		w.WriteHeader(http.StatusServiceUnavailable)
-	}
-	_ = json.NewEncoder(w).Encode(h)
-}
-
-func (s *service) health() health {
-	h := health{OK: true, Model: "ok", Queue: "ok"}
-	if s.pub == nil {
-		h.Queue = "not started"
-	} else if q := s.pub.QueueHealth(); q != "" {
-		h.OK, h.Queue = false, q
-	}
-	if !s.pipe.Progressing(s.cfg.Watchdog.FrameTimeout) {
-		h.OK, h.Model = false, "stuck: a frame has been processing longer than watchdog.frame_timeout"
-	} else if e := s.pipe.ModelError(); e != "" {
-		h.OK, h.Model = false, "failing: "+e
-	}
-	for _, c := range s.pipe.Stats().Cameras {
-		ch := cameraHealth{Name: c.Name, State: string(c.State.Phase), LastError: c.State.LastError, FPS: c.FPS}
-		ch.Mode, ch.DetectFPS, ch.Motion, ch.Skipped = c.Mode, c.DetectRate, c.Moving, c.Skipped
-		if !c.State.Since.IsZero() {
-			ch.Since = c.State.Since.UTC().Format(time.RFC3339)
-		}
-		switch c.State.Phase {
-		case camera.PhaseStreaming:
-			ch.OK = true
-		case camera.PhaseConnecting, camera.PhaseRetrying:
-			ch.OK = time.Since(c.LastFrame) < s.cfg.Watchdog.RetryBudget
-		}
-		if !ch.OK {
-			h.OK = false
-		}
-		h.Cameras = append(h.Cameras, ch)
-	}
-	return h
-}
-
-func (s *service) snapshot(w http.ResponseWriter, r *http.Request) {
-	name, ok := strings.CutSuffix(r.PathValue("file"), ".jpg")
-	if !ok {
-		http.Error(w, "use /snapshot/<camera>.jpg", http.StatusNotFound)
-		return
-	}
-	jpg, err := s.pipe.Snapshot(name)
-	switch {
-	case errors.Is(err, pipeline.ErrNoCamera):
-		http.Error(w, fmt.Sprintf("no camera named %q", name), http.StatusNotFound)
-	case err != nil:
-		http.Error(w, err.Error(), http.StatusInternalServerError)
-	case jpg == nil:
-		http.Error(w, fmt.Sprintf("camera %q has no processed frame yet", name), http.StatusServiceUnavailable)
-	default:
-		w.Header().Set("Content-Type", "image/jpeg")
-		_, _ = w.Write(jpg)
-	}
 }
 
 func providerGauge(provider string) prometheus.Collector {

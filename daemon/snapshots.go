@@ -18,9 +18,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"gocv.io/x/gocv"
 
+	"github.com/stardetr/stardetr/detection"
 	"github.com/stardetr/stardetr/internal/atomicfile"
 	"github.com/stardetr/stardetr/pipeline"
-	"github.com/stardetr/stardetr/track"
 )
 
 // eventSnapshots keeps the best frame of each event as a JPEG with its box drawn, in
@@ -148,7 +148,7 @@ func (s *eventSnapshots) has(id string) bool {
 
 // save queues a snapshot of the event from frame (owned by the caller, copied here), within
 // the bounds. It runs on the pipeline's worker: it never waits for the disk.
-func (s *eventSnapshots) save(id string, now time.Time, frame gocv.Mat, ev track.Event) error {
+func (s *eventSnapshots) save(id string, now time.Time, frame gocv.Mat, ev detection.Event) error {
 	if frame.Empty() {
 		return nil
 	}

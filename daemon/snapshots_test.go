@@ -12,9 +12,9 @@ import (
 
 	"gocv.io/x/gocv"
 
+	"github.com/stardetr/stardetr/detection"
 	"github.com/stardetr/stardetr/internal/atomicfile"
 	"github.com/stardetr/stardetr/internal/testenv"
-	"github.com/stardetr/stardetr/track"
 )
 
 // noiseFrame is a 320×240 frame of noise: JPEGs of a similar, large size.
@@ -26,7 +26,7 @@ func noiseFrame(t *testing.T) gocv.Mat {
 	return img
 }
 
-var snapEvent = track.Event{Label: "box", TrackID: 1, Score: 0.9, Box: [4]float32{10, 10, 60, 90}}
+var snapEvent = detection.Event{Label: "box", TrackID: 1, Score: 0.9, Box: [4]float32{10, 10, 60, 90}}
 
 func quietLog() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 

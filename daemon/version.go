@@ -22,25 +22,25 @@ func cmdVersion(ctx context.Context, args []string, stdout, stderr io.Writer) in
 	if code, ok := parseFlags(fs, args, stderr); !ok {
 		return code
 	}
-	code := 0
+	code := exitOK
 	fmt.Fprintf(stdout, "stardetr     %s\n", Version)
 	loc := libsearch.DefaultLocator()
 	if lib, err := loc.ONNXRuntime(*ortPath); err != nil {
 		fmt.Fprintf(stdout, "onnxruntime  %s\n", notFound(err))
-		code = 1
+		code = exitFailure
 	} else if rt, err := model.LoadRuntime(lib); err != nil {
 		fmt.Fprintf(stdout, "onnxruntime  unusable (%v)\n", err)
-		code = 1
+		code = exitFailure
 	} else {
 		fmt.Fprintf(stdout, "onnxruntime  %s (%s)\n", rt.Version(), lib)
 	}
 	fmt.Fprintf(stdout, "opencv       %s\n", gocv.OpenCVVersion())
 	if lib, err := loc.Plugin(*pluginPath); err != nil {
 		fmt.Fprintf(stdout, "carafe       %s\n", notFound(err))
-		code = 1
+		code = exitFailure
 	} else if v, err := model.PluginVersion(lib); err != nil {
 		fmt.Fprintf(stdout, "carafe       unusable (%v)\n", err)
-		code = 1
+		code = exitFailure
 	} else {
 		fmt.Fprintf(stdout, "carafe       %s (%s)\n", v, lib)
 	}

@@ -1,7 +1,7 @@
 // Package detection holds the one type in which stardetr carries a detected object from the
-// model's decoding through tracking to the published message, and the one type of a stage's
-// latency percentiles from the pipeline's counters to the stats message: model, track,
-// pipeline and publish all use them, and none of them needs to know the others.
+// model's decoding through tracking to the published message (Detection), and the one type of
+// a tracked object's event from the tracker to the wire (Event): model, track, pipeline and
+// publish all use them, and none of them needs to know the others.
 package detection
 
 // Detection is one object in one frame.

@@ -66,7 +66,7 @@ func (c *Config) Validate() error {
 			}
 			for k, v := range p {
 				if math.IsNaN(v) || v < 0 || v > 1 {
-					l.Add(fmt.Sprintf("%s[%d][%d]", key, j, k), "%v is outside 0..1: corners are fractions of the frame's width and height", v)
+					l.Add(fmt.Sprintf("%s[%d][%d]", key, j, k), "%v is out of range: 0 to 1 (corners are fractions of the frame's width and height)", v)
 				}
 			}
 		}

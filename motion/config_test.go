@@ -24,8 +24,8 @@ func TestConfigRejectsBadValues(t *testing.T) {
 		parts []string
 	}{
 		{"two points", func(c *motion.Config) { c.Masks = [][][]float64{square, {{0, 0}, {1, 1}}} }, []string{"masks[1]:", "2 points", "at least 3"}},
-		{"outside 0..1", func(c *motion.Config) { c.Masks = [][][]float64{{{0, 0}, {1.5, 0}, {1, 1}}} }, []string{"masks[0][1][0]:", "1.5", "outside 0..1"}},
-		{"negative", func(c *motion.Config) { c.Masks = [][][]float64{{{0, 0}, {1, 0}, {1, -0.1}}} }, []string{"masks[0][2][1]:", "-0.1", "outside 0..1"}},
+		{"outside 0..1", func(c *motion.Config) { c.Masks = [][][]float64{{{0, 0}, {1.5, 0}, {1, 1}}} }, []string{"masks[0][1][0]:", "1.5", "out of range: 0 to 1"}},
+		{"negative", func(c *motion.Config) { c.Masks = [][][]float64{{{0, 0}, {1, 0}, {1, -0.1}}} }, []string{"masks[0][2][1]:", "-0.1", "out of range: 0 to 1"}},
 		{"three numbers", func(c *motion.Config) { c.Masks = [][][]float64{{{0, 0}, {1, 0, 1}, {1, 1}}} }, []string{"masks[0][1]:", "3 numbers", "[x, y]"}},
 		{"too many masks", func(c *motion.Config) {
 			for range motion.MaxMasks + 1 {

@@ -5,7 +5,7 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/stardetr/stardetr/track"
+	"github.com/stardetr/stardetr/detection"
 )
 
 // EventLimit bounds one camera's events to events.max_per_second. A detector whose boxes jump
@@ -30,9 +30,9 @@ type EventLimit struct {
 	last        time.Time // capture time of the last refill
 
 	muted   map[uint64]struct{} // track ids whose new event was dropped
-	waiting []track.Event       // updates without a token, longest-waiting first; own copies
-	out     []track.Event
-	best    []track.Event
+	waiting []detection.Event   // updates without a token, longest-waiting first; own copies
+	out     []detection.Event
+	best    []detection.Event
 
 	sent    [3]atomic.Uint64 // by kind: new, update, end
 	dropped [2]atomic.Uint64 // rate, coalesced
@@ -44,7 +44,7 @@ const (
 	kindEnd
 )
 
-var eventKinds = [3]string{track.EventNew, track.EventUpdate, track.EventEnd}
+var eventKinds = [3]string{detection.EventNew, detection.EventUpdate, detection.EventEnd}
 
 // Reasons an event is dropped, the reason label of stardetr_events_dropped_total.
 const (
@@ -61,7 +61,7 @@ func NewEventLimit(perSecond float64) *EventLimit {
 // Filter returns the events of a frame captured at now that the limit lets through (the
 // waiting updates that may go now first) and the best-frame entries of the objects that were
 // announced. The results are valid until the next Filter; events and best are not changed.
-func (l *EventLimit) Filter(now time.Time, events, best []track.Event) ([]track.Event, []track.Event) {
+func (l *EventLimit) Filter(now time.Time, events, best []detection.Event) ([]detection.Event, []detection.Event) {
 	l.refill(now)
 	l.out = l.out[:0]
 	n := 0
@@ -74,7 +74,7 @@ func (l *EventLimit) Filter(now time.Time, events, best []track.Event) ([]track.
 	for _, ev := range events {
 		_, muted := l.muted[ev.TrackID]
 		switch ev.Type {
-		case track.EventNew:
+		case detection.EventNew:
 			if l.tokens < 2 {
 				l.muted[ev.TrackID] = struct{}{}
 				l.dropped[0].Add(1)
@@ -82,7 +82,7 @@ func (l *EventLimit) Filter(now time.Time, events, best []track.Event) ([]track.
 			}
 			l.tokens -= 2
 			l.send(kindNew, ev)
-		case track.EventUpdate:
+		case detection.EventUpdate:
 			switch i := l.waitingIndex(ev.TrackID); {
 			case muted:
 				l.dropped[0].Add(1)
@@ -95,7 +95,7 @@ func (l *EventLimit) Filter(now time.Time, events, best []track.Event) ([]track.
 			default:
 				l.waiting = append(l.waiting, ownCopy(ev))
 			}
-		case track.EventEnd:
+		case detection.EventEnd:
 			if muted {
 				delete(l.muted, ev.TrackID)
 				l.dropped[0].Add(1)
@@ -130,7 +130,7 @@ func (l *EventLimit) refill(now time.Time) {
 	}
 }
 
-func (l *EventLimit) send(kind int, ev track.Event) {
+func (l *EventLimit) send(kind int, ev detection.Event) {
 	l.out = append(l.out, ev)
 	l.sent[kind].Add(1)
 }
@@ -145,7 +145,7 @@ func (l *EventLimit) waitingIndex(id uint64) int {
 }
 
 // ownCopy copies ev's slices, which the scene reuses on its next Update.
-func ownCopy(ev track.Event) track.Event {
+func ownCopy(ev detection.Event) detection.Event {
 	ev.Zones, ev.EnteredZones = slices.Clone(ev.Zones), slices.Clone(ev.EnteredZones)
 	return ev
 }

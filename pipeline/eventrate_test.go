@@ -11,11 +11,11 @@ import (
 	"github.com/stardetr/stardetr/track"
 )
 
-func ev(typ string, id uint64, zones ...string) track.Event {
-	return track.Event{Type: typ, ID: "e" + string(rune('0'+id)), TrackID: id, Zones: zones, EnteredZones: zones}
+func ev(typ string, id uint64, zones ...string) detection.Event {
+	return detection.Event{Type: typ, ID: "e" + string(rune('0'+id)), TrackID: id, Zones: zones, EnteredZones: zones}
 }
 
-func types(evs []track.Event) []string {
+func types(evs []detection.Event) []string {
 	var out []string
 	for _, e := range evs {
 		out = append(out, e.Type+"#"+string(rune('0'+e.TrackID)))
@@ -37,15 +37,15 @@ func TestEventLimitRules(t *testing.T) {
 		}
 	}
 
-	out, best := l.Filter(at(0), []track.Event{ev("new", 1), ev("new", 2), ev("new", 3)},
-		[]track.Event{ev("", 1), ev("", 2), ev("", 3)})
+	out, best := l.Filter(at(0), []detection.Event{ev("new", 1), ev("new", 2), ev("new", 3)},
+		[]detection.Event{ev("", 1), ev("", 2), ev("", 3)})
 	check("three new with 4 tokens", types(out), []string{"new#1", "new#2"})
 	check("best frames", types(best), []string{"#1", "#2"})
 
-	out, _ = l.Filter(at(0), []track.Event{ev("update", 3), ev("update", 1, "left")}, nil)
+	out, _ = l.Filter(at(0), []detection.Event{ev("update", 3), ev("update", 1, "left")}, nil)
 	check("updates without tokens", types(out), nil)
 	zones := []string{"right"}
-	out, _ = l.Filter(at(100), []track.Event{ev("update", 1, zones...)}, nil) // 0.4 tokens
+	out, _ = l.Filter(at(100), []detection.Event{ev("update", 1, zones...)}, nil) // 0.4 tokens
 	check("a second update of a waiting object", types(out), nil)
 	// The scene reuses its slices on its next Update: the waiting update keeps its own copy.
 	zones[0] = "overwritten by the scene"
@@ -55,9 +55,9 @@ func TestEventLimitRules(t *testing.T) {
 		t.Errorf("the waiting update sent carries zones %v, want the latest [right]", z)
 	}
 
-	out, _ = l.Filter(at(350), []track.Event{ev("update", 2)}, nil) // 0.4 tokens: waits
+	out, _ = l.Filter(at(350), []detection.Event{ev("update", 2)}, nil) // 0.4 tokens: waits
 	check("update of 2 waits", types(out), nil)
-	out, _ = l.Filter(at(360), []track.Event{ev("end", 3), ev("end", 2), ev("end", 1)}, nil)
+	out, _ = l.Filter(at(360), []detection.Event{ev("end", 3), ev("end", 2), ev("end", 1)}, nil)
 	check("ends", types(out), []string{"end#2", "end#1"})
 
 	for _, c := range []struct {
@@ -97,13 +97,13 @@ func TestEventLimitStorm(t *testing.T) {
 		perSecond[int(now.Sub(t0)/time.Second)] += len(out)
 		for _, e := range out {
 			switch e.Type {
-			case track.EventNew:
+			case detection.EventNew:
 				announced[e.TrackID] = true
-			case track.EventUpdate:
+			case detection.EventUpdate:
 				if !announced[e.TrackID] {
 					t.Fatalf("update of track %d, which was not announced", e.TrackID)
 				}
-			case track.EventEnd:
+			case detection.EventEnd:
 				if !announced[e.TrackID] {
 					t.Fatalf("end of track %d, which was not announced", e.TrackID)
 				}

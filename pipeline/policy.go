@@ -49,7 +49,7 @@ func (p *Policy) Validate() error {
 		l.Add("interval", "policy %q needs an interval > 0, such as 1s", PolicyInterval)
 	}
 	if math.IsNaN(p.MinScore) || p.MinScore < 0 || p.MinScore > 1 {
-		l.Add("min_score", "%g is outside 0..1", p.MinScore)
+		l.Add("min_score", "%g is out of range: 0 to 1", p.MinScore)
 	}
 	for i, c := range p.Classes {
 		if c < 0 {

@@ -18,7 +18,7 @@ func TestPolicyValidate(t *testing.T) {
 		{Policy{Mode: "sometimes"}, `cameras[0].publish.policy: "sometimes" is not a policy`},
 		{Policy{Mode: "every", Interval: -time.Second}, "cameras[0].publish.interval: -1s is negative"},
 		{Policy{Mode: "interval"}, "cameras[0].publish.interval: policy \"interval\" needs an interval > 0"},
-		{Policy{Mode: "every", MinScore: 1.5}, "cameras[0].publish.min_score: 1.5 is outside 0..1"},
+		{Policy{Mode: "every", MinScore: 1.5}, "cameras[0].publish.min_score: 1.5 is out of range: 0 to 1"},
 		{Policy{Mode: "every", Classes: []int{0, -2}}, "cameras[0].publish.classes[1]: class id -2 is negative"},
 	} {
 		err := confcheck.In("cameras[0].publish", tc.p.Validate())

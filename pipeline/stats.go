@@ -2,7 +2,6 @@ package pipeline
 
 import (
 	"math"
-	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -10,7 +9,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stardetr/stardetr/camera"
-	"github.com/stardetr/stardetr/detection"
+	"github.com/stardetr/stardetr/internal/stats"
 )
 
 func float64bits(f float64) uint64     { return math.Float64bits(f) }
@@ -80,7 +79,7 @@ type CameraStats struct {
 // Stats is a snapshot of the pipeline's counters.
 type Stats struct {
 	Cameras []CameraStats
-	Latency map[string]detection.Percentiles // by stage name, over the last 256 frames
+	Latency map[string]stats.Percentiles // by stage name, over the last 256 frames
 }
 
 // Stats returns the pipeline's counters now. It allocates; call it from stats reporting, not
@@ -98,16 +97,14 @@ func (p *Pipeline) Stats() Stats {
 		})
 		cs.gateStats(&st.Cameras[len(st.Cameras)-1])
 	}
-	st.Latency = map[string]detection.Percentiles{}
+	st.Latency = map[string]stats.Percentiles{}
 	p.st.mu.Lock()
 	n := min(p.st.n, latencyWindow)
 	if n > 0 {
 		buf := make([]float64, n)
 		for k, name := range Stages {
 			copy(buf, p.st.ring[k][:n])
-			slices.Sort(buf)
-			at := func(q float64) float64 { return 1000 * buf[int(q*float64(n-1)+0.5)] }
-			st.Latency[name] = detection.Percentiles{P50: at(0.5), P90: at(0.9), P99: at(0.99), Max: 1000 * buf[n-1]}
+			st.Latency[name] = stats.FromSeconds(buf)
 		}
 	}
 	p.st.mu.Unlock()

@@ -191,16 +191,16 @@ func (c *Config) validate() (*credentials, error) {
 		}
 	}
 	if c.Queue.MaxMB < minQueueMB || c.Queue.MaxMB > maxQueueMB {
-		l.Add("queue.max_mb", "%d is out of range [%d, %d]", c.Queue.MaxMB, minQueueMB, maxQueueMB)
+		l.Add("queue.max_mb", "%d is out of range: %d to %d MB", c.Queue.MaxMB, minQueueMB, maxQueueMB)
 	}
 	if c.StatsInterval != 0 && c.StatsInterval < minStatsInterval {
 		l.Add("stats_interval", "%v is out of range: 0 (off) or at least %v", c.StatsInterval, minStatsInterval)
 	}
 	if c.Keepalive < minKeepalive || c.Keepalive > maxKeepalive {
-		l.Add("keepalive", "%v is out of range [%v, %v]", c.Keepalive, minKeepalive, maxKeepalive)
+		l.Add("keepalive", "%v is out of range: %v to %v", c.Keepalive, minKeepalive, maxKeepalive)
 	}
 	if c.ConnectTimeout < minConnectTimeout || c.ConnectTimeout > maxConnectTimeout {
-		l.Add("connect_timeout", "%v is out of range [%v, %v]", c.ConnectTimeout, minConnectTimeout, maxConnectTimeout)
+		l.Add("connect_timeout", "%v is out of range: %v to %v", c.ConnectTimeout, minConnectTimeout, maxConnectTimeout)
 	}
 	return cr, l.Err()
 }

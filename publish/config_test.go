@@ -65,7 +65,7 @@ func TestBadConfigNamesTheKey(t *testing.T) {
 		{"prefix empty level", func(c *publish.Config) { c.TopicPrefix = "a//b" }, []string{"mqtt.topic_prefix", "empty topic level"}},
 		{"qos 3", func(c *publish.Config) { c.QoS = 3 }, []string{"mqtt.qos: 3 is out of range: use 0, 1 or 2"}},
 		{"stats qos", func(c *publish.Config) { c.StatsQoS = -1 }, []string{"mqtt.stats_qos"}},
-		{"queue size", func(c *publish.Config) { c.Queue.MaxMB = 0 }, []string{"mqtt.queue.max_mb: 0 is out of range [1, "}},
+		{"queue size", func(c *publish.Config) { c.Queue.MaxMB = 0 }, []string{"mqtt.queue.max_mb: 0 is out of range: 1 to "}},
 		{"keepalive", func(c *publish.Config) { c.Keepalive = 0 }, []string{"mqtt.keepalive"}},
 		{"connect timeout", func(c *publish.Config) { c.ConnectTimeout = time.Millisecond }, []string{"mqtt.connect_timeout"}},
 		{"stats interval", func(c *publish.Config) { c.StatsInterval = time.Millisecond }, []string{"mqtt.stats_interval"}},

@@ -88,41 +88,34 @@ func (p *Publisher) currentLink() (*link, <-chan struct{}) {
 }
 
 // connectLoop owns the connection, in the shape of a camera's Source.Run: an attempt, then
-// one wait on the retry timer or ctx. A failed connect waits out the next step of the retry
-// schedule; a connection that worked and was lost reconnects at once, the schedule started over.
+// one wait (backoff.Wait) for the retry or ctx. The wait follows internal/backoff's one rule
+// for both: a failed connect, or a connection lost soon after it was made, waits out the next
+// step of the schedule; one that was up backoff.ResetAfter starts the schedule over and waits
+// its first step (about a second: the broker that dropped it is rarely back sooner).
 func (p *Publisher) connectLoop(ctx context.Context) {
 	defer p.wg.Done()
-	bo := backoff.New(p.retry, uint64(time.Now().UnixNano()))
-	retry := time.NewTimer(time.Hour)
-	retry.Stop()
-	defer retry.Stop()
+	bo := backoff.New(p.retry, 0, uint64(time.Now().UnixNano()))
 	failures := 0
 	for {
 		up, err := p.attempt(ctx)
 		if ctx.Err() != nil {
 			return
 		}
-		var wait time.Duration
+		wait, reset := bo.After(up)
 		switch {
 		case err != nil:
 			failures++
-			wait = bo.Next()
 			p.log.Warn("cannot connect to any broker", "brokers", p.brokers, "err", err, "retry_in", wait, "failures", failures)
-		case up >= backoff.ResetAfter:
-			// A connection that worked a while and was lost: reconnect at once.
+		case reset:
 			failures = 0
-			bo.Reset()
+			p.log.Info("reconnecting", "after", up.Round(time.Second), "retry_in", wait.Round(time.Millisecond))
 		default:
 			// Lost soon after it was made (a broker that drops this client for another with the
 			// same client id, say): reconnect on the schedule, not in a tight loop.
-			wait = bo.Next()
 			p.log.Warn("connection lost soon after it was made", "after", up.Round(time.Millisecond), "retry_in", wait, "client_id", p.cfg.ClientID)
 		}
-		retry.Reset(wait)
-		select {
-		case <-ctx.Done():
+		if !backoff.Wait(ctx, wait) {
 			return
-		case <-retry.C:
 		}
 	}
 }

@@ -10,7 +10,7 @@
 //	p, err := publish.New(cfg, publish.Options{DeviceID: id, StateDir: dir, Logger: log, Stats: statsFn})
 //	err = p.Start(ctx)                        // embedded broker, then connects in the background
 //	err = p.PublishDetections(msg)           // seq assigned and persisted; queued on disk; never waits for the network
-//	raw, err := p.PublishEvent(ev)           // a tracked object's new/update/end; shares the camera's seq; returns the message
+//	raw, err := p.PublishEvent(cam, ev, snap) // a tracked object's new/update/end (detection.Event, as the tracker made it); shares the camera's seq; returns the message
 //	err = p.PublishCount(cam, zone, label, n) // retained count, sent on change only
 //	err = p.PublishRetained(topic, payload)  // retained message on any topic (Home Assistant discovery); empty payload deletes it
 //	err = p.PublishStats(s)                  // skipped (counted) while disconnected
@@ -25,7 +25,9 @@
 //	<camera>/<zone>/<label> retained: the number of objects of that label in the zone, as text, QoS 1
 //	stats               JSON every mqtt.stats_interval when Options.Stats is set (schema/stats.v1.json), QoS mqtt.stats_qos
 //
-// Events and counts describe changes, so each one must arrive: they go at QoS 1
+// An event arrives as the tracker made it (detection.Event, the one type from
+// tracker to wire): this package adds only v, device, camera, seq and the
+// snapshot's path. Events and counts describe changes, so each one must arrive: they go at QoS 1
 // whatever mqtt.qos is. An event is "new" when a track is confirmed, "update" when
 // its zones change or every track.update_interval, "end" when the track is lost;
 // its id (<camera>-<start unix ms>-<track id>) is unique per device across
@@ -63,4 +65,6 @@
 // and an in-memory store: the disk queue is the store of record, and the
 // publisher's own connection loop retries every broker in order with
 // stepped, jittered delays (Options.RetryDelays, default internal/backoff's: 1 s, 1 s, 2 s, 5 s, 10 s, 20 s, 30 s).
+// A connection that was up 10 s (backoff.ResetAfter) starts the schedule over and
+// reconnects after its first step, as a camera does (internal/backoff says why).
 package publish

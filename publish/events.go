@@ -4,32 +4,13 @@ import (
 	"encoding/json"
 	"fmt"
 	"strconv"
-	"time"
+
+	"github.com/stardetr/stardetr/detection"
 )
 
 // EventQoS is the QoS of event messages and of retained counts: they describe changes, so
 // each one must arrive.
 const EventQoS = 1
-
-// Event is one change of a tracked object (schema/events.v1.json). The publisher adds v,
-// device and seq.
-type Event struct {
-	Camera       string     // one topic level
-	Type         string     // "new", "update" or "end"
-	ID           string     // unique per camera
-	TrackID      uint64     //
-	ClassID      int        //
-	Label        string     //
-	Score        float64    // best so far, 0..1
-	Box          [4]float64 // the latest box, x1, y1, x2, y2 in pixels
-	Zones        []string   // zones the object is in now
-	EnteredZones []string   // zones it has ever been in
-	Start        time.Time  // first seen
-	End          time.Time  // last seen; only on "end"
-	Frames       int        // frames it was matched in
-	Snapshot     string     // path of the best frame's JPEG under the HTTP server, or ""
-	Stationary   bool       // the object stays put (track.stationary); sent only when set
-}
 
 type wireEvent struct {
 	V            int        `json:"v"`
@@ -52,46 +33,49 @@ type wireEvent struct {
 	Stationary   bool       `json:"stationary,omitempty"`
 }
 
-func encodeEvent(device string, seq uint64, e *Event) ([]byte, error) {
-	switch e.Type {
-	case "new", "update", "end":
+// encodeEvent is the message of ev on camera's …/events (schema/events.v1.json).
+func encodeEvent(device, camera string, seq uint64, ev *detection.Event, snapshot string) ([]byte, error) {
+	switch ev.Type {
+	case detection.EventNew, detection.EventUpdate, detection.EventEnd:
 	default:
-		return nil, fmt.Errorf("event type %q is not new, update or end", e.Type)
+		return nil, fmt.Errorf("event type %q is not new, update or end", ev.Type)
 	}
-	if err := finite("score", e.Score); err != nil {
+	score := float64(ev.Score)
+	if err := finite("score", score); err != nil {
 		return nil, err
 	}
-	w := wireEvent{V: SchemaVersion, Type: e.Type, ID: e.ID, Device: device, Camera: e.Camera, Seq: seq,
-		TrackID: e.TrackID, Label: e.Label, ClassID: e.ClassID, Score: round(e.Score, 1e4),
-		Zones: e.Zones, EnteredZones: e.EnteredZones, Start: e.Start.UTC().Format(timeFormat),
-		Frames: e.Frames, Snapshot: e.Snapshot, Stationary: e.Stationary}
+	w := wireEvent{V: SchemaVersion, Type: ev.Type, ID: ev.ID, Device: device, Camera: camera, Seq: seq,
+		TrackID: ev.TrackID, Label: ev.Label, ClassID: ev.ClassID, Score: round(score, 1e4),
+		Zones: ev.Zones, EnteredZones: ev.EnteredZones, Start: ev.Start.UTC().Format(timeFormat),
+		Frames: ev.Frames, Snapshot: snapshot, Stationary: ev.Stationary}
 	if w.Zones == nil {
 		w.Zones = []string{}
 	}
 	if w.EnteredZones == nil {
 		w.EnteredZones = []string{}
 	}
-	for j, v := range e.Box {
-		if err := finite(fmt.Sprintf("box[%d]", j), v); err != nil {
+	for j, v := range ev.Box {
+		if err := finite(fmt.Sprintf("box[%d]", j), float64(v)); err != nil {
 			return nil, err
 		}
-		w.Box[j] = round(v, 1e2)
+		w.Box[j] = round(float64(v), 1e2)
 	}
-	if e.Type == "end" {
-		w.End = e.End.UTC().Format(timeFormat)
+	if ev.Type == detection.EventEnd {
+		w.End = ev.End.UTC().Format(timeFormat)
 	}
 	return json.Marshal(&w)
 }
 
-// PublishEvent queues an event on …/<camera>/events at QoS 1 and returns the message it
-// queued. It takes the camera's next seq: events and detections of a camera share one
+// PublishEvent queues camera's event ev on …/<camera>/events at QoS 1 and returns the
+// message it queued; snapshot is the path of the event's best picture under the HTTP server,
+// or "". It takes the camera's next seq: events and detections of a camera share one
 // sequence, so a gap in either is a lost message. A message that was dropped instead (counted
 // and logged, see PublishDetections) returns nil and no error.
-func (p *Publisher) PublishEvent(ev Event) (json.RawMessage, error) {
+func (p *Publisher) PublishEvent(camera string, ev detection.Event, snapshot string) (json.RawMessage, error) {
 	var msg []byte
-	queued, err := p.publishNumbered(ev.Camera, "events", EventQoS, func(seq uint64) ([]byte, error) {
+	queued, err := p.publishNumbered(camera, "events", EventQoS, func(seq uint64) ([]byte, error) {
 		var err error
-		msg, err = encodeEvent(p.device, seq, &ev)
+		msg, err = encodeEvent(p.device, camera, seq, &ev, snapshot)
 		return msg, err
 	})
 	if err != nil || !queued {

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stardetr/stardetr/detection"
 	"github.com/stardetr/stardetr/internal/testenv"
 	"github.com/stardetr/stardetr/publish"
 )
@@ -29,17 +30,18 @@ func TestEventsCountsRetained(t *testing.T) {
 	if err := p.PublishDetections(det); err != nil {
 		t.Fatal(err)
 	}
-	ev := publish.Event{Camera: "front", Type: "new", ID: "front-1796183200123-7", TrackID: 7, ClassID: 0, Label: "person",
-		Score: 0.87654, Box: [4]float64{1, 2, 3.333, 4}, Start: start, Frames: 3}
-	if _, err := p.PublishEvent(ev); err != nil {
+	ev := detection.Event{Type: "new", ID: "front-1796183200123-7", TrackID: 7, ClassID: 0, Label: "person",
+		Score: 0.87654, Box: [4]float32{1, 2, 3.333, 4}, Start: start, Frames: 3}
+	if _, err := p.PublishEvent("front", ev, ""); err != nil {
 		t.Fatal(err)
 	}
 	ev.Type, ev.Zones, ev.EnteredZones = "update", []string{"drive"}, []string{"drive"}
-	if _, err := p.PublishEvent(ev); err != nil {
+	if _, err := p.PublishEvent("front", ev, ""); err != nil {
 		t.Fatal(err)
 	}
-	ev.Type, ev.Zones, ev.End, ev.Frames, ev.Snapshot = "end", nil, start.Add(5*time.Second), 50, "/events/front-1796183200123-7/snapshot.jpg"
-	if _, err := p.PublishEvent(ev); err != nil {
+	ev.Type, ev.Zones, ev.End, ev.Frames = "end", nil, start.Add(5*time.Second), 50
+	snapshot := "/events/front-1796183200123-7/snapshot.jpg"
+	if _, err := p.PublishEvent("front", ev, snapshot); err != nil {
 		t.Fatal(err)
 	}
 	for _, c := range []struct {
@@ -93,7 +95,7 @@ func TestEventsCountsRetained(t *testing.T) {
 			if _, hasEnd := e["end"]; hasEnd != (e["type"] == "end") {
 				t.Errorf("end present on a %v event: %s", e["type"], m.Payload)
 			}
-			if e["type"] == "end" && (e["end"] != "2026-12-02T04:00:05.123Z" || e["snapshot"] != ev.Snapshot) {
+			if e["type"] == "end" && (e["end"] != "2026-12-02T04:00:05.123Z" || e["snapshot"] != snapshot) {
 				t.Errorf("end event: %s", m.Payload)
 			}
 		}

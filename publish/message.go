@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/stardetr/stardetr/detection"
+	"github.com/stardetr/stardetr/internal/stats"
 )
 
 // SchemaVersion is the "v" field of detection and stats messages
@@ -44,10 +45,10 @@ type Latency struct {
 // Stats is a periodic health report. The publisher adds v, device, ts and
 // its own queue counters.
 type Stats struct {
-	Provider string                           // execution provider in use (cpu, cuda, tensorrt)
-	Uptime   time.Duration                    //
-	Cameras  map[string]CameraStats           // by camera name
-	Latency  map[string]detection.Percentiles // by stage (capture, preprocess, infer, decode, publish), ms
+	Provider string                       // execution provider in use (cpu, cuda, tensorrt)
+	Uptime   time.Duration                //
+	Cameras  map[string]CameraStats       // by camera name
+	Latency  map[string]stats.Percentiles // by stage (capture, preprocess, infer, decode, publish), ms
 	Memory   Memory
 }
 

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/stardetr/stardetr/detection"
+	"github.com/stardetr/stardetr/internal/stats"
 	"github.com/stardetr/stardetr/internal/testenv"
 	"github.com/stardetr/stardetr/publish"
 )
@@ -58,7 +59,7 @@ func TestMessagesMatchSchema(t *testing.T) {
 	stats := publish.Stats{
 		Provider: "cpu", Uptime: 90 * time.Second,
 		Cameras: map[string]publish.CameraStats{"front": {FPS: 1.97, Frames: 300, Drops: 2}},
-		Latency: map[string]detection.Percentiles{"infer": {P50: 480, P90: 510, P99: 600, Max: 700}},
+		Latency: map[string]stats.Percentiles{"infer": {P50: 480, P90: 510, P99: 600, Max: 700}},
 		Memory:  publish.Memory{RSSBytes: 300 << 20, HeapBytes: 20 << 20},
 	}
 	if err := p.PublishStats(stats); err != nil {

@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stardetr/stardetr/detection"
 	"github.com/stardetr/stardetr/internal/testenv"
 	"github.com/stardetr/stardetr/publish"
 )
@@ -17,9 +18,9 @@ func TestStationaryEventField(t *testing.T) {
 	cfg := publish.DefaultConfig()
 	cfg.Brokers = []string{b.URL("mqtt")}
 	p := newPublisher(t, cfg, t.TempDir(), false)
-	ev := publish.Event{Camera: "front", Type: "update", ID: "front-1796183200123-7", TrackID: 7, Label: "car",
-		Score: 0.9, Box: [4]float64{1, 2, 3, 4}, Start: time.Date(2026, 12, 2, 4, 0, 0, 0, time.UTC), Frames: 300, Stationary: true}
-	msg, err := p.PublishEvent(ev)
+	ev := detection.Event{Type: "update", ID: "front-1796183200123-7", TrackID: 7, Label: "car",
+		Score: 0.9, Box: [4]float32{1, 2, 3, 4}, Start: time.Date(2026, 12, 2, 4, 0, 0, 0, time.UTC), Frames: 300, Stationary: true}
+	msg, err := p.PublishEvent("front", ev, "")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -28,7 +29,7 @@ func TestStationaryEventField(t *testing.T) {
 		t.Errorf("stationary event without the field: %s", msg)
 	}
 	ev.Stationary = false
-	if msg, err = p.PublishEvent(ev); err != nil {
+	if msg, err = p.PublishEvent("front", ev, ""); err != nil {
 		t.Fatal(err)
 	}
 	validate(t, schema, msg)

@@ -6,11 +6,12 @@
 package track
 
 import (
-	"errors"
 	"fmt"
 	"math"
 	"regexp"
 	"time"
+
+	"github.com/stardetr/stardetr/internal/confcheck"
 )
 
 // Config is the `cameras[].track` section.
@@ -57,29 +58,29 @@ func DefaultConfig() Config {
 // Validate reports every invalid value, each naming its key relative to the section
 // (e.g. "min_hits"); the caller prefixes the section's own path.
 func (c *Config) Validate() error {
-	var errs []error
+	var l confcheck.List
 	if c.MinHits < 1 || c.MinHits > 100 {
-		errs = append(errs, fmt.Errorf("min_hits: %d is out of range: 1 to 100 frames", c.MinHits))
+		l.Add("min_hits", "%d is out of range: 1 to 100 frames", c.MinHits)
 	}
 	if c.MaxAge < 1 || c.MaxAge > 10000 {
-		errs = append(errs, fmt.Errorf("max_age: %d is out of range: 1 to 10000 frames", c.MaxAge))
+		l.Add("max_age", "%d is out of range: 1 to 10000 frames", c.MaxAge)
 	}
 	unit := func(key string, v float64, lo float64) {
 		if math.IsNaN(v) || v < lo || v > 1 {
-			errs = append(errs, fmt.Errorf("%s: %v is out of range: %v to 1", key, v, lo))
+			l.Add(key, "%v is out of range: %v to 1", v, lo)
 		}
 	}
 	unit("iou", c.IOU, 0.01)
 	unit("high", c.High, 0)
 	unit("low", c.Low, 0)
 	if c.Low > c.High {
-		errs = append(errs, fmt.Errorf("low: %v is above high %v: low must be ≤ high", c.Low, c.High))
+		l.Add("low", "%v is above high %v: low must be ≤ high", c.Low, c.High)
 	}
 	unit("stationary.iou", c.Stationary.IOU, 0.01)
 	if c.Stationary.After < 0 {
-		errs = append(errs, fmt.Errorf("stationary.after: %s is negative: use 0 (never stationary) or a duration such as 30s", c.Stationary.After))
+		l.Add("stationary.after", "%s is negative: use 0 (never stationary) or a duration such as 30s", c.Stationary.After)
 	}
-	return errors.Join(errs...)
+	return l.Err()
 }
 
 // AllZone is the zone name of the whole-frame counts (`<camera>/all/<label>`); no zone may
@@ -117,37 +118,37 @@ type Zones []Zone
 // Validate reports every invalid zone, each naming its key relative to the camera
 // (e.g. "zones[1].polygon[2]").
 func (zs Zones) Validate() error {
-	var errs []error
+	var l confcheck.List
 	seen := map[string]int{}
 	for i := range zs {
 		z := &zs[i]
 		key := fmt.Sprintf("zones[%d]", i)
 		switch {
 		case z.Name == "":
-			errs = append(errs, fmt.Errorf("%s.name: is empty: every zone needs a name (letters, digits, '_', '-', '.')", key))
+			l.Add(key+".name", "is empty: every zone needs a name (letters, digits, '_', '-', '.')")
 		case !namePattern.MatchString(z.Name):
-			errs = append(errs, fmt.Errorf("%s.name: %q: use letters, digits, '_', '-' and '.' only, starting with a letter or digit (it becomes an MQTT topic level: no '/', '+', '#')", key, z.Name))
+			l.Add(key+".name", "%q: use letters, digits, '_', '-' and '.' only, starting with a letter or digit (it becomes an MQTT topic level: no '/', '+', '#')", z.Name)
 		case z.Name == AllZone:
-			errs = append(errs, fmt.Errorf("%s.name: %q is reserved for the whole-frame counts: pick another name", key, z.Name))
+			l.Add(key+".name", "%q is reserved for the whole-frame counts: pick another name", z.Name)
 		}
 		if j, dup := seen[z.Name]; dup && z.Name != "" {
-			errs = append(errs, fmt.Errorf("%s.name: %q is already the name of zones[%d]: names must be unique per camera", key, z.Name, j))
+			l.Add(key+".name", "%q is already the name of zones[%d]: names must be unique per camera", z.Name, j)
 		}
 		seen[z.Name] = i
-		errs = append(errs, validatePolygon(key+".polygon", z.Polygon)...)
+		validatePolygon(&l, key+".polygon", z.Polygon)
 		for j, c := range z.Classes {
 			if c == "" {
-				errs = append(errs, fmt.Errorf("%s.classes[%d]: is empty: give a label of the model, e.g. person", key, j))
+				l.Add(fmt.Sprintf("%s.classes[%d]", key, j), "is empty: give a label of the model, e.g. person")
 			}
 		}
 		if z.Inertia < 1 || z.Inertia > 1000 {
-			errs = append(errs, fmt.Errorf("%s.inertia: %d is out of range: 1 to 1000 frames", key, z.Inertia))
+			l.Add(key+".inertia", "%d is out of range: 1 to 1000 frames", z.Inertia)
 		}
 		if z.Loiter < 0 {
-			errs = append(errs, fmt.Errorf("%s.loiter: %s is negative: use 0 or a duration such as 5s", key, z.Loiter))
+			l.Add(key+".loiter", "%s is negative: use 0 or a duration such as 5s", z.Loiter)
 		}
 	}
-	return errors.Join(errs...)
+	return l.Err()
 }
 
 // CheckClasses reports every zone class that is not one of the model's labels; it runs once
@@ -157,15 +158,15 @@ func (zs Zones) CheckClasses(labels []string) error {
 	for _, l := range labels {
 		known[l] = true
 	}
-	var errs []error
+	var l confcheck.List
 	for i := range zs {
 		for j, c := range zs[i].Classes {
 			if c != "" && !known[c] {
-				errs = append(errs, fmt.Errorf("zones[%d].classes[%d]: %q is not a class of the model (its classes: %v): use one of them", i, j, c, labels))
+				l.Add(fmt.Sprintf("zones[%d].classes[%d]", i, j), "%q is not a class of the model (its classes: %v): use one of them", c, labels)
 			}
 		}
 	}
-	return errors.Join(errs...)
+	return l.Err()
 }
 
 // MaxPolygonPoints caps a zone's corners: validation compares every edge with every other
@@ -173,33 +174,37 @@ func (zs Zones) CheckClasses(labels []string) error {
 // drawn by hand has a few dozen; 200,000 took `stardetr check` four minutes.
 const MaxPolygonPoints = 1000
 
-func validatePolygon(key string, poly [][]float64) []error {
-	var errs []error
+// validatePolygon adds the problems of the zone polygon at key to l.
+func validatePolygon(l *confcheck.List, key string, poly [][]float64) {
 	if len(poly) < 3 {
-		return []error{fmt.Errorf("%s: has %d points: a zone needs at least 3 [x, y] corners", key, len(poly))}
+		l.Add(key, "has %d points: a zone needs at least 3 [x, y] corners", len(poly))
+		return
 	}
 	if len(poly) > MaxPolygonPoints {
-		return []error{fmt.Errorf("%s: has %d corners: at most %d; draw the zone with fewer corners", key, len(poly), MaxPolygonPoints)}
+		l.Add(key, "has %d corners: at most %d; draw the zone with fewer corners", len(poly), MaxPolygonPoints)
+		return
 	}
+	bad := false
 	for i, p := range poly {
 		if len(p) != 2 {
-			errs = append(errs, fmt.Errorf("%s[%d]: has %d numbers: write each corner as [x, y]", key, i, len(p)))
+			l.Add(fmt.Sprintf("%s[%d]", key, i), "has %d numbers: write each corner as [x, y]", len(p))
+			bad = true
 			continue
 		}
 		for j, v := range p {
 			if math.IsNaN(v) || v < 0 || v > 1 {
-				errs = append(errs, fmt.Errorf("%s[%d][%d]: %v is outside 0..1: corners are fractions of the frame's width and height", key, i, j, v))
+				l.Add(fmt.Sprintf("%s[%d][%d]", key, i, j), "%v is out of range: 0 to 1 (corners are fractions of the frame's width and height)", v)
+				bad = true
 			}
 		}
 	}
-	if len(errs) > 0 {
-		return errs
+	if bad {
+		return
 	}
 	pts := toPoints(poly)
 	if i, j, ok := selfIntersection(pts); ok {
-		errs = append(errs, fmt.Errorf("%s: edge %d-%d crosses edge %d-%d: list the corners in order around the zone", key, i, (i+1)%len(pts), j, (j+1)%len(pts)))
+		l.Add(key, "edge %d-%d crosses edge %d-%d: list the corners in order around the zone", i, (i+1)%len(pts), j, (j+1)%len(pts))
 	} else if math.Abs(area(pts)) < 1e-9 {
-		errs = append(errs, fmt.Errorf("%s: encloses no area: its corners lie on one line", key))
+		l.Add(key, "encloses no area: its corners lie on one line")
 	}
-	return errs
 }

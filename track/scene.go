@@ -3,35 +3,9 @@ package track
 import (
 	"strconv"
 	"time"
-)
 
-// Event types.
-const (
-	EventNew    = "new"    // a track was confirmed
-	EventUpdate = "update" // its zones changed, it stopped or moved again, or update_interval passed
-	EventEnd    = "end"    // it was lost for longer than max_age
+	"github.com/stardetr/stardetr/detection"
 )
-
-// Event is one change of a tracked object. Its slices belong to the Scene and stay valid
-// until the next Update or Close.
-type Event struct {
-	Type         string
-	ID           string // unique per camera and across restarts: "<start unix ms>-<track id>"
-	TrackID      uint64
-	ClassID      int
-	Label        string
-	Score        float32    // best score so far
-	Box          [4]float32 // the latest matched box, pixels
-	Zones        []string   // zones the object is in now
-	EnteredZones []string   // zones it has ever been in
-	Start        time.Time  // first frame the object was seen
-	End          time.Time  // last frame it was seen; set on end only
-	Frames       int        // frames it was matched in
-	// Stationary is set while the object stays put (track.stationary): the update that
-	// reports it stopped carries it, and no periodic updates follow until it moves again (an
-	// update without it) or ends.
-	Stationary bool
-}
 
 // Count is the number of confirmed objects of one label in one zone (AllZone: anywhere).
 type Count struct {
@@ -45,10 +19,10 @@ type Count struct {
 type Result struct {
 	// TrackIDs has one entry per detection: its confirmed track's id, or 0.
 	TrackIDs []uint64
-	Events   []Event
+	Events   []detection.Event
 	// Best lists the confirmed objects whose best score rose in this frame (the moment to
 	// keep a snapshot), as their current event view with an empty Type.
-	Best []Event
+	Best []detection.Event
 	// Counts lists the counts that changed (all of them, zeros included, on the first frame).
 	Counts []Count
 }
@@ -151,7 +125,7 @@ func (s *Scene) Update(now time.Time, width, height int, dets []Detection) Resul
 	}
 	for _, o := range s.tr.removed {
 		if o.id != 0 && o.ev.id != "" {
-			s.res.Events = s.emit(s.res.Events, o, EventEnd)
+			s.res.Events = s.emit(s.res.Events, o, detection.EventEnd)
 		}
 	}
 	s.count()
@@ -205,10 +179,10 @@ func (s *Scene) observe(o *object, now time.Time, width, height int) {
 		e.id = strconv.FormatInt(e.start.UnixMilli(), 10) + "-" + strconv.FormatUint(o.id, 10)
 		e.lastEvent = now
 		best = true // the first snapshot comes with the new event
-		s.res.Events = s.emit(s.res.Events, o, EventNew)
+		s.res.Events = s.emit(s.res.Events, o, detection.EventNew)
 	case changed || settled || (!e.stationary && s.cfg.UpdateInterval > 0 && now.Sub(e.lastEvent) >= s.cfg.UpdateInterval):
 		e.lastEvent = now
-		s.res.Events = s.emit(s.res.Events, o, EventUpdate)
+		s.res.Events = s.emit(s.res.Events, o, detection.EventUpdate)
 	}
 	if best {
 		s.res.Best = s.emit(s.res.Best, o, "")
@@ -265,14 +239,14 @@ func (s *Scene) Age(skipped int) {
 }
 
 // emit appends the object's event view of type typ to list.
-func (s *Scene) emit(list []Event, o *object, typ string) []Event {
+func (s *Scene) emit(list []detection.Event, o *object, typ string) []detection.Event {
 	e := &o.ev
-	ev := Event{
+	ev := detection.Event{
 		Type: typ, ID: e.id, TrackID: o.id, ClassID: o.class, Label: o.label, Score: e.best,
 		Box: o.box, Zones: e.cur, EnteredZones: e.entered, Start: e.start, Frames: e.frames,
 		Stationary: e.stationary,
 	}
-	if typ == EventEnd {
+	if typ == detection.EventEnd {
 		ev.End = e.last
 	}
 	return append(list, ev)
@@ -343,7 +317,7 @@ func (s *Scene) Close() Result {
 	s.res.Events, s.res.Best, s.res.Counts, s.res.TrackIDs = s.res.Events[:0], s.res.Best[:0], s.res.Counts[:0], s.res.TrackIDs[:0]
 	for _, o := range s.tr.objs {
 		if o.id != 0 && o.ev.id != "" {
-			s.res.Events = s.emit(s.res.Events, o, EventEnd)
+			s.res.Events = s.emit(s.res.Events, o, detection.EventEnd)
 		}
 	}
 	s.tr.removed = append(s.tr.removed, s.tr.objs...)

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stardetr/stardetr/detection"
 	"github.com/stardetr/stardetr/internal/testenv"
 	"github.com/stardetr/stardetr/track"
 )
@@ -55,7 +56,7 @@ func TestSceneLifecycle(t *testing.T) {
 			if ev.ID != "1800000000000-1" || !ev.Start.Equal(at(0)) {
 				t.Errorf("frame %d: id %q start %v, want 1800000000000-1 and %v", f, ev.ID, ev.Start, at(0))
 			}
-			if ev.Type == track.EventEnd {
+			if ev.Type == detection.EventEnd {
 				if !ev.End.Equal(at(39)) || ev.Frames != 40 || !slices.Equal(ev.EnteredZones, []string{"right"}) {
 					t.Errorf("end: end %v frames %d entered %v, want %v, 40, [right]", ev.End, ev.Frames, ev.EnteredZones, at(39))
 				}
@@ -113,7 +114,7 @@ func TestSceneLoiterAndClasses(t *testing.T) {
 		}
 		res := sc.Update(at(f), 1000, 1000, dets)
 		for _, ev := range res.Events {
-			if ev.Type == track.EventUpdate && len(ev.Zones) > 0 {
+			if ev.Type == detection.EventUpdate && len(ev.Zones) > 0 {
 				if _, ok := entered[ev.Label]; !ok {
 					entered[ev.Label] = f
 				}
@@ -136,7 +137,7 @@ func TestSceneClose(t *testing.T) {
 	sc := track.NewScene(cfg, nil, []string{"person"})
 	sc.Update(at(0), 100, 100, []track.Detection{{Label: "person", Score: 0.9, Box: box(10, 10, 20, 20)}})
 	res := sc.Close()
-	if len(res.Events) != 1 || res.Events[0].Type != track.EventEnd || !res.Events[0].End.Equal(at(0)) {
+	if len(res.Events) != 1 || res.Events[0].Type != detection.EventEnd || !res.Events[0].End.Equal(at(0)) {
 		t.Fatalf("Close returned %+v, want one end event at %v", res.Events, at(0))
 	}
 	if len(res.Counts) != 1 || res.Counts[0] != (track.Count{Zone: "all", Label: "person", N: 0}) {
@@ -164,7 +165,7 @@ func TestLowScoreKeepsTrack(t *testing.T) {
 			t.Fatalf("frame %d: track id %d, want 1", f, res.TrackIDs[0])
 		}
 		for _, ev := range res.Events {
-			ended = ended || ev.Type == track.EventEnd
+			ended = ended || ev.Type == detection.EventEnd
 		}
 	}
 	if ended {
@@ -209,7 +210,7 @@ func TestZonesValidate(t *testing.T) {
 	}{
 		{track.Zone{Name: "a", Polygon: sq[:2], Inertia: 1}, "zones[0].polygon: has 2 points"},
 		{track.Zone{Name: "a", Polygon: [][]float64{{0, 0}, {1, 1}, {1, 0}, {0, 1}}, Inertia: 1}, "zones[0].polygon: edge 0-1 crosses edge 2-3"},
-		{track.Zone{Name: "a", Polygon: [][]float64{{0, 0}, {1.5, 0}, {1, 1}}, Inertia: 1}, "zones[0].polygon[1][0]: 1.5 is outside 0..1"},
+		{track.Zone{Name: "a", Polygon: [][]float64{{0, 0}, {1.5, 0}, {1, 1}}, Inertia: 1}, "zones[0].polygon[1][0]: 1.5 is out of range: 0 to 1"},
 		{track.Zone{Name: "a", Polygon: [][]float64{{0, 0}, {0.5, 0.5}, {1, 1}}, Inertia: 1}, "encloses no area"},
 		{track.Zone{Name: "a/b", Polygon: sq, Inertia: 1}, `zones[0].name: "a/b"`},
 		{track.Zone{Name: "a+", Polygon: sq, Inertia: 1}, `zones[0].name: "a+"`},

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stardetr/stardetr/detection"
 	"github.com/stardetr/stardetr/internal/testenv"
 	"github.com/stardetr/stardetr/track"
 )
@@ -169,7 +170,7 @@ func TestAgeEndsLostObjects(t *testing.T) {
 	sc.Age(100)
 	f += 101
 	res = sc.Update(at(f), 2000, 1000, []track.Detection{parked})
-	if len(res.Events) != 1 || res.Events[0].Type != track.EventEnd || res.Events[0].Label != "person" || !res.Events[0].End.Equal(at(19)) {
+	if len(res.Events) != 1 || res.Events[0].Type != detection.EventEnd || res.Events[0].Label != "person" || !res.Events[0].End.Equal(at(19)) {
 		t.Fatalf("keyframe after 100 skipped frames: events %+v, want the walker's end (last seen %v)", res.Events, at(19))
 	}
 	// A keyframe that misses the parked car: it is lost but stationary, so it needs every frame

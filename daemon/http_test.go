@@ -8,12 +8,16 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"regexp"
 	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/stardetr/stardetr/internal/testenv"
 )
@@ -234,5 +238,53 @@ func TestUnitLimitNOFILE(t *testing.T) {
 	}
 	if maxHTTPConnections > unitNOFILE/2 {
 		t.Errorf("max_connections may reach %d of the unit's %d descriptors: too few left for the daemon's own files", maxHTTPConnections, unitNOFILE)
+	}
+}
+
+// Every route of the table is in the README's `stardetr run` line and nothing else is, and the
+// path written there (its <placeholders> filled in) is one the route serves; the start-up log
+// names them all (endpointList).
+func TestRoutesAreDocumented(t *testing.T) {
+	routes := (&service{}).routes(prometheus.NewRegistry())
+	readme, err := os.ReadFile(filepath.Join(testenv.RepoRoot(t), "README.md"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var runLine string
+	for _, l := range strings.Split(string(readme), "\n") {
+		if strings.HasPrefix(l, "| `stardetr run") {
+			runLine = l
+		}
+	}
+	if runLine == "" {
+		t.Fatal("README.md has no `stardetr run` line in its Commands table")
+	}
+	documented := map[string]bool{}
+	for _, m := range regexp.MustCompile("`(/[^`]*)`").FindAllStringSubmatch(runLine, -1) {
+		documented[m[1]] = true
+	}
+	mux := http.NewServeMux()
+	inTable := map[string]bool{}
+	for _, r := range routes {
+		mux.Handle(r.pattern, r.handler)
+		inTable[r.path] = true
+	}
+	fill := strings.NewReplacer("<camera>", "front", "<id>", "front-1-1")
+	logged := strings.Fields(endpointList(routes))
+	for i, r := range routes {
+		if !documented[r.path] {
+			t.Errorf("route %q: its path %s is not in README.md's `stardetr run` line", r.pattern, r.path)
+		}
+		if _, pattern := mux.Handler(httptest.NewRequest(http.MethodGet, fill.Replace(r.path), nil)); pattern != r.pattern {
+			t.Errorf("route %q: the documented path %s is served by %q", r.pattern, r.path, pattern)
+		}
+		if i >= len(logged) || logged[i] != r.path {
+			t.Errorf("route %q: the start-up log's endpoints %q do not name %s in table order", r.pattern, logged, r.path)
+		}
+	}
+	for p := range documented {
+		if !inTable[p] {
+			t.Errorf("README.md's `stardetr run` line names %s, which no route serves", p)
+		}
 	}
 }
