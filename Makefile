@@ -27,7 +27,7 @@ export OMP_NUM_THREADS      ?= 2
 export OMP_WAIT_POLICY      ?= PASSIVE
 export STARDETR_PYTHON      ?= $(PY)
 
-.PHONY: setup build plugin models demo-clip run test test-go bench bench-peers test-peers-smoke soak soak-memory vet fmt clean
+.PHONY: setup build plugin models demo-clip demo-screenshot run test test-go bench bench-peers test-peers-smoke soak soak-memory vet fmt clean
 
 setup:
 	scripts/setup
@@ -60,6 +60,11 @@ demo-clip: $(DEMO_CLIP)
 
 run: build plugin models $(DEMO_CLIP)
 	$(BIN) run --config configs/demo.yaml
+
+# The README's picture of the demo's live view: the Chromium screenshot of daemon/demo_test.go.
+demo-screenshot: build plugin models
+	@mkdir -p docs
+	STARDETR_DEMO_SCREENSHOT=$(CURDIR)/docs/demo-live.png go test -tags $(GOTAGS) -count=1 -run '^TestDemoLiveView$$' -v ./daemon/
 
 
 # Not part of `make test`: an hour (SOAK_DURATION=10m for a short one) of 4 cameras, broker and
