@@ -380,6 +380,44 @@ def write_video(out, frames, w, h, fps, seed):
     return path
 
 
+def write_clip_frames(out, clips, every, imgsz, seed, frames=300, w=640, h=360):
+    """Adds the frames of `clips` tracking clips (seeds seed, seed+1, ...; every `every`-th frame) to
+    OUT/images/train as the daemon feeds them to the model: decoded from the MP4 and stretched to
+    imgsz x imgsz. Labels from the clips' ground truth (shapes at least 1 - HIDDEN_DROP visible)."""
+    import tempfile
+
+    out = Path(out).resolve()
+    (out / "images" / "train").mkdir(parents=True, exist_ok=True)
+    (out / "labels" / "train").mkdir(parents=True, exist_ok=True)
+    added = 0
+    for clip_seed in range(seed, seed + clips):
+        with tempfile.TemporaryDirectory() as tmp:
+            write_video(tmp, frames, w, h, 10.0, clip_seed)
+            gt = {}
+            for line in (Path(tmp) / "gt.txt").read_text().split():
+                f, _, x, y, bw, bh, _, cls, vis = line.split(",")
+                gt.setdefault(int(f), []).append((int(cls), float(x), float(y), float(bw), float(bh), float(vis)))
+            cap = cv2.VideoCapture(str(Path(tmp) / "clip.mp4"))
+            f = 0
+            while True:
+                ok, img = cap.read()
+                if not ok:
+                    break
+                f += 1
+                if (f - 1) % every:
+                    continue
+                name = f"clip{clip_seed}_{f:04d}"
+                cv2.imwrite(str(out / "images" / "train" / f"{name}.jpg"),
+                            cv2.resize(img, (imgsz, imgsz), interpolation=cv2.INTER_AREA))
+                lines = [f"{c} {(x + bw / 2) / w:.6f} {(y + bh / 2) / h:.6f} {bw / w:.6f} {bh / h:.6f}"
+                         for c, x, y, bw, bh, vis in gt.get(f, []) if vis >= 1 - HIDDEN_DROP]
+                (out / "labels" / "train" / f"{name}.txt").write_text("".join(line + "\n" for line in lines))
+                added += 1
+            cap.release()
+        print(f"synth: clip {clip_seed - seed + 1}/{clips}", file=sys.stderr, flush=True)
+    return added
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m model.data.synth", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="output folder")
@@ -394,7 +432,17 @@ def main(argv=None):
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=360)
     p.add_argument("--fps", type=float, default=10.0)
+    p.add_argument("--clips", type=int, default=0, metavar="N",
+                   help="add the frames of N tracking clips (640x360, seeds --seed...) to OUT's training images, "
+                        "stretched to --imgsz as the daemon feeds them (the demo model's training data)")
+    p.add_argument("--clip-every", type=int, default=10, metavar="K", help="with --clips: every K-th frame")
     a = p.parse_args(argv)
+    if a.clips:
+        if a.clips < 1 or a.clip_every < 1 or a.imgsz < 32:
+            p.error("--clips and --clip-every must be >= 1 and --imgsz >= 32")
+        n = write_clip_frames(a.out, a.clips, a.clip_every, a.imgsz, a.seed)
+        print(f"{Path(a.out).resolve()}: {n} clip frames added to images/train")
+        return 0
     if a.video:
         if a.frames < 1 or a.width < 64 or a.height < 64:
             p.error("--frames must be >= 1 and --width/--height >= 64")

@@ -97,6 +97,25 @@ class SynthStyleTest(unittest.TestCase):
                     self.assertTrue(0 <= cx - w / 2 + 1e-6 and cx + w / 2 <= 1 + 1e-6 and w > 0, line)
                     self.assertTrue(0 <= cy - h / 2 + 1e-6 and cy + h / 2 <= 1 + 1e-6 and h > 0, line)
 
+    def test_clip_frames_labels_lie_on_their_shapes(self):
+        """--clips: each label's box, on the stretched frame, holds its class's colour at its centre."""
+        out = TMP["dir"] / "clips"
+        p = run(["model.data.synth", "--out", out, "--clips", 1, "--clip-every", 50, "--imgsz", 160, "--seed", 5])
+        self.assertIn("6 clip frames added", p.stdout)
+        frames = sorted((out / "images" / "train").glob("clip5_*.jpg"))
+        self.assertEqual(len(frames), 6)
+        checked = 0
+        for f in frames:
+            img = cv2.imread(str(f))
+            self.assertEqual(img.shape, (160, 160, 3))
+            for line in (out / "labels" / "train" / f"{f.stem}.txt").read_text().splitlines():
+                c, cx, cy, w, h = line.split()
+                b, g, r = (int(v) for v in img[int(float(cy) * 160), int(float(cx) * 160)])
+                red = int(c) in (0, 2)  # red_disc, red_box
+                self.assertGreater(r - b if red else b - r, 40, f"{f.name}: {line}: BGR {(b, g, r)} at the centre")
+                checked += 1
+        self.assertGreater(checked, 20)
+
     def test_bad_style(self):
         p = run(["model.data.synth", "--out", TMP["dir"] / "bad", "--style", "photo"], check=False)
         self.assertEqual(p.returncode, 2)
