@@ -2,8 +2,11 @@ package publish
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
+	"net"
+	"strings"
 
 	mochi "github.com/mochi-mqtt/server/v2"
 	"github.com/mochi-mqtt/server/v2/hooks/auth"
@@ -17,7 +20,7 @@ const embeddedListenerID = "tcp"
 // every client in (it is meant for 127.0.0.1 or a trusted network). It
 // returns the address it actually listens on.
 func startEmbedded(listen string, log *slog.Logger) (*mochi.Server, string, error) {
-	blog := slog.New(minLevel{h: log.With("component", "embedded-broker").Handler(), min: slog.LevelWarn})
+	blog := slog.New(minLevel{h: log.With("broker", "embedded").Handler(), min: slog.LevelWarn})
 	srv := mochi.New(&mochi.Options{Logger: blog, InlineClient: false})
 	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
 		return nil, "", fmt.Errorf("mqtt.embedded: add auth hook: %w", err)
@@ -48,7 +51,9 @@ func stopEmbedded(srv *mochi.Server) error {
 	return srv.Close()
 }
 
-// minLevel drops records below min: the broker logs every client at info.
+// minLevel drops records below min (the broker logs every client at info) and puts mochi's
+// records into stardetr's conventions: its "error" key becomes "err", and a client's read that
+// failed because the broker itself is stopping ("use of closed network connection") is dropped.
 type minLevel struct {
 	h   slog.Handler
 	min slog.Level
@@ -57,7 +62,26 @@ type minLevel struct {
 func (m minLevel) Enabled(ctx context.Context, l slog.Level) bool {
 	return l >= m.min && m.h.Enabled(ctx, l)
 }
-func (m minLevel) Handle(ctx context.Context, r slog.Record) error { return m.h.Handle(ctx, r) }
+func (m minLevel) Handle(ctx context.Context, r slog.Record) error {
+	out := slog.NewRecord(r.Time, r.Level, r.Message, r.PC)
+	drop := false
+	r.Attrs(func(a slog.Attr) bool {
+		if a.Key == "error" {
+			a.Key = "err"
+			if err, ok := a.Value.Any().(error); ok && errors.Is(err, net.ErrClosed) {
+				drop = true
+			} else if strings.Contains(a.Value.String(), "use of closed network connection") {
+				drop = true
+			}
+		}
+		out.AddAttrs(a)
+		return true
+	})
+	if drop {
+		return nil
+	}
+	return m.h.Handle(ctx, out)
+}
 func (m minLevel) WithAttrs(a []slog.Attr) slog.Handler {
 	return minLevel{h: m.h.WithAttrs(a), min: m.min}
 }
