@@ -148,95 +148,20 @@ type Results struct {
 
 // Results computes ultralytics' ap_per_class and Metric.mean_results; names label the classes.
 func (s *Stats) Results(names []string) Results {
-	const eps = 1e-16
 	res := Results{Images: len(s.images), Instances: len(s.target)}
-	// np.argsort(-conf)
-	order := make([]int, len(s.conf))
-	for i := range order {
-		order[i] = i
-	}
-	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(s.conf[b], s.conf[a]) })
-
-	counts := map[int]int{}
-	for _, c := range s.target {
-		counts[c]++
-	}
-	classes := make([]int, 0, len(counts))
-	for c := range counts {
-		classes = append(classes, c)
-	}
-	slices.Sort(classes)
+	order := s.confOrder()
+	counts, classes := s.labelCounts()
 	if len(classes) == 0 {
 		return res
 	}
 	x := linspace(0, 1, 1000)
-	pCurve := make([][]float64, len(classes))
-	rCurve := make([][]float64, len(classes))
-	ap := make([][10]float64, len(classes))
+	curves := make([]classCurves, len(classes))
 	for ci, c := range classes {
-		pCurve[ci] = make([]float64, len(x))
-		rCurve[ci] = make([]float64, len(x))
-		var idx []int
-		for _, i := range order {
-			if s.predCls[i] == c {
-				idx = append(idx, i)
-			}
-		}
-		nl := counts[c]
-		if len(idx) == 0 || nl == 0 {
-			continue
-		}
-		negConf := make([]float64, len(idx))
-		for k, i := range idx {
-			negConf[k] = -float64(s.conf[i])
-		}
-		var recall, precision [10][]float64
-		for j := range 10 {
-			recall[j] = make([]float64, len(idx))
-			precision[j] = make([]float64, len(idx))
-			tpc, fpc := 0.0, 0.0
-			for k, i := range idx {
-				if s.tp[i][j] {
-					tpc++
-				} else {
-					fpc++
-				}
-				recall[j][k] = tpc / (float64(nl) + eps)
-				precision[j][k] = tpc / (tpc + fpc)
-			}
-		}
-		for k, xv := range x {
-			rCurve[ci][k] = interp(-xv, negConf, recall[0], 0, recall[0][len(idx)-1])
-			pCurve[ci][k] = interp(-xv, negConf, precision[0], 1, precision[0][len(idx)-1])
-		}
-		for j := range 10 {
-			ap[ci][j] = computeAP(recall[j], precision[j])
-		}
+		curves[ci] = s.classCurves(order, c, counts[c], x)
 	}
-	// Precision and recall at the confidence of the highest mean F1 (smoothed), as ultralytics reports them.
-	f1 := make([]float64, len(x))
-	for k := range x {
-		for ci := range classes {
-			p, r := pCurve[ci][k], rCurve[ci][k]
-			f1[k] += 2 * p * r / (p + r + eps)
-		}
-		f1[k] /= float64(len(classes))
-	}
-	best := argmax(smooth(f1, 0.1))
+	best := bestF1(curves, len(x))
 	for ci, c := range classes {
-		cr := ClassResult{Class: c, Instances: counts[c], P: pCurve[ci][best], R: rCurve[ci][best], MAP50: ap[ci][0]}
-		if c < len(names) {
-			cr.Name = names[c]
-		}
-		for _, img := range s.images {
-			if img[c] {
-				cr.Images++
-			}
-		}
-		for j := range 10 {
-			cr.MAP5095 += ap[ci][j]
-		}
-		cr.MAP5095 /= 10
+		cr := s.classResult(c, counts[c], curves[ci], best, names)
 		res.Classes = append(res.Classes, cr)
 		res.P += cr.P
 		res.R += cr.R
@@ -246,6 +171,116 @@ func (s *Stats) Results(names []string) Results {
 	n := float64(len(classes))
 	res.P, res.R, res.MAP50, res.MAP5095 = res.P/n, res.R/n, res.MAP50/n, res.MAP5095/n
 	return res
+}
+
+// eps is ultralytics' guard against a division by zero in recall and F1.
+const eps = 1e-16
+
+// confOrder is np.argsort(-conf): the detections, most confident first (stable on ties).
+func (s *Stats) confOrder() []int {
+	order := make([]int, len(s.conf))
+	for i := range order {
+		order[i] = i
+	}
+	slices.SortStableFunc(order, func(a, b int) int { return cmp.Compare(s.conf[b], s.conf[a]) })
+	return order
+}
+
+// labelCounts counts the ground-truth objects of each class; classes are those with labels,
+// ascending (np.unique of the targets).
+func (s *Stats) labelCounts() (counts map[int]int, classes []int) {
+	counts = map[int]int{}
+	for _, c := range s.target {
+		counts[c]++
+	}
+	classes = make([]int, 0, len(counts))
+	for c := range counts {
+		classes = append(classes, c)
+	}
+	slices.Sort(classes)
+	return counts, classes
+}
+
+// classCurves is one class's precision and recall on the confidence grid (at IoU 0.5) and its
+// AP at each of IoUThresholds.
+type classCurves struct {
+	p, r []float64
+	ap   [10]float64
+}
+
+// classCurves computes class c's curves over the detections in confidence order, nl being
+// its number of labels and x the confidence grid; a class without detections has all zeros.
+func (s *Stats) classCurves(order []int, c, nl int, x []float64) classCurves {
+	cc := classCurves{p: make([]float64, len(x)), r: make([]float64, len(x))}
+	var idx []int
+	for _, i := range order {
+		if s.predCls[i] == c {
+			idx = append(idx, i)
+		}
+	}
+	if len(idx) == 0 || nl == 0 {
+		return cc
+	}
+	negConf := make([]float64, len(idx))
+	for k, i := range idx {
+		negConf[k] = -float64(s.conf[i])
+	}
+	var recall, precision [10][]float64
+	for j := range 10 {
+		recall[j] = make([]float64, len(idx))
+		precision[j] = make([]float64, len(idx))
+		tpc, fpc := 0.0, 0.0
+		for k, i := range idx {
+			if s.tp[i][j] {
+				tpc++
+			} else {
+				fpc++
+			}
+			recall[j][k] = tpc / (float64(nl) + eps)
+			precision[j][k] = tpc / (tpc + fpc)
+		}
+	}
+	for k, xv := range x {
+		cc.r[k] = interp(-xv, negConf, recall[0], 0, recall[0][len(idx)-1])
+		cc.p[k] = interp(-xv, negConf, precision[0], 1, precision[0][len(idx)-1])
+	}
+	for j := range 10 {
+		cc.ap[j] = computeAP(recall[j], precision[j])
+	}
+	return cc
+}
+
+// bestF1 is the index on the confidence grid (of n points) of the highest mean F1 over the
+// classes, smoothed: ultralytics reports precision and recall at that confidence.
+func bestF1(curves []classCurves, n int) int {
+	f1 := make([]float64, n)
+	for k := range f1 {
+		for _, cc := range curves {
+			p, r := cc.p[k], cc.r[k]
+			f1[k] += 2 * p * r / (p + r + eps)
+		}
+		f1[k] /= float64(len(curves))
+	}
+	return argmax(smooth(f1, 0.1))
+}
+
+// classResult is class c's row: precision and recall at grid index best, its mAPs, and the
+// images that hold it; nl is its number of labels.
+func (s *Stats) classResult(c, nl int, cc classCurves, best int, names []string) ClassResult {
+	cr := ClassResult{Class: c, Instances: nl, P: cc.p[best], R: cc.r[best], MAP50: cc.ap[0]}
+	if c < len(names) {
+		cr.Name = names[c]
+	}
+	for _, img := range s.images {
+		if img[c] {
+			cr.Images++
+		}
+	}
+	for j := range 10 {
+		cr.MAP5095 += cc.ap[j]
+	}
+	cr.MAP5095 /= 10
+	return cr
 }
 
 // computeAP is ultralytics' compute_ap: precision envelope, then COCO's 101-point interpolation
