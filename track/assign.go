@@ -137,13 +137,25 @@ func (mt *matcher) allow(r, c int, cost float64) {
 
 // solve writes each row's column, or -1, into rowCol (length n).
 func (mt *matcher) solve(rowCol []int) {
-	n, m := mt.n, mt.m
-	for i := range rowCol[:n] {
+	for i := range rowCol[:mt.n] {
 		rowCol[i] = -1
 	}
 	if len(mt.edges) == 0 {
 		return
 	}
+	mt.labelComponents()
+	total := mt.layoutComponents()
+	mt.fillCosts(total)
+	for ci := range mt.nr {
+		mt.solveComponent(ci, rowCol)
+	}
+}
+
+// labelComponents numbers the components that hold an allowed pair (comp, in the order of
+// their first edge), counts their rows and columns (nr, nc) and gives each node its index
+// within its component (local).
+func (mt *matcher) labelComponents() {
+	n, m := mt.n, mt.m
 	mt.comp = grow(mt.comp, n+m)
 	mt.local = grow(mt.local, n+m)
 	for i := range mt.comp {
@@ -170,9 +182,16 @@ func (mt *matcher) solve(rowCol []int) {
 			mt.nc[ci]++
 		}
 	}
+}
+
+// layoutComponents places the components one after another: their rows in rows, their
+// columns in cols (from rowOff and colOff) and their cost matrices from off; it returns the
+// length of all the matrices together.
+func (mt *matcher) layoutComponents() (total int) {
+	n, m := mt.n, mt.m
 	k := len(mt.nr)
 	mt.rowOff, mt.colOff, mt.off = grow(mt.rowOff, k), grow(mt.colOff, k), grow(mt.off, k)
-	nrows, ncols, total := 0, 0, 0
+	nrows, ncols := 0, 0
 	for ci := range k {
 		mt.rowOff[ci], mt.colOff[ci], mt.off[ci] = nrows, ncols, total
 		nrows += mt.nr[ci]
@@ -191,41 +210,49 @@ func (mt *matcher) solve(rowCol []int) {
 			mt.cols[mt.colOff[ci]+mt.local[node]] = node - n
 		}
 	}
-	// Each component's matrix is transposed where its rows outnumber its columns: the
-	// solver wants no more rows than columns.
+	return total
+}
+
+// fillCosts writes each component's cost matrix: forbidden everywhere but the allowed pairs.
+// A matrix is transposed where its rows outnumber its columns: the solver wants no more rows
+// than columns.
+func (mt *matcher) fillCosts(total int) {
 	mt.cost = grow(mt.cost, total)
 	for i := range mt.cost {
 		mt.cost[i] = forbidden
 	}
 	for _, e := range mt.edges {
 		ci := mt.comp[mt.find(e.r)]
-		lr, lc := mt.local[e.r], mt.local[n+e.c]
+		lr, lc := mt.local[e.r], mt.local[mt.n+e.c]
 		if mt.nr[ci] <= mt.nc[ci] {
 			mt.cost[mt.off[ci]+lr*mt.nc[ci]+lc] = e.cost
 		} else {
 			mt.cost[mt.off[ci]+lc*mt.nr[ci]+lr] = e.cost
 		}
 	}
-	for ci := range k {
-		nr, nc := mt.nr[ci], mt.nc[ci]
-		a, b := min(nr, nc), max(nr, nc)
-		c := mt.cost[mt.off[ci] : mt.off[ci]+nr*nc]
-		mt.sol = grow(mt.sol, a)
-		if a == 1 && b == 1 {
-			mt.sol[0] = 0
-		} else {
-			mt.h.solve(c, a, b, mt.sol)
+}
+
+// solveComponent matches component ci (directly where it is one pair, else by the Hungarian
+// method) and writes its allowed matches into rowCol.
+func (mt *matcher) solveComponent(ci int, rowCol []int) {
+	nr, nc := mt.nr[ci], mt.nc[ci]
+	a, b := min(nr, nc), max(nr, nc)
+	c := mt.cost[mt.off[ci] : mt.off[ci]+nr*nc]
+	mt.sol = grow(mt.sol, a)
+	if a == 1 && b == 1 {
+		mt.sol[0] = 0
+	} else {
+		mt.h.solve(c, a, b, mt.sol)
+	}
+	for i := range a {
+		j := mt.sol[i]
+		if c[i*b+j] >= forbidden {
+			continue
 		}
-		for i := range a {
-			j := mt.sol[i]
-			if c[i*b+j] >= forbidden {
-				continue
-			}
-			lr, lc := i, j
-			if nr > nc {
-				lr, lc = j, i
-			}
-			rowCol[mt.rows[mt.rowOff[ci]+lr]] = mt.cols[mt.colOff[ci]+lc]
+		lr, lc := i, j
+		if nr > nc {
+			lr, lc = j, i
 		}
+		rowCol[mt.rows[mt.rowOff[ci]+lr]] = mt.cols[mt.colOff[ci]+lc]
 	}
 }
