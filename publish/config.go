@@ -122,6 +122,16 @@ func (c *Config) validate() (*credentials, error) {
 		prev = &credentials{}
 	}
 	cr := &credentials{}
+	c.checkBrokers(&l)
+	c.checkTopicsAndQoS(&l)
+	c.readLogin(&l, prev, cr)
+	c.readTLS(&l, prev, cr)
+	c.checkLimits(&l)
+	return cr, l.Err()
+}
+
+// checkBrokers checks brokers and embedded.listen.
+func (c *Config) checkBrokers(l *confcheck.List) {
 	if len(c.Brokers) == 0 && !c.Embedded.Enabled {
 		l.Add("brokers", "empty: give at least one broker URL such as mqtt://localhost:1883")
 	}
@@ -135,6 +145,10 @@ func (c *Config) validate() (*credentials, error) {
 			l.Add("embedded.listen", "%q is not host:port (e.g. 127.0.0.1:1883): %v", c.Embedded.Listen, err)
 		}
 	}
+}
+
+// checkTopicsAndQoS checks topic_prefix and the QoS levels.
+func (c *Config) checkTopicsAndQoS(l *confcheck.List) {
 	if err := CheckTopicPrefix(c.TopicPrefix); err != nil {
 		l.Add("topic_prefix", "%v", err)
 	}
@@ -146,6 +160,11 @@ func (c *Config) validate() (*credentials, error) {
 			l.Add(q.key, "%d is out of range: use 0, 1 or 2", q.v)
 		}
 	}
+}
+
+// readLogin checks client_id, username and password, and reads password_file into cr
+// (taking it from prev where prev read the same file).
+func (c *Config) readLogin(l *confcheck.List, prev, cr *credentials) {
 	if strings.ContainsAny(c.ClientID, "+#/") {
 		l.Add("client_id", "%q must not contain '+', '#' or '/'", c.ClientID)
 	}
@@ -166,6 +185,11 @@ func (c *Config) validate() (*credentials, error) {
 	if (c.Username == "") && (c.Password != "" || c.PasswordFile != "") {
 		l.Add("username", "empty while a password is set: set mqtt.username too")
 	}
+}
+
+// readTLS reads tls.ca and the client certificate (tls.cert, tls.key) into cr, taking each
+// from prev where prev read the same files.
+func (c *Config) readTLS(l *confcheck.List, prev, cr *credentials) {
 	switch {
 	case c.TLS.CA == "":
 	case prev.caFile == c.TLS.CA:
@@ -190,6 +214,10 @@ func (c *Config) validate() (*credentials, error) {
 			cr.certFile, cr.keyFile, cr.cert = c.TLS.Cert, c.TLS.Key, &cert
 		}
 	}
+}
+
+// checkLimits checks the ranges of queue.max_mb, stats_interval, keepalive and connect_timeout.
+func (c *Config) checkLimits(l *confcheck.List) {
 	if c.Queue.MaxMB < minQueueMB || c.Queue.MaxMB > maxQueueMB {
 		l.Add("queue.max_mb", "%d is out of range: %d to %d MB", c.Queue.MaxMB, minQueueMB, maxQueueMB)
 	}
@@ -202,7 +230,6 @@ func (c *Config) validate() (*credentials, error) {
 	if c.ConnectTimeout < minConnectTimeout || c.ConnectTimeout > maxConnectTimeout {
 		l.Add("connect_timeout", "%v is out of range: %v to %v", c.ConnectTimeout, minConnectTimeout, maxConnectTimeout)
 	}
-	return cr, l.Err()
 }
 
 // brokerURL parses a broker address and fills in the scheme's default port.
