@@ -284,75 +284,23 @@ func readBMP(h []byte) (Info, error) {
 // decodes.
 func readTIFF(r io.ReaderAt, size int64) (Info, error) {
 	info := Info{Format: "TIFF"}
-	var hdr [16]byte
-	if _, err := r.ReadAt(hdr[:8], 0); err != nil {
-		return info, errShort
+	d, err := firstTIFFDir(r, size)
+	if err != nil {
+		return info, err
 	}
-	var bo binary.ByteOrder = binary.LittleEndian
-	if hdr[0] == 'M' {
-		bo = binary.BigEndian
+	entries, err := d.readEntries(r, size)
+	if err != nil {
+		return info, err
 	}
-	big := bo.Uint16(hdr[2:4]) == 43
-	var ifd int64
-	countSize, entrySize := int64(2), int64(12)
-	if big {
-		if _, err := r.ReadAt(hdr[:16], 0); err != nil {
-			return info, errShort
-		}
-		if bo.Uint16(hdr[4:6]) != 8 {
-			return info, errors.New("BigTIFF offsets are not 8 bytes")
-		}
-		ifd = int64(bo.Uint64(hdr[8:16]))
-		countSize, entrySize = 8, 20
-	} else {
-		ifd = int64(bo.Uint32(hdr[4:8]))
-	}
-	if ifd < 8 || ifd+countSize > size {
-		return info, fmt.Errorf("first IFD offset %d is outside the file", ifd)
-	}
-	var cnt [8]byte
-	if _, err := r.ReadAt(cnt[:countSize], ifd); err != nil {
-		return info, errShort
-	}
-	var n int64
-	if big {
-		n = int64(bo.Uint64(cnt[:]))
-	} else {
-		n = int64(bo.Uint16(cnt[:2]))
-	}
-	if n <= 0 || n > 65535 || ifd+countSize+n*entrySize > size {
-		return info, fmt.Errorf("first IFD has %d entries, beyond the file's end", n)
-	}
-	entries := make([]byte, n*entrySize)
-	if _, err := r.ReadAt(entries, ifd+countSize); err != nil {
-		return info, errShort
-	}
-	for i := int64(0); i < n; i++ {
-		e := entries[i*entrySize : (i+1)*entrySize]
-		tag, typ := bo.Uint16(e[0:2]), bo.Uint16(e[2:4])
+	for i := int64(0); i < int64(len(entries))/d.entrySize; i++ {
+		e := entries[i*d.entrySize : (i+1)*d.entrySize]
+		tag := d.bo.Uint16(e[0:2])
 		if tag != 256 && tag != 257 {
 			continue
 		}
-		val := e[8:]
-		if big {
-			val = e[12:]
-		}
-		var v int64
-		switch typ {
-		case 3: // SHORT
-			v = int64(bo.Uint16(val[:2]))
-		case 4: // LONG
-			v = int64(bo.Uint32(val[:4]))
-		case 16: // LONG8
-			if !big {
-				return info, fmt.Errorf("tag %d has type LONG8 in a classic TIFF", tag)
-			}
-			v = int64(bo.Uint64(val[:8]))
-			if v < 0 {
-				return info, fmt.Errorf("tag %d is %d", tag, bo.Uint64(val[:8]))
-			}
-		default:
-			return info, fmt.Errorf("tag %d has type %d, not SHORT or LONG", tag, typ)
+		v, err := d.entryValue(e)
+		if err != nil {
+			return info, err
 		}
 		if tag == 256 {
 			info.Width = v
@@ -364,6 +312,94 @@ func readTIFF(r io.ReaderAt, size int64) (Info, error) {
 		return info, errors.New("the first IFD lacks ImageWidth or ImageLength")
 	}
 	return info, nil
+}
+
+// tiffDir is where a TIFF's image file directory (IFD) lies and how it is encoded: the
+// file's byte order, and for BigTIFF 8-byte counts and 20-byte entries (classic: 2 and 12).
+type tiffDir struct {
+	bo                   binary.ByteOrder
+	big                  bool
+	off                  int64
+	countSize, entrySize int64
+}
+
+// firstTIFFDir reads the TIFF or BigTIFF header: byte order, version, and the offset of the
+// first IFD, which must lie inside the file's size bytes.
+func firstTIFFDir(r io.ReaderAt, size int64) (tiffDir, error) {
+	var hdr [16]byte
+	if _, err := r.ReadAt(hdr[:8], 0); err != nil {
+		return tiffDir{}, errShort
+	}
+	d := tiffDir{bo: binary.LittleEndian, countSize: 2, entrySize: 12}
+	if hdr[0] == 'M' {
+		d.bo = binary.BigEndian
+	}
+	d.big = d.bo.Uint16(hdr[2:4]) == 43
+	if d.big {
+		if _, err := r.ReadAt(hdr[:16], 0); err != nil {
+			return d, errShort
+		}
+		if d.bo.Uint16(hdr[4:6]) != 8 {
+			return d, errors.New("BigTIFF offsets are not 8 bytes")
+		}
+		d.off = int64(d.bo.Uint64(hdr[8:16]))
+		d.countSize, d.entrySize = 8, 20
+	} else {
+		d.off = int64(d.bo.Uint32(hdr[4:8]))
+	}
+	if d.off < 8 || d.off+d.countSize > size {
+		return d, fmt.Errorf("first IFD offset %d is outside the file", d.off)
+	}
+	return d, nil
+}
+
+// readEntries reads the IFD's entry count and its entries, refusing a count the file's size
+// bytes cannot hold.
+func (d tiffDir) readEntries(r io.ReaderAt, size int64) ([]byte, error) {
+	var cnt [8]byte
+	if _, err := r.ReadAt(cnt[:d.countSize], d.off); err != nil {
+		return nil, errShort
+	}
+	var n int64
+	if d.big {
+		n = int64(d.bo.Uint64(cnt[:]))
+	} else {
+		n = int64(d.bo.Uint16(cnt[:2]))
+	}
+	if n <= 0 || n > 65535 || d.off+d.countSize+n*d.entrySize > size {
+		return nil, fmt.Errorf("first IFD has %d entries, beyond the file's end", n)
+	}
+	entries := make([]byte, n*d.entrySize)
+	if _, err := r.ReadAt(entries, d.off+d.countSize); err != nil {
+		return nil, errShort
+	}
+	return entries, nil
+}
+
+// entryValue is the value of the one-number entry e (SHORT, LONG, or LONG8 in BigTIFF).
+func (d tiffDir) entryValue(e []byte) (int64, error) {
+	tag, typ := d.bo.Uint16(e[0:2]), d.bo.Uint16(e[2:4])
+	val := e[8:]
+	if d.big {
+		val = e[12:]
+	}
+	switch typ {
+	case 3: // SHORT
+		return int64(d.bo.Uint16(val[:2])), nil
+	case 4: // LONG
+		return int64(d.bo.Uint32(val[:4])), nil
+	case 16: // LONG8
+		if !d.big {
+			return 0, fmt.Errorf("tag %d has type LONG8 in a classic TIFF", tag)
+		}
+		v := int64(d.bo.Uint64(val[:8]))
+		if v < 0 {
+			return 0, fmt.Errorf("tag %d is %d", tag, d.bo.Uint64(val[:8]))
+		}
+		return v, nil
+	default:
+		return 0, fmt.Errorf("tag %d has type %d, not SHORT or LONG", tag, typ)
+	}
 }
 
 func readWebP(h []byte) (Info, error) {
