@@ -82,86 +82,115 @@ func (h host) run() error {
 		return err
 	}
 	defer ort.DestroyEnvironment()
-	opts, err := ort.NewSessionOptions()
+	opts, err := h.sessionOptions()
 	if err != nil {
 		return err
 	}
 	defer opts.Destroy()
-	if h.threads > 0 {
-		if err := opts.SetIntraOpNumThreads(h.threads); err != nil {
-			return err
-		}
-	}
-	if err := opts.SetCpuMemArena(h.arena); err != nil {
-		return err
-	}
-	if err := opts.SetMemPattern(h.pattern); err != nil {
-		return err
-	}
-	for _, e := range h.entries {
-		k, v, _ := strings.Cut(e, "=")
-		if err := opts.AddSessionConfigEntry(k, v); err != nil {
-			return err
-		}
-	}
-	if h.save != "" {
-		if err := opts.SetOptimizedModelFilePath(h.save); err != nil {
-			return err
-		}
-		if err := opts.AddSessionConfigEntry("session.save_model_format", "ORT"); err != nil {
-			return err
-		}
-	}
-	if h.plugin != "" {
-		if err := opts.RegisterCustomOpsLibrary(h.plugin); err != nil {
-			return err
-		}
-	}
 	in, err := ort.NewEmptyTensor[float32](ort.NewShape(1, 3, int64(h.size), int64(h.size)))
 	if err != nil {
 		return err
 	}
 	defer in.Destroy()
-	var s *ort.DynamicAdvancedSession
-	names := []string{"images"}
-	outNames := []string{"output0"}
-	if h.fromBytes || h.mapped {
-		var data []byte
-		if h.mapped {
-			data, err = mapfile.ReadOnly(h.path)
-		} else {
-			data, err = os.ReadFile(h.path)
-		}
-		if err != nil {
-			return err
-		}
-		s, err = ort.NewDynamicAdvancedSessionWithONNXData(data, names, outNames, opts)
-		if err != nil {
-			return err
-		}
-	} else if s, err = ort.NewDynamicAdvancedSession(h.path, names, outNames, opts); err != nil {
+	s, err := h.openSession(opts)
+	if err != nil {
 		return err
 	}
 	defer s.Destroy()
+	ms, err := h.timeRuns(s, in)
+	if err != nil {
+		return err
+	}
+	fmt.Printf("hwm_kb %d rss_kb %d anon_kb %d ms_per_run %.1f\n", field("/proc/self/status", "VmHWM:"),
+		field("/proc/self/status", "VmRSS:"), field("/proc/self/smaps_rollup", "Anonymous:"), ms)
+	return nil
+}
+
+// sessionOptions are the threads, arena, memory pattern, config entries, save path and
+// plugin the flags ask for; the caller destroys them.
+func (h host) sessionOptions() (_ *ort.SessionOptions, err error) {
+	opts, err := ort.NewSessionOptions()
+	if err != nil {
+		return nil, err
+	}
+	defer func() {
+		if err != nil {
+			opts.Destroy()
+		}
+	}()
+	if h.threads > 0 {
+		if err := opts.SetIntraOpNumThreads(h.threads); err != nil {
+			return nil, err
+		}
+	}
+	if err := opts.SetCpuMemArena(h.arena); err != nil {
+		return nil, err
+	}
+	if err := opts.SetMemPattern(h.pattern); err != nil {
+		return nil, err
+	}
+	for _, e := range h.entries {
+		k, v, _ := strings.Cut(e, "=")
+		if err := opts.AddSessionConfigEntry(k, v); err != nil {
+			return nil, err
+		}
+	}
+	if h.save != "" {
+		if err := opts.SetOptimizedModelFilePath(h.save); err != nil {
+			return nil, err
+		}
+		if err := opts.AddSessionConfigEntry("session.save_model_format", "ORT"); err != nil {
+			return nil, err
+		}
+	}
+	if h.plugin != "" {
+		if err := opts.RegisterCustomOpsLibrary(h.plugin); err != nil {
+			return nil, err
+		}
+	}
+	return opts, nil
+}
+
+// openSession loads the model from its path, or from bytes read by Go (-bytes) or a
+// read-only mapping (-mmap); the caller destroys the session.
+func (h host) openSession(opts *ort.SessionOptions) (*ort.DynamicAdvancedSession, error) {
+	names := []string{"images"}
+	outNames := []string{"output0"}
+	if !h.fromBytes && !h.mapped {
+		return ort.NewDynamicAdvancedSession(h.path, names, outNames, opts)
+	}
+	var data []byte
+	var err error
+	if h.mapped {
+		data, err = mapfile.ReadOnly(h.path)
+	} else {
+		data, err = os.ReadFile(h.path)
+	}
+	if err != nil {
+		return nil, err
+	}
+	return ort.NewDynamicAdvancedSessionWithONNXData(data, names, outNames, opts)
+}
+
+// timeRuns runs the session on in 1+runs times and returns the mean milliseconds of the runs
+// after the first (0 without any).
+func (h host) timeRuns(s *ort.DynamicAdvancedSession, in ort.Value) (float64, error) {
 	var total time.Duration
 	for i := 0; i <= h.runs; i++ {
 		outs := []ort.Value{nil}
 		t0 := time.Now()
 		if err := s.Run([]ort.Value{in}, outs); err != nil {
-			return err
+			return 0, err
 		}
 		if i > 0 {
 			total += time.Since(t0)
 		}
 		outs[0].Destroy()
 	}
-	ms := 0.0
-	if h.runs > 0 {
-		ms = float64(total.Microseconds()) / 1e3 / float64(h.runs)
+	if h.runs <= 0 {
+		return 0, nil
 	}
-	fmt.Printf("hwm_kb %d rss_kb %d anon_kb %d ms_per_run %.1f\n", field("/proc/self/status", "VmHWM:"),
-		field("/proc/self/status", "VmRSS:"), field("/proc/self/smaps_rollup", "Anonymous:"), ms)
-	return nil
+	return float64(total.Microseconds()) / 1e3 / float64(h.runs), nil
 }
 
 // field reads one kB field of a /proc file such as /proc/self/status.
