@@ -307,7 +307,7 @@ func TestDemoTracks(t *testing.T) {
 			if err := d.stop(20 * time.Second); err != nil {
 				t.Errorf("daemon stop: %v", err)
 			}
-			var boxes []testenv.MOTBox
+			var boxes, shiftedGT []testenv.MOTBox // shiftedGT: each frame's tracks against the next frame's ground truth
 			published, newEvents := 0, 0
 			for _, m := range msgs {
 				if strings.HasSuffix(m.Topic, "/events") && strings.Contains(string(m.Payload), `"type":"new"`) {
@@ -322,14 +322,25 @@ func TestDemoTracks(t *testing.T) {
 					boxes = append(boxes, testenv.MOTBox{Frame: msg.Frame, GT: true, ID: g.id, Class: g.class,
 						X1: g.x1, Y1: g.y1, X2: g.x2, Y2: g.y2})
 				}
+				for _, g := range gt[msg.Frame+1] {
+					shiftedGT = append(shiftedGT, testenv.MOTBox{Frame: msg.Frame, GT: true, ID: g.id, Class: g.class,
+						X1: g.x1, Y1: g.y1, X2: g.x2, Y2: g.y2})
+				}
 				for _, x := range msg.Detections {
 					if x.TrackID != nil {
-						boxes = append(boxes, testenv.MOTBox{Frame: msg.Frame, ID: *x.TrackID, Class: x.ClassID,
-							X1: x.Box[0], Y1: x.Box[1], X2: x.Box[2], Y2: x.Box[3]})
+						h := testenv.MOTBox{Frame: msg.Frame, ID: *x.TrackID, Class: x.ClassID,
+							X1: x.Box[0], Y1: x.Box[1], X2: x.Box[2], Y2: x.Box[3]}
+						boxes = append(boxes, h)
+						shiftedGT = append(shiftedGT, h)
 					}
 				}
 			}
 			r := testenv.MOTMetrics(t, boxes)
+			// The daemon's frame numbers are the clip's: the tracks lie on their own frame's shapes
+			// (moving ~6 px a frame) better than on the next frame's.
+			if next := testenv.MOTMetrics(t, shiftedGT); next["idtp"] >= r["idtp"] {
+				t.Errorf("tracks match the next frame's ground truth as well as their own (IDTP %.0f vs %.0f): frame numbers off", next["idtp"], r["idtp"])
+			}
 			t.Logf("detect mode %s: %d of %d frames published; GT %.0f, tracked boxes %.0f, FN %.0f, FP %.0f, IDSW %.0f: IDF1 %.3f MOTA %.3f; %d new events",
 				mode, published, frames, r["num_objects"], r["num_predictions"], r["num_misses"], r["num_false_positives"],
 				r["num_switches"], r["idf1"], r["mota"], newEvents)
