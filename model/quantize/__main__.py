@@ -12,7 +12,10 @@ Quantize/Dequantize pairs and layout transposes around them) 281-288 ms; every o
 can (Softmax, Sigmoid...) was slower again. int8 activations (S8S8) left most Convs unfused in
 float32 on this ONNX Runtime. Among those, attention's activation-by-activation MatMuls and
 Mul/Add/Concat of rank 5 or more stay float32 by rule (float32_by_rule; --no-rules quantizes them
-too): 287 -> 267 ms on the same run. The
+too): 287 -> 267 ms on the same run; so does the RTDETRDecoder module, for accuracy (measured on the
+trained demo model, README "INT8"). Weights use 7 of their 8 bits (onnxruntime's reduce_range;
+--full-range for all 8): x86 CPUs without VNNI multiply the uint8 x int8 pairs with vpmaddubsw, whose
+int16 sums saturate, and the same file runs on every CPU. The
 mmcv::MMCVCARAFE nodes stay float32 (the plugin runs them, fed by DequantizeLinear); so do nodes
 whose names start with a --keep-fp32 prefix. The result keeps the input's interface and metadata,
 so `stardetr` runs it with no configuration change.
@@ -22,6 +25,7 @@ Progress goes to stderr; the one-line summary to stdout; a bad input exits 1 nam
 import argparse
 import logging
 import os
+import re
 import sys
 import time
 
@@ -46,7 +50,10 @@ def float32_by_rule(proto):
       side, and the Softmax between them becomes a QLinearSoftmax 8x slower than the float one;
     - Mul, Add and Concat with outputs of rank 5 or more (deformable attention's sampling
       arithmetic, CARAFE's kernel normalisation): broadcasting QLinearAdd/QLinearMul are slower
-      than float, and their Quantize/Dequantize pairs cost more than they save.
+      than float, and their Quantize/Dequantize pairs cost more than they save;
+    - every node of the RTDETRDecoder module (the one holding `decoder/` and `enc_score_head/`:
+      query selection, box refinement, heads), for accuracy: measured on the trained demo model
+      (README, "INT8"), quantizing it cost 20-30 points of mAP50-95 whatever else was kept.
     """
     import onnx
 
@@ -57,11 +64,15 @@ def float32_by_rule(proto):
             const.add(n.output[0])
     rank = {v.name: len(v.type.tensor_type.shape.dim) for v in list(g.value_info) + list(g.output)
             if v.type.tensor_type.HasField("shape")}
+    decoders = {m.group(0)[:-len(m.group(1)) - 1] for n in g.node
+                for m in [re.match(r"/model\.\d+/(decoder|enc_score_head)/", n.name)] if m}
     keep = []
     for n in g.node:
         if n.op_type == "MatMul" and not any(i in const for i in n.input):
             keep.append(n.name)
         elif n.op_type in ("Mul", "Add", "Concat") and rank.get(n.output[0], 0) > 4:
+            keep.append(n.name)
+        elif n.op_type in OPS and any(n.name.startswith(d) for d in decoders):
             keep.append(n.name)
     return keep
 
@@ -72,9 +83,10 @@ def matches(name, patterns):
     return any(fnmatch.fnmatchcase(name, p + "*") for p in patterns)
 
 
-def quantize(model_path, images, out_path, plugin, keep_fp32=(), calib_method="minmax", log=None, op_types=OPS, rules=True):
+def quantize(model_path, images, out_path, plugin, keep_fp32=(), calib_method="minmax", log=None, op_types=OPS, rules=True,
+             reduce_range=True):
     """Writes the QDQ model to out_path; returns (quantized node count, kept-fp32 node names).
-    rules: also keep float32_by_rule's nodes float32."""
+    rules: also keep float32_by_rule's nodes float32. reduce_range: weights in 7 bits (see --full-range)."""
     import onnx
     import onnxruntime as ort
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
@@ -119,6 +131,7 @@ def quantize(model_path, images, out_path, plugin, keep_fp32=(), calib_method="m
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             per_channel=True,
+            reduce_range=reduce_range,
             calibrate_method={"minmax": CalibrationMethod.MinMax, "percentile": CalibrationMethod.Percentile}[calib_method],
             nodes_to_exclude=keep,
             op_types_to_quantize=list(op_types),
@@ -133,7 +146,7 @@ def quantize(model_path, images, out_path, plugin, keep_fp32=(), calib_method="m
     del q.metadata_props[:]
     for k, v in meta.items():
         q.metadata_props.add(key=k, value=v)
-    q.metadata_props.add(key="quantization", value=str({"format": "QDQ", "activations": "uint8", "weights": "int8 per channel", "ops": list(op_types), "calibration_images": len(images), "method": calib_method, "float32_by_rule": len(by_rule)}))
+    q.metadata_props.add(key="quantization", value=str({"format": "QDQ", "activations": "uint8", "weights": "int8 per channel" + (", 7-bit range" if reduce_range else ""), "ops": list(op_types), "calibration_images": len(images), "method": calib_method, "float32_by_rule": len(by_rule)}))
     onnx.save(q, out_path)
     nq = sum(1 for n in q.graph.node if n.op_type == "QuantizeLinear")
     return nq, keep
@@ -169,7 +182,10 @@ def main(argv=None):
     p.add_argument("--method", choices=("minmax", "percentile"), default="minmax", help="calibration method")
     p.add_argument("--ops", default=",".join(OPS), help=f"comma-separated op types to quantize (default {','.join(OPS)})")
     p.add_argument("--keep-fp32", default="", help="comma-separated node-name prefixes (fnmatch patterns) kept float32")
-    p.add_argument("--no-rules", action="store_true", help="quantize attention MatMuls and rank-5+ Mul/Add/Concat too (see float32_by_rule)")
+    p.add_argument("--no-rules", action="store_true", help="quantize attention MatMuls, rank-5+ Mul/Add/Concat and the decoder too (see float32_by_rule)")
+    p.add_argument("--full-range", action="store_true",
+                   help="weights use all 8 bits; by default 7 (reduce_range): x86 CPUs without VNNI multiply uint8 x int8 "
+                        "pairs into int16 sums that saturate (vpmaddubsw), which cost the demo model 8 points of mAP50-95")
     p.add_argument("--golden-input", default="", help="an .npz with `images` (make models' goldens) to run the result on")
     p.add_argument("--golden", default="", help="write --golden-input's images and the INT8 model's output0 (onnxruntime) here")
     args = p.parse_args(argv)
@@ -197,7 +213,8 @@ def main(argv=None):
     log = lambda msg: print(f"quantize: {msg}", file=sys.stderr, flush=True)  # noqa: E731
     log(f"calibrating {args.model} on {len(images)} images from {args.data}")
     try:
-        nq, kept = quantize(args.model, images, args.out, args.plugin, keep, args.method, log, ops, rules=not args.no_rules)
+        nq, kept = quantize(args.model, images, args.out, args.plugin, keep, args.method, log, ops, rules=not args.no_rules,
+                              reduce_range=not args.full_range)
     except calib.DataError as e:
         fail(str(e))
     except Exception as e:  # onnxruntime/onnx raise many types; one line naming the model

@@ -78,6 +78,18 @@ class Int8Model(unittest.TestCase):
         self.assertFalse([n.name for n in optimized if n.op_type == "QLinearSoftmax" and "self_attn" in n.name])
         self.assertIn(f"'float32_by_rule': {len(kept)}", {p.key: p.value for p in self.int8.metadata_props}["quantization"])
 
+    def test_decoder_stays_float32(self):
+        """The RTDETRDecoder module keeps float32 weights: none of its nodes is fed an int8 weight."""
+        inits = {i.name: i for i in self.int8.graph.initializer}
+        int8_weights = {n.output[0] for n in self.int8.graph.node if n.op_type == "DequantizeLinear"
+                        and n.input[0] in inits and inits[n.input[0]].data_type == onnx.TensorProto.INT8}
+        decoder = [n for n in self.int8.graph.node if n.name.startswith("/model.18/")]
+        self.assertGreater(sum(1 for n in decoder if n.op_type in ("MatMul", "Gemm")), 10)
+        fed = [n.name for n in decoder if int8_weights & set(n.input)]
+        self.assertEqual(fed, [])
+        self.assertTrue(int8_weights, "nothing else was quantized either")
+        self.assertIn("7-bit range", {p.key: p.value for p in self.int8.metadata_props}["quantization"])
+
     def test_carafe_stays_float32_in_the_plugin(self):
         before = sorted((n.name, [a.SerializeToString() for a in n.attribute]) for n in self.fp32.graph.node if n.op_type == "MMCVCARAFE")
         after = sorted((n.name, [a.SerializeToString() for a in n.attribute]) for n in self.int8.graph.node if n.op_type == "MMCVCARAFE")
