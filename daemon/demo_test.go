@@ -210,8 +210,8 @@ func TestDemoLiveView(t *testing.T) {
 	share := float64(onShape) / float64(tracked)
 	t.Logf("demo: %d of %d tracked detections on a ground-truth shape of their class (%.2f); first new event: %s",
 		onShape, tracked, share, newEvent)
-	if share < 0.7 {
-		t.Errorf("only %.2f of the tracked detections lie on a shape of their class (IoU >= 0.5); want >= 0.7", share)
+	if share < 0.9 { // measured 1.00 (40 of 40) with the committed model
+		t.Errorf("only %.2f of the tracked detections lie on a shape of their class (IoU >= 0.5); want >= 0.9", share)
 	}
 
 	// The live view: labelled boxes around the shapes (green edges of a box-sized run at least twice:
@@ -247,8 +247,9 @@ func TestDemoLiveView(t *testing.T) {
 }
 
 // demoTrackFloor is the IDF1 that TestDemoTracks asserts of the committed demo model in either
-// detect mode (measured 2026-12-07 on a 2-core AMD EPYC, see the README's demo model section).
-const demoTrackFloor = 0.0
+// detect mode: measured 0.940 (MOTA 0.903) on 2026-12-07, 2-core AMD EPYC (README, "The demo
+// model"); the margin is for frames a loaded machine drops.
+const demoTrackFloor = 0.85
 
 // The demo through the whole daemon, as a user measures a tracker: `stardetr run` with the demo
 // model, tracking and the zone of configs/demo.yaml, publishing to mosquitto; the tracks it
