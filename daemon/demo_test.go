@@ -23,6 +23,22 @@ type gtBox struct {
 	x1, y1, x2, y2 float64
 }
 
+// mot is g in frame as a ground-truth box for testenv.MOTMetrics.
+func (g gtBox) mot(frame int) testenv.MOTBox {
+	return testenv.MOTBox{Frame: frame, GT: true, ID: g.id, Class: g.class, X1: g.x1, Y1: g.y1, X2: g.x2, Y2: g.y2}
+}
+
+// demoDetections is the part of a detections message the demo tests read.
+type demoDetections struct {
+	Frame      int `json:"frame"`
+	Detections []struct {
+		ClassID int        `json:"class_id"`
+		Label   string     `json:"label"`
+		Box     [4]float64 `json:"box"`
+		TrackID *int       `json:"track_id"`
+	} `json:"detections"`
+}
+
 func readSynthGT(t *testing.T, path string) map[int][]gtBox {
 	t.Helper()
 	f, err := os.Open(path)
@@ -93,7 +109,7 @@ func demoConfig(t *testing.T, dir, model string, mqttPort, httpPort int, extra .
 		}
 		cfg = strings.Replace(cfg, extra[i], extra[i+1], 1)
 	}
-	for _, want := range []string{model, "clip.mp4", strconv.Itoa(mqttPort), strconv.Itoa(httpPort), "zones:"} {
+	for _, want := range []string{model, "clip.mp4", strconv.Itoa(mqttPort), strconv.Itoa(httpPort), "enabled: true", "zones:"} {
 		if !strings.Contains(cfg, want) {
 			t.Fatalf("configs/demo.yaml changed shape: %q not in the rewritten config:\n%s", want, cfg)
 		}
@@ -141,12 +157,6 @@ func TestDemoLiveView(t *testing.T) {
 	sub := testenv.Subscribe(t, fmt.Sprintf("mqtt://127.0.0.1:%d", mqttPort), "stardetr/demo/#", nil)
 
 	names := map[string]bool{"red_disc": true, "blue_disc": true, "red_box": true, "blue_box": true}
-	type det struct {
-		ClassID int        `json:"class_id"`
-		Label   string     `json:"label"`
-		Box     [4]float64 `json:"box"`
-		TrackID *int       `json:"track_id"`
-	}
 	// Tracked detections and whether each lies on a ground-truth shape of its class (IoU >= 0.5,
 	// in its clip frame or one either side: frame numbers count every frame read, from 1, across loops).
 	tracked, onShape := 0, 0
@@ -163,10 +173,7 @@ func TestDemoLiveView(t *testing.T) {
 		for _, m := range ms[seen:] {
 			switch {
 			case m.Topic == "stardetr/demo/demo/detections":
-				var msg struct {
-					Frame      int   `json:"frame"`
-					Detections []det `json:"detections"`
-				}
+				var msg demoDetections
 				if err := json.Unmarshal(m.Payload, &msg); err != nil {
 					t.Fatalf("%s: %v", m.Topic, err)
 				}
@@ -277,18 +284,9 @@ func TestDemoTracks(t *testing.T) {
 				"  embedded:\n    enabled: true", "  embedded:\n    enabled: false")
 			sub := testenv.Subscribe(t, broker.URL("mqtt"), "stardetr/"+mode+"/demo/#", nil)
 			d := startDaemon(t, bin, cfg)
-			type det struct {
-				ClassID int        `json:"class_id"`
-				Box     [4]float64 `json:"box"`
-				TrackID *int       `json:"track_id"`
-			}
-			type detMsg struct {
-				Frame      int   `json:"frame"`
-				Detections []det `json:"detections"`
-			}
 			// The first pass of the looping clip is over once a frame of the second one is published.
-			decode := func(m testenv.Received) (detMsg, bool) {
-				var msg detMsg
+			decode := func(m testenv.Received) (demoDetections, bool) {
+				var msg demoDetections
 				if m.Topic != "stardetr/"+mode+"/demo/detections" {
 					return msg, false
 				}
@@ -320,12 +318,10 @@ func TestDemoTracks(t *testing.T) {
 				}
 				published++
 				for _, g := range gt[msg.Frame] {
-					boxes = append(boxes, testenv.MOTBox{Frame: msg.Frame, GT: true, ID: g.id, Class: g.class,
-						X1: g.x1, Y1: g.y1, X2: g.x2, Y2: g.y2})
+					boxes = append(boxes, g.mot(msg.Frame))
 				}
 				for _, g := range gt[msg.Frame+1] {
-					shiftedGT = append(shiftedGT, testenv.MOTBox{Frame: msg.Frame, GT: true, ID: g.id, Class: g.class,
-						X1: g.x1, Y1: g.y1, X2: g.x2, Y2: g.y2})
+					shiftedGT = append(shiftedGT, g.mot(msg.Frame))
 				}
 				for _, x := range msg.Detections {
 					if x.TrackID != nil {

@@ -20,8 +20,7 @@ const embeddedListenerID = "tcp"
 // every client in (it is meant for 127.0.0.1 or a trusted network). It
 // returns the address it actually listens on.
 func startEmbedded(listen string, log *slog.Logger) (*mochi.Server, string, error) {
-	blog := slog.New(minLevel{h: log.With("broker", "embedded").Handler(), min: slog.LevelWarn})
-	srv := mochi.New(&mochi.Options{Logger: blog, InlineClient: false})
+	srv := mochi.New(&mochi.Options{Logger: embeddedLogger(log), InlineClient: false})
 	if err := srv.AddHook(new(auth.AllowHook), nil); err != nil {
 		return nil, "", fmt.Errorf("mqtt.embedded: add auth hook: %w", err)
 	}
@@ -35,6 +34,12 @@ func startEmbedded(listen string, log *slog.Logger) (*mochi.Server, string, erro
 	}
 	log.Info("embedded MQTT broker listening", "addr", l.Address())
 	return srv, l.Address(), nil
+}
+
+// embeddedLogger is the mochi broker's logger: log's attributes plus broker=embedded, warnings
+// and above, in stardetr's conventions (minLevel).
+func embeddedLogger(log *slog.Logger) *slog.Logger {
+	return slog.New(minLevel{h: log.With("broker", "embedded").Handler(), min: slog.LevelWarn})
 }
 
 // stopEmbedded stops srv without mochi's Server.Close path that closes the

@@ -14,7 +14,7 @@ import (
 func TestEmbeddedBrokerLog(t *testing.T) {
 	var buf bytes.Buffer
 	log := slog.New(slog.NewTextHandler(&buf, nil)).With("component", "mqtt")
-	blog := slog.New(minLevel{h: log.With("broker", "embedded").Handler(), min: slog.LevelWarn})
+	blog := embeddedLogger(log)
 	blog.Info("client connected", "client", "a")
 	blog.Warn("", "listener", "tcp", "error", fmt.Errorf("read tcp 127.0.0.1:1->127.0.0.1:2: %w", net.ErrClosed))
 	blog.Warn("", "listener", "tcp", "error", "read tcp 127.0.0.1:1->127.0.0.1:2: use of closed network connection")

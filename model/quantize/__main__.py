@@ -64,8 +64,7 @@ def float32_by_rule(proto):
             const.add(n.output[0])
     rank = {v.name: len(v.type.tensor_type.shape.dim) for v in list(g.value_info) + list(g.output)
             if v.type.tensor_type.HasField("shape")}
-    decoders = {m.group(0)[:-len(m.group(1)) - 1] for n in g.node
-                for m in [re.match(r"/model\.\d+/(decoder|enc_score_head)/", n.name)] if m}
+    decoders = {m.group(1) for n in g.node for m in [re.match(r"(/model\.\d+/)(?:decoder|enc_score_head)/", n.name)] if m}
     keep = []
     for n in g.node:
         if n.op_type == "MatMul" and not any(i in const for i in n.input):
