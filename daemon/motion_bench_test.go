@@ -72,10 +72,9 @@ func stillSceneClip(t testing.TB, dir string, w, h, seconds int) string {
 // of each colour's strongly saturated pixels, labelled by the dominant channel, so detections
 // follow what the clip shows.
 type colourDetector struct {
-	mu   sync.Mutex
-	box  [3][4]int
-	n    [3]int
-	runs int
+	mu  sync.Mutex
+	box [3][4]int
+	n   [3]int
 }
 
 var colourLabels = [3]string{"red", "green", "blue"}
@@ -113,12 +112,7 @@ func (d *colourDetector) Preprocess(m gocv.Mat) error {
 	return nil
 }
 
-func (d *colourDetector) Run() error {
-	d.mu.Lock()
-	d.runs++
-	d.mu.Unlock()
-	return nil
-}
+func (d *colourDetector) Run() error { return nil }
 
 func (d *colourDetector) Decode(w, h int, out []model.Detection) []model.Detection {
 	d.mu.Lock()
@@ -190,13 +184,25 @@ func (s *fakeClockFile) run(ctx context.Context, sink func(*camera.Frame)) error
 
 func (s *fakeClockFile) State() camera.State { return camera.State{Phase: camera.PhaseStreaming} }
 
-// sceneEvents records, per object label, the event types in order.
+// sceneEvents records, per object label, the event types in order, and the tracked boxes of
+// every published frame.
 type sceneEvents struct {
 	mu     sync.Mutex
 	events map[string][]string
+	tracks []testenv.MOTBox
 }
 
-func (r *sceneEvents) Publish(*pipeline.Message) error { return nil }
+func (r *sceneEvents) Publish(m *pipeline.Message) error {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	for _, d := range m.Detections {
+		if d.TrackID != 0 {
+			r.tracks = append(r.tracks, testenv.MOTBox{Frame: int(m.Frame), ID: int(d.TrackID), Class: d.ClassID,
+				X1: float64(d.Box[0]), Y1: float64(d.Box[1]), X2: float64(d.Box[2]), Y2: float64(d.Box[3])})
+		}
+	}
+	return nil
+}
 
 func (r *sceneEvents) PublishTracked(t *pipeline.Tracked) error {
 	r.mu.Lock()
@@ -207,31 +213,45 @@ func (r *sceneEvents) PublishTracked(t *pipeline.Tracked) error {
 	return nil
 }
 
-// sceneRun is one mode's pass over a clip: its events per object and the model's runs.
+// sceneRun is one mode's pass over a clip: its events per object, the tracked boxes of each
+// frame and the model's runs.
 type sceneRun struct {
 	events    map[string][]string
+	tracks    []testenv.MOTBox
 	runs      int
 	skipped   uint64
 	frames    int
 	wallClock time.Duration
 }
 
-// runScene plays the clip through the pipeline with the colour detector and the tracker
-// (defaults, events.update_interval 10 s) in the given detect mode, on the fake clock.
-func runScene(t testing.TB, clip, mode string) sceneRun {
-	t.Helper()
-	det := &colourDetector{}
-	rec := &sceneEvents{events: map[string][]string{}}
-	p := pipeline.New([]pipeline.Slot{pipeline.OneFrame(det)}, rec, pipeline.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+// sceneModel is what runs on the scene's frames: a detector, its labels and the camera's tracker.
+type sceneModel struct {
+	det    pipeline.FrameSlot
+	labels []string
+	track  track.Config
+}
+
+// colourScene is the colour detector with the tracker's defaults (events.update_interval 10 s).
+func colourScene() sceneModel {
 	tc := track.DefaultConfig()
 	tc.Enabled, tc.UpdateInterval = true, 10*time.Second
+	return sceneModel{det: &colourDetector{}, labels: colourLabels[:], track: tc}
+}
+
+// runScene plays the clip through the pipeline with the scene's model and tracker in the given
+// detect mode (keyframe_interval 10 s, motion defaults) on the fake clock; every processed frame
+// is published.
+func runScene(t testing.TB, clip, mode string, sm sceneModel) sceneRun {
+	t.Helper()
+	rec := &sceneEvents{events: map[string][]string{}}
+	p := pipeline.New([]pipeline.Slot{pipeline.OneFrame(sm.det)}, rec, pipeline.Options{}, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	src := &fakeClockFile{path: clip}
 	src.settled = func(n int) bool {
 		c := p.Stats().Cameras[0]
 		return c.Processed+c.Skipped >= uint64(n)
 	}
-	cam := pipeline.Camera{Name: "scene", Key: mode, Source: src, Policy: pipeline.DefaultPolicy(),
-		Scene:  track.NewScene(tc, nil, colourLabels[:]),
+	cam := pipeline.Camera{Name: "scene", Key: mode, Source: src, Policy: pipeline.Policy{Mode: pipeline.PolicyEvery},
+		Scene:  track.NewScene(sm.track, nil, sm.labels),
 		Detect: pipeline.Detect{Mode: mode, KeyframeInterval: 10 * time.Second}, Motion: motion.DefaultConfig()}
 	if err := p.Update([]pipeline.Camera{cam}); err != nil {
 		t.Fatal(err)
@@ -256,7 +276,7 @@ func runScene(t testing.TB, clip, mode string) sceneRun {
 	}
 	rec.mu.Lock()
 	defer rec.mu.Unlock()
-	return sceneRun{events: rec.events, runs: det.runs, skipped: st.Skipped, frames: src.frames, wallClock: wall}
+	return sceneRun{events: rec.events, tracks: rec.tracks, runs: int(st.Processed), skipped: st.Skipped, frames: src.frames, wallClock: wall}
 }
 
 // newEnd keeps an object's new and end events, the ones that must not depend on the mode.
@@ -274,8 +294,8 @@ func newEnd(types []string) string {
 // and end events, running the model on a fraction of the frames. (Counts, not timings.)
 func TestMotionModeSameEventsAsAlways(t *testing.T) {
 	clip := stillSceneClip(t, t.TempDir(), 640, 360, 120)
-	always := runScene(t, clip, pipeline.DetectAlways)
-	moving := runScene(t, clip, pipeline.DetectMotion)
+	always := runScene(t, clip, pipeline.DetectAlways, colourScene())
+	moving := runScene(t, clip, pipeline.DetectMotion, colourScene())
 	t.Logf("always: %d runs of %d frames, events %v", always.runs, always.frames, always.events)
 	t.Logf("motion: %d runs (%d skipped), events %v", moving.runs, moving.skipped, moving.events)
 	if always.frames != 1200 || moving.frames != 1200 || always.runs != 1200 {
@@ -403,8 +423,8 @@ func BenchmarkMotionVsAlways(b *testing.B) {
 	clip := stillSceneClip(b, dir, 1280, 720, 120)
 	broker := testenv.StartMosquitto(b, "")
 	for b.Loop() {
-		always := runScene(b, clip, pipeline.DetectAlways)
-		moving := runScene(b, clip, pipeline.DetectMotion)
+		always := runScene(b, clip, pipeline.DetectAlways, colourScene())
+		moving := runScene(b, clip, pipeline.DetectMotion, colourScene())
 		da := runDaemonMode(b, bin, dir, clip, modelPath, pipeline.DetectAlways, 1, broker.URL("mqtt"))
 		dm := runDaemonMode(b, bin, dir, clip, modelPath, pipeline.DetectMotion, 1, broker.URL("mqtt"))
 		b.Logf("still scene, 1280x720, 10 fps, 120 s; model %s, 1 thread", modelName)

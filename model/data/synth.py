@@ -1,7 +1,7 @@
 """Synthetic YOLO-format detection data (and a tracking clip) for training and testing the seed model.
 
     python -m model.data.synth --out DIR --n N --imgsz S [--val M] [--seed K] [--style default|alt]
-    python -m model.data.synth --out DIR --video [--frames F] [--width W --height H]
+    python -m model.data.synth --out DIR --video [--still] [--frames F] [--width W --height H]
 
 A class is a shape *and* a colour (red/blue disc, red/blue box): a detector has to use colour, so feeding
 it BGR where it was trained on RGB swaps red and blue and costs accuracy. Objects vary in size (6-35% of
@@ -18,8 +18,8 @@ instead of per channel, other sizes and aspects (8-40% of the side, aspect 0.5-2
 and chroma noise, motion or defocus blur, JPEG quality 25-70, occluders of other colours. Same classes.
 
 Writes DIR/images/{train,val}/*.jpg, DIR/labels/{train,val}/*.txt (class cx cy w h, normalised) and
-DIR/data.yaml. --video writes DIR/clip.mp4 (objects moving, some on crossing paths) and DIR/gt.txt,
-MOT-style: frame (1-based), track id, x, y, w, h (pixels), 1, class, visibility (0..1).
+DIR/data.yaml. --video writes DIR/clip.mp4 (objects moving, some on crossing paths; with --still, a still
+picture that shapes cross now and then, as a fixed camera sees a driveway) and DIR/gt.txt, MOT-style: frame (1-based), track id, x, y, w, h (pixels), 1, class, visibility (0..1).
 Progress goes to stderr, the data.yaml (or clip) path to stdout.
 """
 import argparse
@@ -380,6 +380,59 @@ def write_video(out, frames, w, h, fps, seed):
     return path
 
 
+# The still clip's visits: (start as a fraction of the clip, [(class, row as a fraction of the height,
+# direction: 1 left to right, -1 right to left)]), each crossing the frame in STILL_CROSS seconds: three
+# visits of 4 s in 2 minutes (10, 50 and 90 s), the last two shapes at once, so the picture is still 90%
+# of the time.
+STILL_VISITS = [(1 / 12, [(0, 0.55, 1)]), (5 / 12, [(3, 0.6, -1)]), (9 / 12, [(2, 0.3, 1), (1, 0.7, -1)])]
+STILL_CROSS = 4.0
+
+
+def write_still_video(out, frames, w, h, fps, seed):
+    """A mostly still clip, as a fixed camera sees a driveway: one unchanging picture with sensor noise,
+    where the shapes of STILL_VISITS enter from one side, cross and leave. Ground truth as write_video's,
+    boxes clipped to the frame, visibility the share of the shape inside it."""
+    out = Path(out).resolve()
+    out.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    still = background(np.random.default_rng(seed + 1), h, w)
+    tracks = []
+    for start, shapes in STILL_VISITS:
+        for cls, row, direction in shapes:
+            colour, shape = NAMES[cls].split("_")
+            bw = rng.uniform(0.18, 0.24) * min(w, h)
+            bh = bw * rng.uniform(0.9, 1.1)
+            first = int(round(start * frames))  # 0-based frame of entry
+            span = STILL_CROSS * fps  # frames to cross from outside one edge to outside the other
+            tracks.append({"id": len(tracks) + 1, "cls": cls, "shape": shape, "rgb": jitter(rng, COLOURS[colour]),
+                           "size": (bw, bh), "y": row * h - bh / 2, "first": first, "span": span,
+                           "x0": -bw if direction > 0 else w, "vx": direction * (w + bw) / span})
+    path = out / "clip.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    if not writer.isOpened():
+        raise RuntimeError(f"{path}: OpenCV cannot write MP4 (mp4v) here")
+    gt = []
+    noise = np.random.default_rng(seed + 2)
+    for f in range(frames):
+        img = still.copy()
+        for t in tracks:
+            k = f - t["first"]
+            if not 0 <= k <= t["span"]:
+                continue
+            x1 = t["x0"] + k * t["vx"]
+            box = (x1, t["y"], x1 + t["size"][0], t["y"] + t["size"][1])
+            draw_shape(img, np.zeros((h, w), np.uint8), t["shape"], box, t["rgb"])
+            cx1, cx2 = max(0.0, box[0]), min(float(w), box[2])
+            if cx2 - cx1 >= 1:
+                vis = (cx2 - cx1) / (box[2] - box[0])
+                gt.append(f"{f + 1},{t['id']},{cx1:.2f},{box[1]:.2f},{cx2 - cx1:.2f},{box[3] - box[1]:.2f},1,{t['cls']},{vis:.3f}")
+        writer.write(np.clip(grain(noise, img, 2.0), 0, 255).astype(np.uint8))
+    writer.release()
+    (out / "gt.txt").write_text("\n".join(gt) + "\n")
+    (out / "names.txt").write_text("\n".join(NAMES) + "\n")
+    return path
+
+
 def write_clip_frames(out, clips, every, imgsz, seed, frames=300, w=640, h=360):
     """Adds the frames of `clips` tracking clips (seeds seed, seed+1, ...; every `every`-th frame) to
     OUT/images/train as the daemon feeds them to the model: decoded from the MP4 and stretched to
@@ -418,6 +471,22 @@ def write_clip_frames(out, clips, every, imgsz, seed, frames=300, w=640, h=360):
     return added
 
 
+def write_negatives(out, n, imgsz, seed, w=640, h=360):
+    """Adds n shape-free pictures of the --video clips' look (the plain textured background, seeds seed,
+    seed+1, ..., sensor noise) to OUT/images/train, w x h stretched to imgsz as the daemon feeds a
+    camera's frames to the model, each with an empty label file: a still picture is not a shape."""
+    out = Path(out).resolve()
+    (out / "images" / "train").mkdir(parents=True, exist_ok=True)
+    (out / "labels" / "train").mkdir(parents=True, exist_ok=True)
+    for s in range(seed, seed + n):
+        rng = np.random.default_rng(s)
+        img = np.clip(grain(rng, background(rng, h, w), 2.0), 0, 255).astype(np.uint8)
+        cv2.imwrite(str(out / "images" / "train" / f"neg{s}.jpg"),
+                    cv2.resize(img, (imgsz, imgsz), interpolation=cv2.INTER_AREA), [cv2.IMWRITE_JPEG_QUALITY, 90])
+        (out / "labels" / "train" / f"neg{s}.txt").write_text("")
+    return n
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(prog="python -m model.data.synth", description=__doc__.split("\n\n")[0])
     p.add_argument("--out", required=True, help="output folder")
@@ -428,6 +497,8 @@ def main(argv=None):
     p.add_argument("--style", choices=("default", "alt"), default="default",
                    help="default: the training look; alt: a differently drawn set to check generalisation")
     p.add_argument("--video", action="store_true", help="write a tracking clip + MOT ground truth instead")
+    p.add_argument("--still", action="store_true",
+                   help="with --video: a still picture that shapes cross now and then (still 90%% of the time)")
     p.add_argument("--frames", type=int, default=100)
     p.add_argument("--width", type=int, default=640)
     p.add_argument("--height", type=int, default=360)
@@ -436,7 +507,16 @@ def main(argv=None):
                    help="add the frames of N tracking clips (640x360, seeds --seed...) to OUT's training images, "
                         "stretched to --imgsz as the daemon feeds them (the demo model's training data)")
     p.add_argument("--clip-every", type=int, default=10, metavar="K", help="with --clips: every K-th frame")
+    p.add_argument("--negatives", type=int, default=0, metavar="N",
+                   help="add N shape-free pictures of the clips' look (seeds --seed...) to OUT's training images, "
+                        "stretched to --imgsz, with empty labels (hard negatives for a still camera)")
     a = p.parse_args(argv)
+    if a.negatives:
+        if a.negatives < 1 or a.imgsz < 32:
+            p.error("--negatives must be >= 1 and --imgsz >= 32")
+        n = write_negatives(a.out, a.negatives, a.imgsz, a.seed)
+        print(f"{Path(a.out).resolve()}: {n} shape-free pictures added to images/train")
+        return 0
     if a.clips:
         if a.clips < 1 or a.clip_every < 1 or a.imgsz < 32:
             p.error("--clips and --clip-every must be >= 1 and --imgsz >= 32")
@@ -446,7 +526,7 @@ def main(argv=None):
     if a.video:
         if a.frames < 1 or a.width < 64 or a.height < 64:
             p.error("--frames must be >= 1 and --width/--height >= 64")
-        print(write_video(a.out, a.frames, a.width, a.height, a.fps, a.seed))
+        print((write_still_video if a.still else write_video)(a.out, a.frames, a.width, a.height, a.fps, a.seed))
         return 0
     if a.n < 1 or a.imgsz < 32:
         p.error("--n must be >= 1 and --imgsz >= 32")

@@ -116,6 +116,48 @@ class SynthStyleTest(unittest.TestCase):
                 checked += 1
         self.assertGreater(checked, 20)
 
+    def test_still_clip_is_still_between_visits(self):
+        """--video --still: frames without a shape are the same picture (noise only); a ground-truth box holds
+        its class's colour at its centre; the visits are in the ground truth, one track each."""
+        out = TMP["dir"] / "still"
+        run(["model.data.synth", "--out", out, "--video", "--still", "--frames", 240, "--seed", 3])
+        rows = [line.split(",") for line in (out / "gt.txt").read_text().split()]
+        by_frame = {}
+        for f, tid, x, y, w, h, _, c, vis in rows:
+            by_frame.setdefault(int(f), []).append((int(tid), int(c), float(x), float(y), float(w), float(h), float(vis)))
+        self.assertEqual(sorted({r[0] for rs in by_frame.values() for r in rs}), [1, 2, 3, 4])
+        cap = cv2.VideoCapture(str(out / "clip.mp4"))
+        frames = []
+        while True:
+            ok, img = cap.read()
+            if not ok:
+                break
+            frames.append(img.astype(np.int16))
+        self.assertEqual(len(frames), 240)
+        empty = [i for i in range(240) if i + 1 not in by_frame]
+        self.assertGreater(len(empty), 240 // 3)
+        for i in empty[1:]:
+            diff = np.abs(frames[i] - frames[empty[0]])
+            self.assertLess(float(diff.mean()), 4.0, f"frame {i + 1} differs from frame {empty[0] + 1} without a shape")
+        checked = 0
+        for f, objs in by_frame.items():
+            for tid, c, x, y, w, h, vis in objs:
+                if vis < 0.5:
+                    continue
+                b, g, r = (int(v) for v in frames[f - 1][int(y + h / 2), int(x + w / 2)])
+                self.assertGreater(r - b if c in (0, 2) else b - r, 40, f"frame {f} track {tid}: BGR {(b, g, r)}")
+                checked += 1
+        self.assertGreater(checked, 20)
+
+    def test_negatives_have_empty_labels(self):
+        out = TMP["dir"] / "neg"
+        p = run(["model.data.synth", "--out", out, "--negatives", 3, "--imgsz", 160, "--seed", 7])
+        self.assertIn("3 shape-free pictures added", p.stdout)
+        for s in (7, 8, 9):
+            img = cv2.imread(str(out / "images" / "train" / f"neg{s}.jpg"))
+            self.assertEqual(img.shape, (160, 160, 3))
+            self.assertEqual((out / "labels" / "train" / f"neg{s}.txt").read_text(), "")
+
     def test_bad_style(self):
         p = run(["model.data.synth", "--out", TMP["dir"] / "bad", "--style", "photo"], check=False)
         self.assertEqual(p.returncode, 2)
