@@ -315,7 +315,9 @@ def check(path, model):
         for k, v in sd.items():
             if not isinstance(v, torch.Tensor):
                 return "unexpected", f"read() gave {k} = {type(v).__name__}"
-            int(v.contiguous().reshape(-1).view(torch.uint8).sum())
+            # A copy with fresh strides: contiguous() keeps a size-1 dimension's stride, which may be anything
+            # (a (1, 1) tensor with strides (1, 2) is contiguous), and view() then refuses to reinterpret it.
+            int(torch.empty(v.shape, dtype=v.dtype).copy_(v).reshape(-1).view(torch.uint8).sum())
         if names is not None and not all(type(i) is int and type(n) is str for i, n in names.items()):
             return "unexpected", "names are not {int: str}"
         checkpoint.check_keys(path, model.state_dict(), sd, "the tiny model")

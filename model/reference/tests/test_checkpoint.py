@@ -361,6 +361,19 @@ class HonestFileTest(unittest.TestCase):
 
 
 class FuzzTest(unittest.TestCase):
+    def test_harness_reads_size_one_dimensions_of_any_stride(self):
+        # Found by a 600 s run (--seed 4): an honest (1, 1) tensor with strides (1, 2), which torch.load reads
+        # the same, made the harness's byte check raise, counting an accepted read as unexpected.
+        from model.reference import fuzz_checkpoint
+        w = torch.arange(4, dtype=torch.float32).as_strided((1, 1), (1, 2), 1)
+        with tempfile.TemporaryDirectory() as tmp:
+            path = os.path.join(tmp, "strided.pt")
+            torch.save({"model.p1": w, "model.p2": torch.ones(3)}, path)
+            sd, _, _ = checkpoint.read(path)
+            self.assertEqual((sd["model.p1"].shape, sd["model.p1"].stride()), ((1, 1), (1, 2)))
+            outcome, detail = fuzz_checkpoint.check(path, seed.RTDETRStarNetFreqFusion(2, seed.TINY).eval())
+            self.assertEqual(outcome, "accepted", detail)
+
     def test_bounded_fuzz_run(self):
         # python -m model.reference.fuzz_checkpoint --seconds 1200 is the long run (see README).
         p = subprocess.run([sys.executable, "-m", "model.reference.fuzz_checkpoint", "--seconds", "20", "--json"],
