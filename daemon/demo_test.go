@@ -16,10 +16,10 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stardetr/stardetr/daemon"
 	"github.com/stardetr/stardetr/internal/testenv"
 	"github.com/stardetr/stardetr/model"
 	"github.com/stardetr/stardetr/pipeline"
-	"github.com/stardetr/stardetr/track"
 )
 
 // gtBox is one row of model.data.synth's MOT ground truth.
@@ -376,16 +376,23 @@ func TestDemoMotionTracksAsAlways(t *testing.T) {
 	dir := t.TempDir()
 	const frames = 600
 	gt := demoClip(t, dir, frames, "--still")
-	cfg := model.DefaultConfig()
+	// The model and tracker settings of configs/demo.yaml as shipped (conf, max_det, threads;
+	// track.high, track.low), the libraries of this checkout.
+	shipped, err := daemon.LoadConfig(filepath.Join(testenv.RepoRoot(t), "configs", "demo.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := shipped.Model
 	cfg.Path, cfg.ONNXRuntime, cfg.Plugin = modelPath, testenv.ONNXRuntime(t), testenv.Plugin(t)
-	cfg.Threads, cfg.Conf, cfg.MaxDet = 2, 0.3, 10 // configs/demo.yaml's model section
 	det, err := model.Open(context.Background(), cfg, t.TempDir(), nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer det.Close()
-	tc := track.DefaultConfig()
-	tc.Enabled, tc.High, tc.Low = true, 0.6, 0.3 // configs/demo.yaml's track section
+	tc := shipped.Cameras[0].Track
+	if !tc.Enabled {
+		t.Fatal("configs/demo.yaml changed shape: its camera does not track")
+	}
 	sm := sceneModel{det: det.DefaultInput(), labels: det.Info().Names, track: tc}
 	var truth []testenv.MOTBox
 	for f := 1; f <= frames; f++ {

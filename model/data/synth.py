@@ -19,7 +19,8 @@ and chroma noise, motion or defocus blur, JPEG quality 25-70, occluders of other
 
 Writes DIR/images/{train,val}/*.jpg, DIR/labels/{train,val}/*.txt (class cx cy w h, normalised) and
 DIR/data.yaml. --video writes DIR/clip.mp4 (objects moving, some on crossing paths; with --still, a still
-picture that shapes cross now and then, as a fixed camera sees a driveway) and DIR/gt.txt, MOT-style: frame (1-based), track id, x, y, w, h (pixels), 1, class, visibility (0..1).
+picture that shapes cross now and then, as a fixed camera sees a driveway) and DIR/gt.txt, MOT-style:
+frame (1-based), track id, x, y, w, h (pixels), 1, class, visibility (0..1).
 Progress goes to stderr, the data.yaml (or clip) path to stdout.
 """
 import argparse
@@ -333,6 +334,21 @@ def write_dataset(out, n, imgsz, n_val, seed, style="default"):
     return data
 
 
+def clip_writer(out, fps, w, h):
+    """OUT/clip.mp4 (MP4, mp4v) opened for writing w x h frames: (its path, the writer)."""
+    path = out / "clip.mp4"
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
+    if not writer.isOpened():
+        raise RuntimeError(f"{path}: OpenCV cannot write MP4 (mp4v) here")
+    return path, writer
+
+
+def write_clip_truth(out, gt):
+    """A clip's MOT ground truth (OUT/gt.txt, one line per box) and class names (OUT/names.txt)."""
+    (out / "gt.txt").write_text("\n".join(gt) + "\n")
+    (out / "names.txt").write_text("\n".join(NAMES) + "\n")
+
+
 def write_video(out, frames, w, h, fps, seed):
     """A clip of objects moving in straight lines (bouncing off the edges), two pairs on crossing paths."""
     out = Path(out).resolve()
@@ -353,10 +369,7 @@ def write_video(out, frames, w, h, fps, seed):
             vel = rng.uniform(-4, 4, size=2)
         tracks.append({"id": tid, "cls": cls, "shape": shape, "rgb": jitter(rng, COLOURS[colour]),
                        "size": np.array([size, size * rng.uniform(0.8, 1.2)]), "pos": pos, "vel": vel})
-    path = out / "clip.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    if not writer.isOpened():
-        raise RuntimeError(f"{path}: OpenCV cannot write MP4 (mp4v) here")
+    path, writer = clip_writer(out, fps, w, h)
     gt = []
     for f in range(1, frames + 1):
         objects = []
@@ -375,8 +388,7 @@ def write_video(out, frames, w, h, fps, seed):
                     t["vel"][k] = -t["vel"][k]
                     t["pos"][k] = float(np.clip(t["pos"][k], 0, lim - t["size"][k]))
     writer.release()
-    (out / "gt.txt").write_text("\n".join(gt) + "\n")
-    (out / "names.txt").write_text("\n".join(NAMES) + "\n")
+    write_clip_truth(out, gt)
     return path
 
 
@@ -407,12 +419,10 @@ def write_still_video(out, frames, w, h, fps, seed):
             tracks.append({"id": len(tracks) + 1, "cls": cls, "shape": shape, "rgb": jitter(rng, COLOURS[colour]),
                            "size": (bw, bh), "y": row * h - bh / 2, "first": first, "span": span,
                            "x0": -bw if direction > 0 else w, "vx": direction * (w + bw) / span})
-    path = out / "clip.mp4"
-    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"mp4v"), fps, (w, h))
-    if not writer.isOpened():
-        raise RuntimeError(f"{path}: OpenCV cannot write MP4 (mp4v) here")
+    path, writer = clip_writer(out, fps, w, h)
     gt = []
     noise = np.random.default_rng(seed + 2)
+    mask = np.zeros((h, w), np.uint8)  # draw_shape's mask, not needed here
     for f in range(frames):
         img = still.copy()
         for t in tracks:
@@ -421,15 +431,14 @@ def write_still_video(out, frames, w, h, fps, seed):
                 continue
             x1 = t["x0"] + k * t["vx"]
             box = (x1, t["y"], x1 + t["size"][0], t["y"] + t["size"][1])
-            draw_shape(img, np.zeros((h, w), np.uint8), t["shape"], box, t["rgb"])
+            draw_shape(img, mask, t["shape"], box, t["rgb"])
             cx1, cx2 = max(0.0, box[0]), min(float(w), box[2])
             if cx2 - cx1 >= 1:
                 vis = (cx2 - cx1) / (box[2] - box[0])
                 gt.append(f"{f + 1},{t['id']},{cx1:.2f},{box[1]:.2f},{cx2 - cx1:.2f},{box[3] - box[1]:.2f},1,{t['cls']},{vis:.3f}")
         writer.write(np.clip(grain(noise, img, 2.0), 0, 255).astype(np.uint8))
     writer.release()
-    (out / "gt.txt").write_text("\n".join(gt) + "\n")
-    (out / "names.txt").write_text("\n".join(NAMES) + "\n")
+    write_clip_truth(out, gt)
     return path
 
 
